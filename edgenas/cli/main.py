@@ -1,0 +1,52 @@
+"""``edgenas`` entry point: argparse sub-commands, and the error contract.
+
+Input errors (:class:`~edgenas.errors.EdgenasError`, bad flags) print one line to stderr and exit 2;
+no traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from edgenas import __version__
+from edgenas.errors import EdgenasError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and still exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgenas.cli import describe, run
+
+    parser = OneLineParser(prog="edgenas", description="Hardware-aware NAS for edge devices.")
+    parser.add_argument("--version", action="version", version=f"edgenas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    describe.add_parsers(sub)
+    run.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EdgenasError as exc:
+        print(f"edgenas {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgenas: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `edgenas describe ... | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""TOML job configs (``edgenas run CONFIG``).
+
+A config names the stages of a job, one table each; unknown tables or keys are errors (a typo must not
+silently fall back to a default)::
+
+    [space]                 # which space, and its constructor options
+    name = "tiny"
+    options = { widths = [0.5, 0.75, 1.0] }
+
+    [task]                  # what the networks are built for
+    num_classes = 10
+    in_channels = 1
+
+    [describe]              # cost a sample of the space
+    random = 12
+    seed = 0
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgenas.errors import EdgenasError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "space": {"name": str, "options": dict},
+    "task": {"num_classes": int, "in_channels": int, "resolution": int},
+    "describe": {"random": int, "seed": int, "archs": str, "csv": str},
+}
+REQUIRED = {"space": ("name",)}
+
+
+def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise EdgenasError(f"config {str(p)!r} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise EdgenasError(f"config {str(p)!r} is not valid TOML: {exc}") from None
+    for section, body in data.items():
+        if section not in SCHEMA:
+            raise EdgenasError(f"config {p.name}: unknown table [{section}]; known: {', '.join(SCHEMA)}")
+        if not isinstance(body, dict):
+            raise EdgenasError(f"config {p.name}: [{section}] must be a table")
+        for key, value in body.items():
+            want = SCHEMA[section].get(key)
+            if want is None:
+                raise EdgenasError(
+                    f"config {p.name}: unknown key {key!r} in [{section}]; known: {', '.join(SCHEMA[section])}"
+                )
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise EdgenasError(f"config {p.name}: [{section}] {key} must be of type {want.__name__}")
+    for section, keys in REQUIRED.items():
+        for key in keys:
+            if key not in data.get(section, {}):
+                raise EdgenasError(f"config {p.name}: [{section}] needs a {key!r} key")
+    if "describe" in data:
+        rel = data["describe"]
+        for key in ("archs", "csv"):
+            if key in rel:
+                rel[key] = str((p.parent / rel[key]).resolve()) if not Path(rel[key]).is_absolute() else rel[key]
+    return data

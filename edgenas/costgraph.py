@@ -1,0 +1,210 @@
+"""Exact analytic cost of a network from its op list: MACs, parameters, sizes and peak activation memory.
+
+A :class:`OpGraph` records the primitive ops of a network (or of one layer) with their tensor shapes.
+Layer descriptors emit their ops into it without building any torch module; the same graph type is
+filled from the FX trace of a built module in :mod:`edgenas.modelcount`, which is how the analytic
+numbers are checked against the real network.
+
+Conventions (they follow MCUNet's peak-SRAM analysis and the conv+linear MAC convention of OFA/thop):
+
+* MACs: conv ``Cout*Hout*Wout*(Cin/groups)*k*k``, linear ``in*out``; pooling, activations, BN,
+  additions and biases count zero.
+* Parameters: every trainable parameter, BN affine weights included (running stats are buffers).
+* ``size_bytes_fp32`` = 4 bytes per parameter. ``size_bytes_int8`` is the weight payload of the
+  deployed int8 model: 1 byte per conv/linear weight, a 4-byte int32 bias per output channel of every
+  conv/linear that has a bias once the following BatchNorm is folded into it, and 1 byte per element of
+  a BatchNorm that cannot be folded (one that does not follow a conv). Quantisation scales and
+  flatbuffer overhead are not included; the exporter reports real file sizes.
+* Peak activation memory: tensors live from the op that writes them to their last reader. BN and
+  activations run in place, reshapes are views. An element-wise binary op (residual add, SE scale)
+  writes into an operand buffer that has no later reader, otherwise into a new buffer. The peak is the
+  largest sum of live buffers at any op, the network input included: MCUNet's "input + output of the
+  layer, plus tensors kept alive by a residual branch". Bytes = elements x 4 (fp32) or x 1 (int8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Shape = tuple[int, ...]
+
+# How an op's output relates to memory: a new buffer, a view/in-place result of its first input, or
+# an element-wise result that may reuse a dying operand's buffer.
+NEW, ALIAS, INPLACE = "new", "alias", "inplace"
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Spatial output size of a convolution or pooling window (floor mode)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def numel(shape: Shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Additive cost totals plus the activation peak, in elements (see module docstring)."""
+
+    macs: int = 0
+    params: int = 0
+    int8_bytes: int = 0
+    peak_act_elems: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.macs + other.macs,
+            self.params + other.params,
+            self.int8_bytes + other.int8_bytes,
+            max(self.peak_act_elems, other.peak_act_elems),
+        )
+
+
+class OpGraph:
+    """A straight-line list of ops over tensors identified by integers, with their shapes (C, H, W)."""
+
+    def __init__(self) -> None:
+        self.shapes: list[Shape] = []
+        # (mode, inputs, output)
+        self.ops: list[tuple[str, tuple[int, ...], int]] = []
+        self.outputs: list[int] = []
+        self.macs = 0
+        self.params = 0
+        self.int8_bytes = 0
+
+    # -- recording ---------------------------------------------------------------------------
+    def input(self, shape: Shape) -> int:
+        """Declare an input tensor (alive from the start)."""
+        self.shapes.append(tuple(shape))
+        return len(self.shapes) - 1
+
+    def record(self, mode: str, inputs: Sequence[int], shape: Shape) -> int:
+        """Record one op producing a tensor of ``shape`` from ``inputs``; returns the new tensor id."""
+        self.shapes.append(tuple(shape))
+        out = len(self.shapes) - 1
+        self.ops.append((mode, tuple(inputs), out))
+        return out
+
+    def conv(
+        self,
+        x: int,
+        cout: int,
+        kernel: int,
+        stride: int = 1,
+        groups: int = 1,
+        *,
+        bias: bool = False,
+        bn: bool = True,
+        padding: int | None = None,
+    ) -> int:
+        """Conv2d (+ BatchNorm folded into it when ``bn``); activations after it are in place."""
+        cin, h, w = self.shapes[x]
+        pad = kernel // 2 if padding is None else padding
+        oh, ow = conv_out(h, kernel, stride, pad), conv_out(w, kernel, stride, pad)
+        weights = cout * (cin // groups) * kernel * kernel
+        self.macs += weights * oh * ow
+        self.params += weights + (cout if bias else 0) + (2 * cout if bn else 0)
+        self.int8_bytes += weights + (4 * cout if (bias or bn) else 0)
+        return self.record(NEW, (x,), (cout, oh, ow))
+
+    def linear(self, x: int, out_features: int, *, bias: bool = True) -> int:
+        in_features = numel(self.shapes[x])
+        self.macs += in_features * out_features
+        self.params += in_features * out_features + (out_features if bias else 0)
+        self.int8_bytes += in_features * out_features + (4 * out_features if bias else 0)
+        return self.record(NEW, (x,), (out_features,))
+
+    def batchnorm(self, x: int) -> int:
+        """A BatchNorm that cannot be folded into a preceding conv (in place when ``x`` dies here)."""
+        c = self.shapes[x][0]
+        self.params += 2 * c
+        self.int8_bytes += 2 * c
+        return self.record(INPLACE, (x,), self.shapes[x])
+
+    def act(self, x: int) -> int:
+        """An activation whose input may still be read later (a pre-activation, as in ReLU-Conv-BN):
+        it runs in place only when ``x`` dies here. Activations right after a conv need not be
+        recorded: the conv output always dies at them."""
+        return self.record(INPLACE, (x,), self.shapes[x])
+
+    def pool(self, x: int, kernel: int, stride: int, padding: int) -> int:
+        c, h, w = self.shapes[x]
+        return self.record(
+            NEW, (x,), (c, conv_out(h, kernel, stride, padding), conv_out(w, kernel, stride, padding))
+        )
+
+    def global_pool(self, x: int) -> int:
+        return self.record(NEW, (x,), (self.shapes[x][0], 1, 1))
+
+    def flatten(self, x: int) -> int:
+        return self.record(ALIAS, (x,), (numel(self.shapes[x]),))
+
+    def add(self, a: int, b: int) -> int:
+        return self.record(INPLACE, (a, b), self.shapes[a])
+
+    def mul(self, a: int, b: int) -> int:
+        """Element-wise product with broadcasting (SE scale); output has the larger operand's shape."""
+        big = a if numel(self.shapes[a]) >= numel(self.shapes[b]) else b
+        return self.record(INPLACE, (a, b), self.shapes[big])
+
+    def zeros(self, like: int) -> int:
+        """A zero tensor shaped like ``like`` (NB201 node whose every input edge is ``none``)."""
+        return self.record(NEW, (), self.shapes[like])
+
+    def copy(self, x: int) -> int:
+        """A materialised permutation of ``x`` (channel shuffle)."""
+        return self.record(NEW, (x,), self.shapes[x])
+
+    # -- evaluation --------------------------------------------------------------------------
+    def peak_act_elems(self) -> int:
+        """Largest number of activation elements alive at once (see module docstring)."""
+        n_ops = len(self.ops)
+        last_use = [-1] * len(self.shapes)
+        for i, (_, inputs, _) in enumerate(self.ops):
+            for t in inputs:
+                last_use[t] = i
+        for t in self.outputs:
+            last_use[t] = n_ops
+        storage = list(range(len(self.shapes)))  # tensor -> storage id (a tensor id)
+        members: dict[int, list[int]] = {s: [s] for s in storage}
+        born: dict[int, int] = {}
+        for i, (mode, inputs, out) in enumerate(self.ops):
+            target = None
+            if mode == ALIAS:
+                target = storage[inputs[0]]
+            elif mode == INPLACE:
+                out_elems = numel(self.shapes[out])
+                for t in inputs:
+                    s = storage[t]
+                    if numel(self.shapes[s]) == out_elems and max(last_use[m] for m in members[s]) <= i:
+                        target = s
+                        break
+            if target is None:
+                born[out] = i
+            else:
+                storage[out] = target
+                members[target].append(out)
+        intervals = []
+        for s, ms in members.items():
+            if storage[s] != s:
+                continue
+            death = max(last_use[m] for m in ms)
+            if death < 0:
+                continue  # never read and not an output
+            intervals.append((born.get(s, -1), death, numel(self.shapes[s])))
+        peak = 0
+        for b, _, _ in intervals:
+            if b < 0:
+                continue
+            live = sum(size for b2, d2, size in intervals if b2 <= b <= d2)
+            peak = max(peak, live)
+        if not any(b >= 0 for b, _, _ in intervals):
+            peak = sum(size for _, _, size in intervals)
+        return peak
+
+    def cost(self) -> Cost:
+        return Cost(self.macs, self.params, self.int8_bytes, self.peak_act_elems())

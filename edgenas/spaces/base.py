@@ -1,0 +1,198 @@
+"""The search-space plug-in contract: one base class for every space.
+
+A space knows how to name its members (one canonical arch string per candidate, see
+:class:`ArchSpec`), how to sample them (from an Optuna trial, define-by-run, or uniformly with a seed),
+how many there are, how to lay them out as :mod:`edgenas.layers` descriptors (the unit of latency
+tables and of the exact cost model), how to build them as torch modules, and how to encode them as
+fixed-length numeric vectors for surrogate models.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from edgenas.costgraph import Cost
+from edgenas.errors import ArchParseError
+from edgenas.layers import Layer, layer_cost
+
+if TYPE_CHECKING:
+    import optuna
+    import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A frozen, hashable candidate. ``str(spec)`` is its one canonical string: ``<space>:<body>``.
+
+    The canonical string is the cache key of estimators, the prefix of everything stored about the
+    candidate, and the ``arch`` user attribute of Optuna trials.
+    """
+
+    space: ClassVar[str] = ""
+
+    def body(self) -> str:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return f"{self.space}:{self.body()}"
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the network is built for: input channels, classes, and the input resolution of spaces
+    whose specs do not fix it (``nb201``, ``fbnet``). ``None`` means the space's default."""
+
+    num_classes: int | None = None
+    in_channels: int = 3
+    resolution: int | None = None
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Exact analytic cost of one spec; field names match the CLI's output records."""
+
+    arch: str
+    macs: int
+    params: int
+    size_bytes_fp32: int
+    size_bytes_int8: int
+    peak_ram_bytes_fp32: int
+    peak_ram_bytes_int8: int
+
+    def as_record(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class SearchSpace(ABC):
+    """Base class of all spaces; subclasses register with :func:`edgenas.spaces.register_space`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    default_classes: ClassVar[int]
+    default_resolution: ClassVar[int]
+
+    # -- naming ------------------------------------------------------------------------------
+    @abstractmethod
+    def parse_body(self, text: str) -> ArchSpec:
+        """Parse the canonical body (without the ``<space>:`` prefix)."""
+
+    @abstractmethod
+    def from_json(self, obj: dict[str, Any]) -> ArchSpec:
+        """Build a spec from its JSON object form (``spec.to_json()`` round-trips)."""
+
+    def to_json(self, spec: ArchSpec) -> dict[str, Any]:
+        """The JSON object form of ``spec`` (``from_json`` inverts it)."""
+        return spec.to_json()
+
+    def parse_alternative(self, text: str) -> ArchSpec | None:
+        """Hook for space-specific foreign forms (NB201 arch_str, FBNet op indices)."""
+        return None
+
+    def parse(self, text: str) -> ArchSpec:
+        """Parse any accepted form: canonical string (prefix optional), JSON object, foreign forms."""
+        text = text.strip()
+        if not text:
+            raise ArchParseError(f"empty {self.name} arch string")
+        if text.startswith("{"):
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ArchParseError(f"invalid {self.name} arch JSON: {exc.msg} at char {exc.pos}") from None
+            if not isinstance(obj, dict):
+                raise ArchParseError(f"{self.name} arch JSON must be an object")
+            return self.from_json(obj)
+        prefix, sep, rest = text.partition(":")
+        if sep and prefix == self.name:
+            return self.parse_body(rest)
+        alt = self.parse_alternative(text)
+        if alt is not None:
+            return alt
+        from edgenas.spaces import space_names
+
+        if sep and prefix in space_names():
+            raise ArchParseError(
+                f"arch {text[:60]!r} belongs to space {prefix!r}, not {self.name!r}; pass --space {prefix}"
+            )
+        return self.parse_body(text)
+
+    # -- sampling ----------------------------------------------------------------------------
+    @abstractmethod
+    def suggest(self, trial: optuna.Trial) -> ArchSpec:
+        """Sample a spec define-by-run from an Optuna trial (only active choices are suggested)."""
+
+    @abstractmethod
+    def random(self, rng: random.Random) -> ArchSpec:
+        """Sample uniformly at random over the searched choices."""
+
+    def sample(self, n: int, seed: int) -> list[ArchSpec]:
+        rng = random.Random(seed)
+        return [self.random(rng) for _ in range(n)]
+
+    @abstractmethod
+    def size(self) -> int:
+        """Number of distinct specs over the searched choices."""
+
+    @abstractmethod
+    def choices(self) -> dict[str, str]:
+        """Human-readable list of the searched choices (for ``edgenas spaces``)."""
+
+    # -- structure ---------------------------------------------------------------------------
+    @abstractmethod
+    def layers(self, spec: ArchSpec, task: Task | None = None) -> list[Layer]:
+        """The network as a sequence of layer descriptors."""
+
+    def input_shape(self, spec: ArchSpec, task: Task | None = None) -> tuple[int, int, int]:
+        """(C, H, W) of the network input."""
+        first = self.layers(spec, task)[0]
+        return (first.cin, first.hw, first.hw)
+
+    def build(self, spec: ArchSpec, task: Task | None = None) -> nn.Module:
+        """The network as a ``torch.nn.Sequential`` of its layers' modules (random init, train mode)."""
+        import torch.nn as nn
+
+        return nn.Sequential(*[layer.build() for layer in self.layers(spec, task)])
+
+    @abstractmethod
+    def encode(self, spec: ArchSpec) -> list[float]:
+        """Fixed-length numeric encoding for surrogate models (length :meth:`encoding_size`)."""
+
+    @abstractmethod
+    def encoding_size(self) -> int: ...
+
+    # -- cost --------------------------------------------------------------------------------
+    def cost(self, spec: ArchSpec, task: Task | None = None) -> CostReport:
+        """Exact analytic cost (no module is built)."""
+        total = Cost()
+        for layer in self.layers(spec, task):
+            total = total + layer_cost(layer)[0]
+        return CostReport(
+            arch=str(spec),
+            macs=total.macs,
+            params=total.params,
+            size_bytes_fp32=4 * total.params,
+            size_bytes_int8=total.int8_bytes,
+            peak_ram_bytes_fp32=4 * total.peak_act_elems,
+            peak_ram_bytes_int8=total.peak_act_elems,
+        )
+
+    def resolve_task(self, task: Task | None) -> Task:
+        task = task or Task()
+        return Task(
+            num_classes=task.num_classes or self.default_classes,
+            in_channels=task.in_channels,
+            resolution=task.resolution or self.default_resolution,
+        )
+
+
+def choice_error(space: str, what: str, value: object, allowed: Sequence[object], token: str) -> ArchParseError:
+    """A uniform 'bad token' error naming the token, the offending value and the allowed values."""
+    allowed_s = ", ".join(str(a) for a in allowed)
+    return ArchParseError(f"{space} arch: bad token {token!r}: {what} {value} is not one of {{{allowed_s}}}")

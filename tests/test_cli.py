@@ -1,0 +1,173 @@
+"""The ``edgenas`` CLI: spaces, describe, run, and the exit-2 one-line error contract."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgenas.cli.describe import COST_FIELDS
+from edgenas.cli.main import main
+
+FIELDS = ["arch", "macs", "params", "size_bytes_fp32", "size_bytes_int8", "peak_ram_bytes_fp32", "peak_ram_bytes_int8"]
+TUTORIAL = "mbv3:w1.2:r192:k5e3-k3e3_k5e4-k3e4_k7e6-k7e3-k3e4_k5e4-k5e4-k7e4-k3e3_k3e6-k3e6-k5e6"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_field_names_are_the_documented_ones():
+    assert COST_FIELDS == FIELDS
+
+
+def test_spaces_lists_every_space(capsys):
+    code, out, _ = run(capsys, "spaces", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert set(rows) == {"mbv3", "tiny", "nb201", "fbnet"}
+    assert rows["nb201"]["size"] == 15625
+    code, out, _ = run(capsys, "spaces")
+    assert "mbv3" in out and "15,625" in out
+
+
+def test_describe_random_json(capsys):
+    code, out, _ = run(capsys, "describe", "--space", "tiny", "--random", "5", "--seed", "3", "--json")
+    assert code == 0
+    recs = json.loads(out)
+    assert len(recs) == 5 and all(list(r) == FIELDS for r in recs)
+    code, out2, _ = run(capsys, "describe", "--space", "tiny", "--random", "5", "--seed", "3", "--json")
+    assert out == out2
+
+
+def test_describe_arch_json_ofa_form(capsys):
+    obj = {"ks": [5, 3, 3, 3, 5, 3, 3, 3, 7, 7, 3, 3, 5, 5, 7, 3, 3, 3, 5, 3],
+           "e": [3, 3, 3, 3, 4, 4, 3, 3, 6, 3, 4, 3, 4, 4, 4, 3, 6, 6, 6, 3],
+           "d": [2, 2, 3, 4, 3], "r": 192, "w": 1.2}
+    code, out, _ = run(capsys, "describe", "--space", "mbv3", "--arch-json", json.dumps(obj), "--json")
+    assert code == 0
+    assert json.loads(out)[0]["arch"] == TUTORIAL
+
+
+def test_describe_archs_file_mixed_forms_and_csv_out(capsys, tmp_path):
+    f = tmp_path / "archs.txt"
+    f.write_text(
+        "# comment\n"
+        "nb201:c3-c3-avg-skip-c3-skip\n"
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|\n"
+        "\n"
+        "c1-none-none-none-none-none\n"
+    )
+    out_csv = tmp_path / "out.csv"
+    code, out, _ = run(capsys, "describe", "--space", "nb201", "--archs", str(f), "--csv", str(out_csv))
+    assert code == 0 and "wrote 3 records" in out
+    rows = list(csv.DictReader(out_csv.open()))
+    assert list(rows[0]) == FIELDS
+    assert rows[0]["arch"] == rows[1]["arch"] == "nb201:c3-c3-avg-skip-c3-skip"
+    assert int(rows[2]["macs"]) < int(rows[0]["macs"])
+
+
+def test_describe_fbnet_and_ofa_json_lines(capsys, tmp_path):
+    f = tmp_path / "fb.txt"
+    f.write_text("7-8-1-0-2-3-4-5-6-7-8-0-1-2-3-4-5-6-7-8-0-1\n")
+    code, out, _ = run(capsys, "describe", "--space", "fbnet", "--archs", str(f), "--json")
+    assert code == 0 and json.loads(out)[0]["arch"].startswith("fbnet:cifar100:k5e6-skip-k3e1g2")
+    g = tmp_path / "ofa.txt"
+    g.write_text('{"ks": [3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3], "e": [6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6],'
+                 ' "d": [4,4,4,4,4], "r": 224, "w": 1.2}\n')
+    code, out, _ = run(capsys, "describe", "--space", "mbv3", "--archs", str(g), "--json")
+    assert code == 0 and json.loads(out)[0]["arch"].startswith("mbv3:w1.2:r224:k3e6-k3e6-k3e6-k3e6_")
+
+
+def test_describe_csv_with_arch_column(capsys, tmp_path):
+    f = tmp_path / "m.csv"
+    f.write_text("arch,latency_ms\nnb201:c3-c3-avg-skip-c3-skip,1.5\nnb201:skip-skip-skip-skip-skip-skip,0.3\n")
+    code, out, _ = run(capsys, "describe", "--space", "nb201", "--archs", str(f), "--json")
+    assert code == 0 and len(json.loads(out)) == 2
+
+
+def test_describe_all_nb201_cells(capsys, shared_data, tmp_path):
+    out_csv = tmp_path / "all.csv"
+    code, _out, _ = run(capsys, "describe", "--space", "nb201", "--archs",
+                       str(shared_data / "nb201" / "nb201_cifar10.csv"), "--csv", str(out_csv))
+    assert code == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 15625
+    params = sorted(int(r["params"]) for r in rows)
+    assert 0.07e6 < params[0] < 0.08e6 and 1.5e6 < params[-1] < 1.6e6  # README: 0.073-1.53 M
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["describe", "--space", "nope", "--random", "1"], "unknown space 'nope'"),
+        (["describe", "--space", "mbv3", "--arch", "mbv3:w1.2:r192:k9e3"], "'k9e3'"),
+        (["describe", "--space", "nb201", "--arch", "c3-c3-c3"], "expected 6 edge ops"),
+        (["describe", "--space", "mbv3", "--arch", TUTORIAL.replace("r192", "r400")], "'r400'"),
+        (["describe", "--space", "tiny", "--random", "0"], "--random must be positive"),
+        (["describe", "--space", "tiny", "--archs", "/nonexistent/archs.txt"], "not found"),
+        (["describe", "--space", "mbv3", "--arch-json", "{\"ks\": 3}"], "missing key"),
+        (["describe", "--space", "tiny", "--random", "2", "--csv", "/nonexistent/dir/x.csv"], "does not exist"),
+        (["describe", "--space", "mbv3", "--space-opt", "bogus=1", "--random", "1"], "bad options for space"),
+        (["describe", "--space", "tiny"], "one of the arguments"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, needle, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    _, err = capsys.readouterr()
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert needle in lines[0]
+    assert "Traceback" not in err
+
+
+def test_bad_arch_line_in_file_names_file_and_line(capsys, tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("nb201:c3-c3-avg-skip-c3-skip\nnb201:c3-c3-avg-skip-c3-oops\n")
+    code, _, err = run(capsys, "describe", "--space", "nb201", "--archs", str(f))
+    assert code == 2 and f"{f}:2:" in err and "'oops'" in err
+
+
+def test_console_script_subprocess_error_contract():
+    """The installed entry point: exit 2, one line on stderr, no traceback."""
+    exe = Path(sys.executable).parent / "edgenas"
+    proc = subprocess.run([str(exe), "describe", "--space", "fbnet", "--arch", "1-2-3"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "expected 22 layer choices" in proc.stderr
+    proc = subprocess.run([str(exe), "describe", "--space", "nb201", "--arch", "c3-c3-avg-skip-c3-skip"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "nb201:c3-c3-avg-skip-c3-skip" in proc.stdout
+
+
+def test_run_demo_config(capsys, repo):
+    code, out, _ = run(capsys, "run", str(repo / "examples" / "demo.toml"))
+    assert code == 0 and out.count("tiny:w") == 12
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[space]\nname = 'tiny'\n[serach]\nx = 1\n", "unknown table [serach]"),
+        ("[space]\nnme = 'tiny'\n", "unknown key 'nme'"),
+        ("[task]\nnum_classes = 10\n", "[space] needs a 'name'"),
+        ("[space]\nname = 'tiny'\n[task]\nnum_classes = 'ten'\n", "num_classes must be of type int"),
+        ("[space\n", "not valid TOML"),
+    ],
+)
+def test_run_bad_config(text, needle, capsys, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    code, _, err = run(capsys, "run", str(cfg))
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
