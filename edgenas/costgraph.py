@@ -19,7 +19,9 @@ Conventions (they follow MCUNet's peak-SRAM analysis and the conv+linear MAC con
   activations run in place, reshapes are views. An element-wise binary op (residual add, SE scale)
   writes into an operand buffer that has no later reader, otherwise into a new buffer. The peak is the
   largest sum of live buffers at any op, the network input included: MCUNet's "input + output of the
-  layer, plus tensors kept alive by a residual branch". Bytes = elements x 4 (fp32) or x 1 (int8).
+  layer, plus tensors kept alive by a residual branch". A buffer nobody reads exists only while the
+  op writing it runs; views, in-place and element-wise ops whose result is unused are dead code.
+  Bytes = elements x 4 (fp32) or x 1 (int8).
 """
 
 from __future__ import annotations
@@ -164,11 +166,18 @@ class OpGraph:
         """Largest number of activation elements alive at once (see module docstring)."""
         n_ops = len(self.ops)
         last_use = [-1] * len(self.shapes)
-        for i, (_, inputs, _) in enumerate(self.ops):
-            for t in inputs:
-                last_use[t] = i
         for t in self.outputs:
             last_use[t] = n_ops
+        # Views, BN/activations and element-wise ops whose result nobody reads are dead code and do
+        # not keep their inputs alive; ops that write a new buffer (convs, pools) always run.
+        used = set(self.outputs)
+        for i in range(n_ops - 1, -1, -1):
+            mode, inputs, out = self.ops[i]
+            if mode != NEW and out not in used:
+                continue
+            for t in inputs:
+                used.add(t)
+                last_use[t] = max(last_use[t], i)
         storage = list(range(len(self.shapes)))  # tensor -> storage id (a tensor id)
         members: dict[int, list[int]] = {s: [s] for s in storage}
         born: dict[int, int] = {}
@@ -192,10 +201,9 @@ class OpGraph:
         for s, ms in members.items():
             if storage[s] != s:
                 continue
-            death = max(last_use[m] for m in ms)
-            if death < 0:
-                continue  # never read and not an output
-            intervals.append((born.get(s, -1), death, numel(self.shapes[s])))
+            # a buffer nobody reads (a dead branch) still exists while the op writing it runs
+            birth = born.get(s, -1)
+            intervals.append((birth, max(birth, *(last_use[m] for m in ms)), numel(self.shapes[s])))
         peak = 0
         for b, _, _ in intervals:
             if b < 0:

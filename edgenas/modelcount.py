@@ -68,6 +68,8 @@ def trace_graph(model: nn.Module, x: torch.Tensor) -> tuple[OpGraph, int]:
         if shape is None:  # non-tensor value (x.shape, sizes)
             continue
         tensor_args = [env[a] for a in node.args if isinstance(a, torch.fx.Node) and a in env]
+        if node.target in _NEW_FUNCS:
+            tensor_args = []  # zeros_like reads only the shape: its argument's buffer may already be gone
         mode = _classify(gm, node)
         if node.op == "call_module":
             mod = gm.get_submodule(str(node.target))

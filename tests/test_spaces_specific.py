@@ -246,3 +246,18 @@ def test_fbnet_structure_matches_hw_nas_bench():
     assert il[0].hw == 224 and il[0].s == 2 and il[-1].cout == 1000
     # skip is identity unless the stride or width changes: 6 of the 7 stage entries change one
     assert len(il) == 1 + 6 + 3
+
+
+def test_nb201_cost_equals_module_on_degenerate_cells():
+    """Dead branches, skip-only and zero nodes: the cases where liveness rules matter most."""
+    import random
+
+    from edgenas.modelcount import count_module
+
+    sp = get_space("nb201")
+    rng = random.Random(11)
+    specs = [s for s in sp.all_specs() if "none" in s.ops and "skip" in s.ops]
+    for spec in rng.sample(specs, 25):
+        rec = sp.cost(spec).as_record()
+        rec.pop("arch")
+        assert count_module(sp.build(spec), sp.input_shape(spec)) == rec, str(spec)

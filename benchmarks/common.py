@@ -1,0 +1,103 @@
+"""Shared helpers for benchmark scripts: machine/version metadata and result files.
+
+Every benchmark prints a table and writes ``benchmarks/results/<name>.json`` and ``.md`` with the
+machine, library versions, seeds and date, so committed results say where they came from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def versions(*packages: str) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for p in ("edgenas", "torch", "numpy", *packages):
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_results(
+    name: str, title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str],
+    params: dict[str, Any], notes: str = "", packages: Sequence[str] = (),
+) -> tuple[Path, Path]:
+    """Print the table and write ``<name>.json`` / ``<name>.md`` under benchmarks/results."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "benchmark": name,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "machine": machine(),
+        "versions": versions(*packages),
+        "params": params,
+    }
+    table = markdown_table(rows, columns)
+    print(table)
+    jpath = RESULTS / f"{name}.json"
+    jpath.write_text(json.dumps({**meta, "rows": list(rows), "notes": notes}, indent=1) + "\n")
+    mpath = RESULTS / f"{name}.md"
+    m = meta["machine"]
+    body = [
+        f"# {title}", "",
+        f"Date {meta['date']}, commit {meta['commit']}. Machine: {m['cpu']}, {m['cores']} cores, "
+        f"{m['memory_gib']} GiB, {m['platform']}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        "Parameters: " + ", ".join(f"{k}={v}" for k, v in params.items()) + ".", "",
+        table, "",
+    ]
+    if notes:
+        body += [notes.strip(), ""]
+    mpath.write_text("\n".join(body))
+    return jpath, mpath
