@@ -7,6 +7,7 @@ no traceback. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -21,15 +22,23 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from edgenas.cli import describe, run
+# Each command module exposes ``add_parsers(sub)``; order here is the order of ``--help``.
+COMMAND_MODULES = ("describe", "latency", "estimate", "run")
 
+
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="edgenas", description="Hardware-aware NAS for edge devices.")
     parser.add_argument("--version", action="version", version=f"edgenas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
-    describe.add_parsers(sub)
-    run.add_parser(sub)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"edgenas.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"edgenas.cli.{name}":
+                raise
+            continue  # command not built yet
+        module.add_parsers(sub)
     return parser
 
 

@@ -31,7 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a TOML job config (e.g. examples/demo.toml)")
     p.add_argument("config", help="path to the TOML config")
     p.set_defaults(func=cmd_run)
