@@ -70,6 +70,11 @@ class Layer:
     def cost(self) -> Cost:
         return layer_cost(self)[0]
 
+    def units(self) -> tuple[Layer, ...]:
+        """The latency-table units this layer runs as (itself, unless it decomposes: an NB201 cell
+        runs as its live edge ops and additions). Units must sum to the layer's latency."""
+        return (self,)
+
 
 @lru_cache(maxsize=1 << 16)
 def layer_cost(layer: Layer) -> tuple[Cost, tuple[int, int, int]]:

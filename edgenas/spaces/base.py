@@ -167,6 +167,15 @@ class SearchSpace(ABC):
     @abstractmethod
     def encoding_size(self) -> int: ...
 
+    def covering_specs(self) -> list[ArchSpec]:
+        """A small set of specs whose layer units include every unit of every searched spec (what
+        ``edgenas profile`` measures). Default: a large seeded sample; spaces override it exactly."""
+        return self.sample(20000, 0)
+
+    def units(self, spec: ArchSpec, task: Task | None = None) -> list[Layer]:
+        """The latency-table units of ``spec``, in execution order."""
+        return [u for layer in self.layers(spec, task) for u in layer.units()]
+
     # -- cost --------------------------------------------------------------------------------
     def cost(self, spec: ArchSpec, task: Task | None = None) -> CostReport:
         """Exact analytic cost (no module is built)."""

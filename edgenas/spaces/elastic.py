@@ -243,6 +243,14 @@ class ElasticSpace(SearchSpace):
         ]
         return self.make_spec(w, r, stages)
 
+    def covering_specs(self) -> list[ElasticSpec]:
+        """Per width and resolution, one max-depth spec per (kernel, expand): every block position
+        (first of a stage, or later) meets every choice."""
+        return [
+            self.make_spec(w, r, [[(k, e)] * self.max_depth for _ in range(self.n_stages)])
+            for w in self.widths for r in self.resolutions for k in self.kernels for e in self.expands
+        ]
+
     def size(self) -> int:
         per_block = len(self.kernels) * len(self.expands)
         per_stage = sum(per_block**d for d in self.depth_choices)

@@ -120,6 +120,11 @@ class FBNetSpace(SearchSpace):
     def random(self, rng: random.Random) -> FBNetSpec:
         return self._make(self.layout, [rng.randrange(len(BLOCKS)) for _ in range(N_LAYERS)])
 
+    def covering_specs(self) -> list[FBNetSpec]:
+        """A layer's input width and size depend only on its position, so the 9 uniform specs cover
+        every (position, block) unit."""
+        return [self._make(self.layout, [c] * N_LAYERS) for c in range(len(BLOCKS))]
+
     def size(self) -> int:
         return len(BLOCKS) ** N_LAYERS
 

@@ -139,6 +139,58 @@ class NB201CellLayer(Layer):
 
         return InferCell(self.cin, self.ops)
 
+    def units(self) -> tuple[Layer, ...]:
+        """Live edge ops plus one addition per extra summand of each live node. Edges from nodes that
+        do not depend on the input (constants) or into nodes that do not reach the output are dead:
+        exporters fold or drop them, so they cost no time on a device."""
+        live_in = {0: True}
+        for j in (1, 2, 3):
+            live_in[j] = any(live_in[f] and op != "none" for (t, f), op in zip(EDGES, self.ops) if t == j)
+        reaches_out = {3: True}
+        for j in (2, 1, 0):
+            reaches_out[j] = any(reaches_out[t] and op != "none" for (t, f), op in zip(EDGES, self.ops) if f == j)
+        out: list[Layer] = []
+        for j in (1, 2, 3):
+            if not reaches_out[j]:
+                continue
+            terms = [op for (t, f), op in zip(EDGES, self.ops) if t == j and op != "none" and live_in[f]]
+            out += [NB201EdgeLayer(self.cin, self.hw, op) for op in terms if op != "skip"]
+            out += [AddLayer(self.cin, self.hw)] * max(0, len(terms) - 1)
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class NB201EdgeLayer(Layer):
+    """One NB201 edge op at C channels: ``c1``/``c3`` (ReLU-Conv-BN) or ``avg`` (3x3 average pool)."""
+
+    kind = "nb201op"
+    op: str
+
+    def trace(self, g: OpGraph, x: int) -> int:
+        if self.op == "avg":
+            return g.pool(x, 3, 1, 1)
+        return g.conv(g.act(x), self.cin, 3 if self.op == "c3" else 1)
+
+    def build(self) -> nn.Module:
+        from edgenas.spaces.nb201_nn import edge_module
+
+        return edge_module(self.cin, self.op)
+
+
+@dataclass(frozen=True)
+class AddLayer(Layer):
+    """Element-wise sum of two C x H x W tensors (micro-model: ``x + x``)."""
+
+    kind = "add"
+
+    def trace(self, g: OpGraph, x: int) -> int:
+        return g.add(x, x)
+
+    def build(self) -> nn.Module:
+        from edgenas.spaces.nb201_nn import SelfAdd
+
+        return SelfAdd()
+
 
 @dataclass(frozen=True)
 class NB201ResBlockLayer(Layer):
@@ -265,6 +317,9 @@ class NB201Space(SearchSpace):
         import itertools
 
         return [NB201Spec(ops=ops) for ops in itertools.product(SHORT_OPS, repeat=6)]
+
+    def covering_specs(self) -> list[NB201Spec]:
+        return self.all_specs()
 
     def size(self) -> int:
         return len(SHORT_OPS) ** len(EDGES)

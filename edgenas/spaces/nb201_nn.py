@@ -12,6 +12,19 @@ def relu_conv_bn(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.ReLU(), nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout))
 
 
+def edge_module(c: int, op: str) -> nn.Module:
+    if op == "skip":
+        return nn.Identity()
+    if op == "avg":
+        return nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+    return relu_conv_bn(c, c, 3 if op == "c3" else 1)
+
+
+class SelfAdd(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x
+
+
 class InferCell(nn.Module):
     """A fixed NB201 cell. ``none`` edges are omitted (they add zeros); a node whose every input is
     ``none`` is a zero tensor, as in the official code."""
@@ -24,12 +37,7 @@ class InferCell(nn.Module):
             if op == "none":
                 continue
             name = f"e{to}{frm}"
-            if op == "skip":
-                self.edges[name] = nn.Identity()
-            elif op == "avg":
-                self.edges[name] = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
-            else:
-                self.edges[name] = relu_conv_bn(c, c, 3 if op == "c3" else 1)
+            self.edges[name] = edge_module(c, op)
             self.plan[to - 1].append(name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

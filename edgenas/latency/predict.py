@@ -1,0 +1,81 @@
+"""Latency prediction: ``latency_ms(spec)`` from a device's table and fitted device model.
+
+On a local device a missing table entry is measured on the spot and cached (lazy profiling), so a
+search never stops for it. On any other device a missing entry is an error naming the missing units
+and the command that measures them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from edgenas.errors import EdgenasError
+from edgenas.latency.devices import DeviceSpec, DeviceStore
+from edgenas.latency.table import LatencyTable
+from edgenas.spaces import ArchSpec, SearchSpace, Task
+
+
+class MissingEntriesError(EdgenasError):
+    """The table lacks units a spec needs, on a device edgenas cannot measure."""
+
+
+class LatencyPredictor:
+    def __init__(
+        self, space: SearchSpace, device: DeviceSpec | str, store: DeviceStore | None = None,
+        table: LatencyTable | None = None, lazy: bool = True, show_progress: bool | None = None,
+    ) -> None:
+        self.store = store or DeviceStore()
+        self.device = self.store.device(device) if isinstance(device, str) else device
+        self.space = space
+        self.lazy = lazy and self.device.local
+        self.show_progress = show_progress
+        loaded = table or self.store.load_table(self.device, space.name)
+        if loaded is None and not self.device.local:
+            raise EdgenasError(
+                f"no latency table for device {self.device.name!r} and space {space.name!r}; "
+                f"import one ('edgenas lut import' / 'lut import-kit' / 'lut fit') or profile a local device"
+            )
+        self._profiler = None
+        if loaded is None:
+            self.table = self.profiler().new_table(space.name)
+        else:
+            self.table = loaded
+        self.save_path = self.store.write_path(self.device, space.name)
+
+    def profiler(self):  # noqa: ANN201 - lazy import keeps torch out of pure prediction
+        if self._profiler is None:
+            from edgenas.latency.profile import Profiler
+
+            self._profiler = Profiler(self.device, self.store, show_progress=self.show_progress)
+        return self._profiler
+
+    def unit_keys(self, spec: ArchSpec, task: Task | None = None) -> list[str]:
+        return [u.key for u in self.space.units(spec, task)]
+
+    def ensure(self, specs: Sequence[ArchSpec], task: Task | None = None) -> None:
+        """Make sure every unit of ``specs`` has an entry (measuring on a local device)."""
+        missing = {}
+        for s in specs:
+            for u in self.space.units(s, task):
+                if u.key not in self.table.entries:
+                    missing[u.key] = u
+        if not missing:
+            return
+        if not self.lazy:
+            keys = sorted(missing)
+            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            how = (f"edgenas profile --device {self.device.name} --space {self.space.name}" if self.device.local
+                   else f"edgenas profile kit --device {self.device.name} --space {self.space.name} --out KIT_DIR")
+            raise MissingEntriesError(
+                f"latency table of {self.device.name}/{self.space.name} lacks {len(keys)} unit(s): {shown}; "
+                f"measure them with '{how}'"
+            )
+        self.profiler().measure(missing.values(), self.space.name, self.table, self.save_path)
+
+    def predict(self, spec: ArchSpec, task: Task | None = None) -> float:
+        return self.predict_many([spec], task)[0]
+
+    def predict_many(self, specs: Sequence[ArchSpec], task: Task | None = None) -> list[float]:
+        """Predicted whole-network latency in ms for each spec."""
+        self.ensure(specs, task)
+        return [self.table.predict_ms(self.unit_keys(s, task)) for s in specs]

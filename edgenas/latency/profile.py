@@ -1,0 +1,221 @@
+"""Profiling: measure latency units (and whole networks) on a device's runtime and fill its table.
+
+Two phases, so that conversion never disturbs timing: export every missing unit as a micro-model
+(``jobs`` worker processes; exported files are cached under the work dir), then time them one by one
+on an otherwise idle runtime. The table is saved atomically every ``save_every_s`` seconds and at the
+end: an interrupted run keeps what it measured and a rerun measures only what is missing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from edgenas.costgraph import OpGraph
+from edgenas.errors import EdgenasError
+from edgenas.latency.devices import DeviceSpec, DeviceStore
+from edgenas.latency.runtimes import DeviceRuntime, ExportItem, get_runtime
+from edgenas.latency.table import Entry, LatencyTable, host_info
+from edgenas.layers import Layer
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from edgenas.spaces import ArchSpec, SearchSpace, Task
+
+
+@dataclass(frozen=True)
+class NetworkUnit(Layer):
+    """A whole network as one picklable descriptor (its layers in sequence), for end-to-end timing."""
+
+    kind: ClassVar[str] = "net"
+    layers: tuple[Layer, ...] = ()
+
+    def trace(self, g: OpGraph, x: int) -> int:
+        for layer in self.layers:
+            x = layer.trace(g, x)
+        return x
+
+    def build(self) -> nn.Module:
+        import torch.nn as nn
+
+        return nn.Sequential(*[layer.build() for layer in self.layers])
+
+
+def network_unit(space: SearchSpace, spec: ArchSpec, task: Task | None = None) -> NetworkUnit:
+    layers = tuple(space.layers(spec, task))
+    return NetworkUnit(layers[0].cin, layers[0].hw, layers)
+
+
+class Progress:
+    """A one-line progress bar on stderr (only when it is a terminal, or when forced)."""
+
+    def __init__(self, total: int, label: str, enabled: bool | None = None) -> None:
+        self.total, self.label, self.done = total, label, 0
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.t0 = time.time()
+
+    def __call__(self, n: int = 1) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        el = time.time() - self.t0
+        eta = el / self.done * (self.total - self.done) if self.done else 0.0
+        width = 30
+        filled = int(width * self.done / max(1, self.total))
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                         f"{el:5.0f}s eta {eta:5.0f}s")
+        if self.done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _export_worker(args: tuple[str, int, dict, list[tuple[str, Layer]], str]) -> dict[str, str]:
+    runtime_name, threads, options, pairs, out_dir = args
+    import torch
+
+    torch.set_num_threads(1)
+    rt = get_runtime(runtime_name, threads, options)
+    items = [ExportItem(key, layer.build().eval(), (layer.cin, layer.hw, layer.hw)) for key, layer in pairs]
+    return {k: str(v) for k, v in rt.export_many(items, Path(out_dir)).items()}
+
+
+def export_units(
+    runtime: DeviceRuntime, units: Sequence[Layer], out_dir: Path, jobs: int = 2, progress: Progress | None = None,
+) -> dict[str, Path]:
+    """Export micro-models for ``units`` (keys -> files), reusing files already in ``out_dir``."""
+    from edgenas.latency.runtimes.base import file_stem
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    todo: list[tuple[str, Layer]] = []
+    for u in units:
+        p = out_dir / (file_stem(u.key) + runtime.suffix)
+        if p.exists() and p.stat().st_size > 0:
+            paths[u.key] = p
+        else:
+            todo.append((u.key, u))
+    if progress and paths:
+        progress(len(paths))
+    if not todo:
+        return paths
+    chunk = 32
+    chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+    if jobs <= 1 or len(chunks) == 1:
+        for c in chunks:
+            paths.update({k: Path(v) for k, v in _export_worker(
+                (runtime.name, runtime.threads, runtime.options, c, str(out_dir))).items()})
+            if progress:
+                progress(len(c))
+        return paths
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = [pool.submit(_export_worker, (runtime.name, runtime.threads, runtime.options, c, str(out_dir)))
+                   for c in chunks]
+        for c, f in zip(chunks, futures):
+            paths.update({k: Path(v) for k, v in f.result().items()})
+            if progress:
+                progress(len(c))
+    return paths
+
+
+class Profiler:
+    """Measures units of one local device and keeps its table up to date."""
+
+    def __init__(
+        self, device: DeviceSpec, store: DeviceStore, *, warmup: int = 10, repeats: int = 50,
+        max_seconds: float = 5.0, jobs: int = 2, save_every_s: float = 20.0, show_progress: bool | None = None,
+    ) -> None:
+        if not device.local:
+            raise EdgenasError(
+                f"device {device.name!r} is not this host (local = false); build an on-device kit with "
+                f"'edgenas profile kit --device {device.name} --space SPACE --out DIR' and import its results"
+            )
+        self.device, self.store = device, store
+        self.runtime = get_runtime(device.runtime, device.threads, device.runtime_options)
+        self.warmup, self.repeats, self.max_seconds = warmup, repeats, max_seconds
+        self.jobs, self.save_every_s, self.show_progress = jobs, save_every_s, show_progress
+
+    def work_dir(self, space: str) -> Path:
+        return self.store.user_dir / "cache" / self.device.name / space
+
+    def new_table(self, space: str) -> LatencyTable:
+        return LatencyTable(device=self.device.name, space=space, runtime=self.runtime.describe(), host=host_info())
+
+    def open_table(self, space: str) -> tuple[LatencyTable, Path]:
+        """The device's table for ``space`` (existing one, or a new empty one) and where to save it."""
+        existing = self.store.find_table(self.device, space)
+        table = self.store.load_table(self.device, space) if existing else None
+        path = self.store.write_path(self.device, space)
+        if table is None:
+            table = self.new_table(space)
+        return table, path
+
+    def measure(self, units: Iterable[Layer], space: str, table: LatencyTable, save_to: Path) -> int:
+        """Measure every unit missing from ``table``; returns how many were measured."""
+        todo: dict[str, Layer] = {}
+        for u in units:
+            if u.key not in table.entries and u.key not in todo:
+                todo[u.key] = u
+        if not todo:
+            return 0
+        units_l = list(todo.values())
+        paths = export_units(self.runtime, units_l, self.work_dir(space) / "units", self.jobs,
+                             Progress(len(units_l), "export ", self.show_progress))
+        bar = Progress(len(units_l), "measure", self.show_progress)
+        last_save = time.time()
+        for u in units_l:
+            samples = self.runtime.time(paths[u.key], self.warmup, self.repeats, self.max_seconds)
+            table.entries[u.key] = Entry.from_samples(samples)
+            bar()
+            if time.time() - last_save > self.save_every_s:
+                table.save(save_to)
+                last_save = time.time()
+        table.runtime = self.runtime.describe()
+        table.save(save_to)
+        return len(units_l)
+
+    def time_networks(self, space: SearchSpace, specs: Sequence[ArchSpec], task: Task | None = None,
+                      label: str = "networks") -> list[float]:
+        """End-to-end p50 latency (ms) of whole networks in the device's runtime."""
+        nets = [network_unit(space, s, task) for s in specs]
+        keys = [str(s) for s in specs]
+        out_dir = self.work_dir(space.name) / "networks"
+        from edgenas.latency.runtimes.base import file_stem
+
+        todo = [(k, n) for k, n in zip(keys, nets) if not (out_dir / (file_stem(k) + self.runtime.suffix)).exists()]
+        bar = Progress(len(nets), f"export {label}", self.show_progress)
+        bar(len(nets) - len(todo))
+        if todo:
+            # networks are exported under their arch string key, not the layer key
+            export_items = _keyed(todo)
+            export_units(self.runtime, export_items, out_dir, self.jobs, bar)
+        bar = Progress(len(nets), f"time {label}", self.show_progress)
+        out = []
+        for k in keys:
+            samples = self.runtime.time(out_dir / (file_stem(k) + self.runtime.suffix), self.warmup, self.repeats,
+                                        self.max_seconds)
+            out.append(Entry.from_samples(samples).p50_ms)
+            bar()
+        return out
+
+
+@dataclass(frozen=True)
+class _KeyedNetwork(NetworkUnit):
+    """A network unit whose key is its arch string (so cached files are found by arch)."""
+
+    arch: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.arch
+
+
+def _keyed(pairs: list[tuple[str, NetworkUnit]]) -> list[Layer]:
+    return [_KeyedNetwork(n.cin, n.hw, n.layers, k) for k, n in pairs]

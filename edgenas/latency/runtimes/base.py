@@ -1,0 +1,60 @@
+"""The device-runtime plug-in contract: export torch modules to model files, and time model files.
+
+Timing is delegated to the standalone on-device runner (``edgenas.devices.runner``) so that the host
+and a board measure with the same procedure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+
+@dataclass
+class ExportItem:
+    """One model to export: a key (unit key or arch string), the module and its (C, H, W) input."""
+
+    key: str
+    module: nn.Module
+    input_shape: tuple[int, ...]
+
+
+def file_stem(key: str) -> str:
+    """A short, filesystem-safe, stable name for a key."""
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+class DeviceRuntime(ABC):
+    name: ClassVar[str]
+    suffix: ClassVar[str]
+
+    def __init__(self, threads: int = 1, options: dict[str, Any] | None = None) -> None:
+        self.threads = threads
+        self.options = options or {}
+
+    @abstractmethod
+    def version(self) -> str: ...
+
+    @abstractmethod
+    def export_many(
+        self, items: Sequence[ExportItem], out_dir: Path,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Path]:
+        """Write one model file per item under ``out_dir``; returns key -> path. ``progress(n)`` is
+        called with the number of items finished since the last call."""
+
+    def time(self, path: Path, warmup: int = 10, repeats: int = 50, max_seconds: float = 10.0) -> list[float]:
+        """Per-run latencies (ms) of a model file on this host."""
+        from edgenas.devices.runner import time_model
+
+        return time_model(str(path), self.name, self.threads, warmup, repeats, max_seconds, self.options)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version(), "threads": self.threads, "options": self.options}

@@ -1,0 +1,200 @@
+"""Latency lookup tables: a versioned, documented JSON format (never pickle).
+
+A table belongs to one device and one space. ``entries`` maps latency-unit keys
+(:attr:`edgenas.layers.Layer.key`) to measured statistics in milliseconds. The ``model`` section holds
+the fitted per-device correction that turns a sum of entries into a whole-network prediction, and
+``validation`` the figures of the last end-to-end check. Example::
+
+    {
+      "format": "edgenas-latency-table", "version": 1,
+      "device": "local-cpu-ort", "space": "tiny", "key_format": "edgenas-layer-v1",
+      "runtime": {"name": "onnxruntime", "version": "1.32.0", "threads": 1, "options": {}},
+      "host": {"cpu": "...", "platform": "...", "cores": 2},
+      "created": "2026-11-23T13:00:00+00:00", "source": "profiled",
+      "entries": {"conv(i=3x64,o=16x32,k=3,s=2,g=1,act=relu,bn=1,bias=0)":
+                  {"mean_ms": 0.031, "std_ms": 0.002, "p50_ms": 0.030, "n": 50}},
+      "model": {"kind": "affine", "overhead_ms": 0.0, "scale": 1.0, "per_unit_ms": 0.0},
+      "validation": {"n": 50, "mape": 3.1, "within_10pct": 0.98, ...}
+    }
+
+Prediction: ``latency_ms = overhead_ms + scale * sum(p50_ms of the spec's units) + per_unit_ms * n_units``.
+``load`` checks every field and raises :class:`EdgenasError` naming the problem, so a corrupt or
+foreign file is exit 2 with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgenas.errors import EdgenasError
+
+FORMAT = "edgenas-latency-table"
+VERSION = 1
+KEY_FORMAT = "edgenas-layer-v1"
+MODEL_KINDS = ("affine",)
+
+
+@dataclass
+class Entry:
+    """Statistics of one unit's measured latency in ms (``p50_ms`` is what predictions use)."""
+
+    mean_ms: float
+    std_ms: float
+    p50_ms: float
+    n: int
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float]) -> Entry:
+        xs = sorted(samples_ms)
+        n = len(xs)
+        mean = sum(xs) / n
+        std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
+        mid = n // 2
+        p50 = xs[mid] if n % 2 else 0.5 * (xs[mid - 1] + xs[mid])
+        return cls(mean_ms=mean, std_ms=std, p50_ms=p50, n=n)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean_ms": self.mean_ms, "std_ms": self.std_ms, "p50_ms": self.p50_ms, "n": self.n}
+
+
+@dataclass
+class DeviceModel:
+    """Per-device correction from a sum of per-unit entries to a whole network (see module doc)."""
+
+    kind: str = "affine"
+    overhead_ms: float = 0.0
+    scale: float = 1.0
+    per_unit_ms: float = 0.0
+    fitted_on: int = 0  # number of measured networks it was fitted on (0 = not fitted)
+
+    def apply(self, sum_ms: float, n_units: int) -> float:
+        return self.overhead_ms + self.scale * sum_ms + self.per_unit_ms * n_units
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def host_info() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "machine": platform.machine()}
+
+
+@dataclass
+class LatencyTable:
+    device: str
+    space: str
+    runtime: dict[str, Any]
+    entries: dict[str, Entry] = field(default_factory=dict)
+    model: DeviceModel = field(default_factory=DeviceModel)
+    host: dict[str, Any] = field(default_factory=host_info)
+    created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    source: str = "profiled"
+    key_format: str = KEY_FORMAT
+    batch: int = 1
+    validation: dict[str, Any] | None = None
+    notes: str = ""
+
+    # -- prediction --------------------------------------------------------------------------
+    def missing(self, unit_keys: list[str]) -> list[str]:
+        return sorted({k for k in unit_keys if k not in self.entries})
+
+    def sum_ms(self, unit_keys: list[str]) -> float:
+        return sum(self.entries[k].p50_ms for k in unit_keys)
+
+    def predict_ms(self, unit_keys: list[str]) -> float:
+        """Whole-network latency from its unit keys (all must be present: check :meth:`missing`)."""
+        return self.model.apply(self.sum_ms(unit_keys), len(unit_keys))
+
+    # -- persistence -------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "device": self.device,
+            "space": self.space,
+            "key_format": self.key_format,
+            "batch": self.batch,
+            "runtime": self.runtime,
+            "host": self.host,
+            "created": self.created,
+            "source": self.source,
+            "notes": self.notes,
+            "model": self.model.to_json(),
+            "validation": self.validation,
+            "entries": {k: self.entries[k].to_json() for k in sorted(self.entries)},
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Atomic write (temp file + rename): an interrupted save never leaves a corrupt table."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        os.replace(tmp, p)
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise EdgenasError(f"latency table {str(p)!r} not found") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise EdgenasError(f"latency table {str(p)!r} is not valid JSON ({exc.__class__.__name__}); "
+                               f"re-create it with 'edgenas profile' or restore it") from None
+        return cls.from_json(data, str(p))
+
+    @classmethod
+    def from_json(cls, data: Any, origin: str = "<json>") -> LatencyTable:
+        def bad(msg: str) -> EdgenasError:
+            return EdgenasError(f"latency table {origin!r}: {msg}")
+
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise bad(f"not an edgenas latency table (expected \"format\": \"{FORMAT}\")")
+        if data.get("version") != VERSION:
+            raise bad(f"format version {data.get('version')!r} is not supported (this edgenas reads {VERSION})")
+        for key, typ in (("device", str), ("space", str), ("runtime", dict), ("entries", dict)):
+            if not isinstance(data.get(key), typ):
+                raise bad(f"field {key!r} missing or not a {typ.__name__}")
+        if data.get("key_format", KEY_FORMAT) != KEY_FORMAT:
+            raise bad(f"key format {data.get('key_format')!r} is not {KEY_FORMAT!r}")
+        entries = {}
+        for k, e in data["entries"].items():
+            try:
+                entry = Entry(float(e["mean_ms"]), float(e["std_ms"]), float(e["p50_ms"]), int(e["n"]))
+            except (KeyError, TypeError, ValueError):
+                raise bad(f"entry {k!r} needs numeric mean_ms, std_ms, p50_ms and n") from None
+            if not all(math.isfinite(v) and v >= 0 for v in (entry.mean_ms, entry.std_ms, entry.p50_ms)):
+                raise bad(f"entry {k!r} has a negative or non-finite time")
+            entries[k] = entry
+        m = data.get("model") or {}
+        if m.get("kind", "affine") not in MODEL_KINDS:
+            raise bad(f"device model kind {m.get('kind')!r} is not one of {MODEL_KINDS}")
+        try:
+            model = DeviceModel(
+                kind=m.get("kind", "affine"), overhead_ms=float(m.get("overhead_ms", 0.0)),
+                scale=float(m.get("scale", 1.0)), per_unit_ms=float(m.get("per_unit_ms", 0.0)),
+                fitted_on=int(m.get("fitted_on", 0)),
+            )
+        except (TypeError, ValueError):
+            raise bad("device model fields must be numbers") from None
+        return cls(
+            device=data["device"], space=data["space"], runtime=data["runtime"], entries=entries, model=model,
+            host=data.get("host") or {}, created=str(data.get("created", "")), source=str(data.get("source", "")),
+            batch=int(data.get("batch", 1)), validation=data.get("validation"), notes=str(data.get("notes", "")),
+        )

@@ -1,0 +1,115 @@
+"""Validation of a latency table against end-to-end measurements, and the device-model fit.
+
+``calibrate`` fits the table's device model (``overhead_ms + scale * sum + per_unit_ms * n_units``) by
+least squares on whole networks measured in the real runtime: it closes the gap between a sum of
+isolated micro-model timings and a network (per-invoke overhead counted once instead of per unit,
+cache and layout effects). ``validate`` then measures *fresh* random networks and reports how well
+the table predicts them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgenas.latency.table import DeviceModel, LatencyTable
+
+
+def latency_metrics(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> dict[str, float]:
+    """MAPE (%), RMSE (ms), share within +-5% / +-10%, Kendall tau and Spearman rho."""
+    from scipy.stats import kendalltau, spearmanr
+
+    p = np.asarray(predicted_ms, dtype=float)
+    m = np.asarray(measured_ms, dtype=float)
+    rel = np.abs(p - m) / np.maximum(m, 1e-9)
+    out = {
+        "n": len(m),
+        "mape_pct": float(100 * rel.mean()),
+        "rmse_ms": float(np.sqrt(np.mean((p - m) ** 2))),
+        "within_5pct": float((rel <= 0.05).mean()),
+        "within_10pct": float((rel <= 0.10).mean()),
+        "max_err_pct": float(100 * rel.max()),
+    }
+    if len(m) > 2:
+        tau = kendalltau(p, m).statistic
+        rho = spearmanr(p, m).statistic
+        out["kendall_tau"] = float(tau) if not math.isnan(tau) else 0.0
+        out["spearman"] = float(rho) if not math.isnan(rho) else 0.0
+    return out
+
+
+def fit_device_model(sums_ms: Sequence[float], n_units: Sequence[int], measured_ms: Sequence[float]) -> DeviceModel:
+    """Least-squares affine correction; falls back to fewer terms when the fit is ill-posed.
+
+    Minimises *relative* error (rows weighted by 1/measured), since the targets are judged by
+    relative error and networks span an order of magnitude of latency."""
+    s = np.asarray(sums_ms, float)
+    n = np.asarray(n_units, float)
+    y = np.asarray(measured_ms, float)
+    w = 1.0 / np.maximum(y, 1e-9)
+    best: DeviceModel | None = None
+    for cols in (("c", "s", "n"), ("c", "s"), ("s",)):
+        X = np.stack([{"c": np.ones_like(s), "s": s, "n": n}[c] for c in cols], axis=1)
+        if len(y) < len(cols) + 2:
+            continue
+        coef, *_ = np.linalg.lstsq(X * w[:, None], y * w, rcond=None)
+        params = dict(zip(cols, coef))
+        if params.get("s", 0.0) <= 0:
+            continue
+        best = DeviceModel(overhead_ms=float(params.get("c", 0.0)), scale=float(params["s"]),
+                           per_unit_ms=float(params.get("n", 0.0)), fitted_on=len(y))
+        break
+    return best or DeviceModel(fitted_on=0)
+
+
+def plot_predicted_vs_measured(predicted_ms: Sequence[float], measured_ms: Sequence[float], path: Path,
+                               title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p, m = np.asarray(predicted_ms), np.asarray(measured_ms)
+    lo, hi = float(min(p.min(), m.min())) * 0.9, float(max(p.max(), m.max())) * 1.1
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="tab:green", alpha=0.15,
+                    label="±10%")
+    ax.plot([lo, hi], [lo, hi], color="gray", lw=1)
+    ax.scatter(m, p, s=12, color="tab:blue")
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def validation_record(metrics: dict[str, float], seed: int, calibration: int, png: Path | None,
+                      space_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+    rec: dict[str, Any] = {**metrics, "seed": seed, "calibration_networks": calibration}
+    if png is not None:
+        rec["plot"] = str(png)
+    if space_opts:
+        rec["space_options"] = space_opts
+    return rec
+
+
+def refit_and_validate(
+    table: LatencyTable, unit_keys_cal: list[list[str]], measured_cal: list[float],
+    unit_keys_val: list[list[str]], measured_val: list[float],
+) -> tuple[dict[str, float], list[float]]:
+    """Fit the device model on the calibration networks, then score the validation networks."""
+    if unit_keys_cal:
+        table.model = fit_device_model([table.sum_ms(k) for k in unit_keys_cal], [len(k) for k in unit_keys_cal],
+                                       measured_cal)
+    predicted = [table.predict_ms(k) for k in unit_keys_val]
+    return latency_metrics(predicted, measured_val), predicted
