@@ -78,4 +78,10 @@ class LatencyPredictor:
     def predict_many(self, specs: Sequence[ArchSpec], task: Task | None = None) -> list[float]:
         """Predicted whole-network latency in ms for each spec."""
         self.ensure(specs, task)
-        return [self.table.predict_ms(self.unit_keys(s, task)) for s in specs]
+        names = list(self.table.model.terms)
+        if not names:
+            return [self.table.predict_ms(self.unit_keys(s, task)) for s in specs]
+        from edgenas.latency.features import spec_features
+
+        return [self.table.predict_ms(self.unit_keys(s, task), spec_features(names, self.space, s, task))
+                for s in specs]

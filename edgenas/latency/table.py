@@ -17,7 +17,8 @@ the fitted per-device correction that turns a sum of entries into a whole-networ
       "validation": {"n": 50, "mape": 3.1, "within_10pct": 0.98, ...}
     }
 
-Prediction: ``latency_ms = overhead_ms + scale * sum(p50_ms of the spec's units) + per_unit_ms * n_units``.
+Prediction: ``latency_ms = overhead_ms + scale * sum(p50_ms of the spec's units) + per_unit_ms * n_units
++ sum(terms[f] * feature_f(spec))`` (named features, :mod:`edgenas.latency.features`).
 ``load`` checks every field and raises :class:`EdgenasError` naming the problem, so a corrupt or
 foreign file is exit 2 with the reason.
 """
@@ -73,12 +74,15 @@ class DeviceModel:
     scale: float = 1.0
     per_unit_ms: float = 0.0
     fitted_on: int = 0  # number of measured networks it was fitted on (0 = not fitted)
+    # ms per unit of a named spec feature (edgenas.latency.features), for non-additive effects
+    terms: dict[str, float] = field(default_factory=dict)
 
-    def apply(self, sum_ms: float, n_units: int) -> float:
-        return self.overhead_ms + self.scale * sum_ms + self.per_unit_ms * n_units
+    def apply(self, sum_ms: float, n_units: int, features: dict[str, float] | None = None) -> float:
+        extra = sum(c * (features or {})[name] for name, c in self.terms.items()) if self.terms else 0.0
+        return self.overhead_ms + self.scale * sum_ms + self.per_unit_ms * n_units + extra
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "terms": dict(self.terms)}
 
 
 def host_info() -> dict[str, Any]:
@@ -115,9 +119,10 @@ class LatencyTable:
     def sum_ms(self, unit_keys: list[str]) -> float:
         return sum(self.entries[k].p50_ms for k in unit_keys)
 
-    def predict_ms(self, unit_keys: list[str]) -> float:
-        """Whole-network latency from its unit keys (all must be present: check :meth:`missing`)."""
-        return self.model.apply(self.sum_ms(unit_keys), len(unit_keys))
+    def predict_ms(self, unit_keys: list[str], features: dict[str, float] | None = None) -> float:
+        """Whole-network latency from its unit keys (all must be present: check :meth:`missing`) and,
+        when the device model has ``terms``, the spec's named features."""
+        return self.model.apply(self.sum_ms(unit_keys), len(unit_keys), features)
 
     # -- persistence -------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -190,8 +195,9 @@ class LatencyTable:
                 kind=m.get("kind", "affine"), overhead_ms=float(m.get("overhead_ms", 0.0)),
                 scale=float(m.get("scale", 1.0)), per_unit_ms=float(m.get("per_unit_ms", 0.0)),
                 fitted_on=int(m.get("fitted_on", 0)),
+                terms={str(k): float(v) for k, v in (m.get("terms") or {}).items()},
             )
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, AttributeError):
             raise bad("device model fields must be numbers") from None
         return cls(
             device=data["device"], space=data["space"], runtime=data["runtime"], entries=entries, model=model,
