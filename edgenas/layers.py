@@ -23,7 +23,7 @@ from edgenas.costgraph import Cost, OpGraph, conv_out
 if TYPE_CHECKING:
     import torch.nn as nn
 
-ACTIVATIONS = ("relu", "hswish", "none")
+ACTIVATIONS = ("relu", "relu6", "hswish", "none")
 
 
 @dataclass(frozen=True)

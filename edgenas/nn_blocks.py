@@ -13,6 +13,8 @@ import torch.nn as nn
 def make_act(act: str) -> nn.Module:
     if act == "relu":
         return nn.ReLU()
+    if act == "relu6":
+        return nn.ReLU6()
     if act == "hswish":
         return nn.Hardswish()
     if act == "none":

@@ -31,7 +31,7 @@ def test_spaces_lists_every_space(capsys):
     code, out, _ = run(capsys, "spaces", "--json")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(out)}
-    assert set(rows) == {"mbv3", "tiny", "nb201", "fbnet"}
+    assert set(rows) == {"mbv3", "tiny", "nb201", "fbnet", "proxyless"}
     assert rows["nb201"]["size"] == 15625
     code, out, _ = run(capsys, "spaces")
     assert "mbv3" in out and "15,625" in out

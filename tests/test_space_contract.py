@@ -35,7 +35,7 @@ def space(request: pytest.FixtureRequest) -> SearchSpace:
 
 
 def test_every_builtin_space_is_registered():
-    assert {"mbv3", "tiny", "nb201", "fbnet"} <= set(space_names())
+    assert {"mbv3", "tiny", "nb201", "fbnet", "proxyless"} <= set(space_names())
 
 
 def test_canonical_string_round_trips(space):

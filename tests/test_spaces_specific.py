@@ -261,3 +261,16 @@ def test_nb201_cost_equals_module_on_degenerate_cells():
         rec = sp.cost(spec).as_record()
         rec.pop("arch")
         assert count_module(sp.build(spec), sp.input_shape(spec)) == rec, str(spec)
+
+
+# -- proxyless ----------------------------------------------------------------------------------
+def test_proxyless_layout_matches_its_mobile_latency_table():
+    """Every block shape of the ProxylessNAS mobile LUT (72 keys) is a unit of the space and back."""
+    sp = get_space("proxyless")
+    units = {u.key for s in sp.covering_specs() for u in sp.units(s)}
+    blocks = [k for k in units if k.startswith("mbconv(")]
+    # first block + 6 stages x (first, later) x 3 kernels x 2 expands, minus the 1-block last stage's "later"
+    assert len(blocks) == 1 + (5 * 2 + 1) * 6
+    assert sp.size() == (6 + 6**2 + 6**3 + 6**4) ** 5 * 6
+    with pytest.raises(ArchParseError, match="stage 6 depth"):
+        sp.parse("proxyless:w1.0:r224:k3e3_k3e3_k3e3_k3e3_k3e3_k3e3-k3e3")

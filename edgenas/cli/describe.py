@@ -116,7 +116,15 @@ def cmd_describe(args: argparse.Namespace) -> int:
     space, task = space_and_task(args)
     specs = specs_from_args(args, space)
     records = [space.cost(s, task).as_record() for s in specs]
-    emit(records, COST_FIELDS, args)
+    columns = COST_FIELDS
+    if args.device:
+        from edgenas.latency import DeviceStore, LatencyPredictor
+
+        pred = LatencyPredictor(space, args.device, DeviceStore(args.devices_dir), lazy=not args.no_measure)
+        for rec, ms in zip(records, pred.predict_many(specs, task)):
+            rec["latency_ms"] = ms
+        columns = [*COST_FIELDS, "latency_ms"]
+    emit(records, columns, args)
     return 0
 
 
@@ -128,6 +136,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("describe", help="canonical string and exact cost (MACs, params, sizes, peak RAM) of specs")
     add_space_arguments(p)
     add_arch_arguments(p)
+    p.add_argument("--device", help="add the predicted latency on this device (see 'edgenas devices')")
+    p.add_argument("--devices-dir", metavar="DIR", help="user folder of device specs and latency tables")
+    p.add_argument("--no-measure", action="store_true",
+                   help="with a local --device: fail on missing table entries instead of measuring them")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     out.add_argument("--csv", metavar="OUT", help="write CSV records to OUT")

@@ -59,6 +59,11 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     from edgenas.latency.workflow import profile_and_validate
 
+    if args.mode == "kit":
+        return cmd_profile_kit(args)
+    if args.out:
+        raise EdgenasError("--out is for 'edgenas profile kit'; plain 'profile' writes the device's table")
+
     store = store_from(args)
     device = store.device(args.device)
     space, task = _space_with_resolutions(args)
@@ -88,6 +93,8 @@ def print_validation(v: dict[str, Any]) -> None:
 def cmd_profile_kit(args: argparse.Namespace) -> int:
     from edgenas.latency.kit import write_kit
 
+    if not args.out:
+        raise EdgenasError("'edgenas profile kit' needs --out DIR (the kit folder to create)")
     store = store_from(args)
     device = store.device(args.device)
     space, task = _space_with_resolutions(args)
@@ -152,6 +159,29 @@ def cmd_lut_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def ensure_device(store: DeviceStore, name: str, runtime: str = "litert", note: str = "") -> None:
+    """Create a minimal remote-device spec in the user dir when ``name`` is unknown."""
+    if name in store.device_files():
+        return
+    path = store.save_device(
+        f'# created by edgenas {note}\nname = "{name}"\ndescription = "{note}"\nruntime = "{runtime}"\n'
+        f"threads = 1\nlocal = false\n", name)
+    print(f"created device spec {path}")
+
+
+def cmd_lut_import(args: argparse.Namespace) -> int:
+    from edgenas.latency.importers import import_published
+
+    store = store_from(args)
+    table = import_published([Path(p) for p in args.paths], args.format, args.device)
+    ensure_device(store, args.device, "litert", f"lut import --format {args.format}")
+    device = store.device(args.device)
+    path = store.write_path(device, table.space)
+    table.save(path)
+    print(f"imported {len(table.entries)} entries ({args.format}) for {device.name}/{table.space} into {path}")
+    return 0
+
+
 def cmd_lut_import_kit(args: argparse.Namespace) -> int:
     from edgenas.latency.kit import import_kit
 
@@ -159,6 +189,8 @@ def cmd_lut_import_kit(args: argparse.Namespace) -> int:
     table = import_kit(Path(args.results))
     if args.device:
         table.device = args.device
+    runtime = table.runtime.get("name") if table.runtime.get("name") in ("onnxruntime", "litert") else "litert"
+    ensure_device(store, table.device, runtime, "lut import-kit")
     device = store.device(table.device)
     path = store.write_path(device, table.space)
     table.save(path)
@@ -182,6 +214,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("profile", help="measure a local device's latency table for a space, then validate it "
                                        "('profile kit' writes an on-device kit instead)")
+    p.add_argument("mode", nargs="?", choices=["kit"],
+                   help="'kit': write micro-models + manifest + the standalone runner for a board (needs --out)")
     p.add_argument("--device", required=True, help="device name (see 'edgenas devices') or a .toml path")
     add_space_arguments(p)
     add_store_argument(p)
@@ -194,23 +228,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="validate on N random networks measured end to end (default 50; 0 skips)")
     p.add_argument("--calibrate", type=int, default=20, metavar="K",
                    help="fit the device model on K other measured networks (default 20)")
+    p.add_argument("--out", help="kit: folder to create")
+    p.add_argument("--networks", type=int, default=20,
+                   help="kit: whole networks to include for fitting/validating the device model (default 20)")
     add_measure_arguments(p)
     p.set_defaults(func=cmd_profile, arch=None, arch_json=None)
-    ksub = p.add_subparsers(dest="profile_command", metavar="kit")
-    k = ksub.add_parser("kit", help="write micro-models + manifest + standalone runner for a board")
-    k.add_argument("--device", required=True)
-    add_space_arguments(k)
-    add_store_argument(k)
-    k.add_argument("--out", required=True, help="kit folder to create")
-    k.add_argument("--resolutions", type=int, nargs="+")
-    g = k.add_mutually_exclusive_group()
-    g.add_argument("--archs", metavar="FILE")
-    g.add_argument("--random", type=int, metavar="N")
-    k.add_argument("--seed", type=int, default=0)
-    k.add_argument("--networks", type=int, default=20,
-                   help="whole networks to include for fitting/validating the device model (default 20)")
-    k.add_argument("--jobs", type=int, default=2)
-    k.set_defaults(func=cmd_profile_kit, arch=None, arch_json=None)
 
     lut = sub.add_parser("lut", help="latency tables: predict, validate, import, import-kit, fit, show")
     lsub = lut.add_subparsers(dest="lut_command", metavar="ACTION")
@@ -243,6 +265,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--space", required=True)
     add_store_argument(s)
     s.set_defaults(func=cmd_lut_show)
+
+    im = lsub.add_parser("import", help="import a published table: OFA's per-resolution YAML (mbv3) or "
+                                        "ProxylessNAS's mobile YAML (proxyless)")
+    im.add_argument("paths", nargs="+", help="YAML file(s), or a folder of *_lookup_table.yaml")
+    im.add_argument("--format", required=True, choices=["ofa", "proxyless"])
+    im.add_argument("--device", required=True, help="device name to store the table under")
+    add_store_argument(im)
+    im.set_defaults(func=cmd_lut_import)
 
     ik = lsub.add_parser("import-kit", help="turn an on-device runner's results.json into a table")
     ik.add_argument("results")

@@ -38,7 +38,8 @@ def write_kit(
         raise EdgenasError(f"kit folder {str(out_dir)!r} exists and is not a kit; choose an empty or new folder")
     models = out_dir / "models"
     units: dict[str, Any] = {}
-    for s in specs if specs is not None else space.covering_specs():
+    base = specs if specs is not None else space.covering_specs()
+    for s in [*base, *networks]:  # the networks' own units too, so the device model can be fitted
         for u in space.units(s, task):
             units.setdefault(u.key, u)
     nets = {str(s): network_unit(space, s, task) for s in networks}

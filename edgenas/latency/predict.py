@@ -79,9 +79,18 @@ class LatencyPredictor:
         """Predicted whole-network latency in ms for each spec."""
         self.ensure(specs, task)
         names = list(self.table.model.terms)
-        if not names:
-            return [self.table.predict_ms(self.unit_keys(s, task)) for s in specs]
-        from edgenas.latency.features import spec_features
+        out = []
+        for s in specs:
+            feats = None
+            if names:
+                from edgenas.latency.features import spec_features
 
-        return [self.table.predict_ms(self.unit_keys(s, task), spec_features(names, self.space, s, task))
-                for s in specs]
+                feats = spec_features(names, self.space, s, task)
+            out.append(self.table.predict_ms(self.unit_keys(s, task), feats, self.scope(s, task)))
+        return out
+
+    def scope(self, spec: ArchSpec, task: Task | None = None) -> str | None:
+        """The measurement context of ``spec`` in scoped tables: ``r<input resolution>``."""
+        if not self.table.scoped:
+            return None
+        return f"r{self.space.input_shape(spec, task)[1]}"

@@ -111,18 +111,27 @@ class LatencyTable:
     batch: int = 1
     validation: dict[str, Any] | None = None
     notes: str = ""
+    # entries measured in a specific context, e.g. {"r192": {...}}: OFA's published tables are one
+    # measurement session per input resolution; a spec at that resolution reads its session first
+    scoped: dict[str, dict[str, Entry]] = field(default_factory=dict)
 
     # -- prediction --------------------------------------------------------------------------
+    def _lookup(self, key: str, scope: str | None) -> Entry:
+        if scope is not None and scope in self.scoped and key in self.scoped[scope]:
+            return self.scoped[scope][key]
+        return self.entries[key]
+
     def missing(self, unit_keys: list[str]) -> list[str]:
         return sorted({k for k in unit_keys if k not in self.entries})
 
-    def sum_ms(self, unit_keys: list[str]) -> float:
-        return sum(self.entries[k].p50_ms for k in unit_keys)
+    def sum_ms(self, unit_keys: list[str], scope: str | None = None) -> float:
+        return sum(self._lookup(k, scope).p50_ms for k in unit_keys)
 
-    def predict_ms(self, unit_keys: list[str], features: dict[str, float] | None = None) -> float:
+    def predict_ms(self, unit_keys: list[str], features: dict[str, float] | None = None,
+                   scope: str | None = None) -> float:
         """Whole-network latency from its unit keys (all must be present: check :meth:`missing`) and,
         when the device model has ``terms``, the spec's named features."""
-        return self.model.apply(self.sum_ms(unit_keys), len(unit_keys), features)
+        return self.model.apply(self.sum_ms(unit_keys, scope), len(unit_keys), features)
 
     # -- persistence -------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -141,6 +150,7 @@ class LatencyTable:
             "model": self.model.to_json(),
             "validation": self.validation,
             "entries": {k: self.entries[k].to_json() for k in sorted(self.entries)},
+            "scoped": {sc: {k: e.to_json() for k, e in sorted(es.items())} for sc, es in sorted(self.scoped.items())},
         }
 
     def save(self, path: str | Path) -> Path:
@@ -178,15 +188,25 @@ class LatencyTable:
                 raise bad(f"field {key!r} missing or not a {typ.__name__}")
         if data.get("key_format", KEY_FORMAT) != KEY_FORMAT:
             raise bad(f"key format {data.get('key_format')!r} is not {KEY_FORMAT!r}")
-        entries = {}
-        for k, e in data["entries"].items():
-            try:
-                entry = Entry(float(e["mean_ms"]), float(e["std_ms"]), float(e["p50_ms"]), int(e["n"]))
-            except (KeyError, TypeError, ValueError):
-                raise bad(f"entry {k!r} needs numeric mean_ms, std_ms, p50_ms and n") from None
-            if not all(math.isfinite(v) and v >= 0 for v in (entry.mean_ms, entry.std_ms, entry.p50_ms)):
-                raise bad(f"entry {k!r} has a negative or non-finite time")
-            entries[k] = entry
+        def read_entries(raw: Any) -> dict[str, Entry]:
+            if not isinstance(raw, dict):
+                raise bad("entries must be an object of key -> statistics")
+            out = {}
+            for k, e in raw.items():
+                try:
+                    entry = Entry(float(e["mean_ms"]), float(e["std_ms"]), float(e["p50_ms"]), int(e["n"]))
+                except (KeyError, TypeError, ValueError):
+                    raise bad(f"entry {k!r} needs numeric mean_ms, std_ms, p50_ms and n") from None
+                if not all(math.isfinite(v) and v >= 0 for v in (entry.mean_ms, entry.std_ms, entry.p50_ms)):
+                    raise bad(f"entry {k!r} has a negative or non-finite time")
+                out[k] = entry
+            return out
+
+        entries = read_entries(data["entries"])
+        scoped_raw = data.get("scoped") or {}
+        if not isinstance(scoped_raw, dict):
+            raise bad("'scoped' must be an object of scope -> entries")
+        scoped = {str(sc): read_entries(es) for sc, es in scoped_raw.items()}
         m = data.get("model") or {}
         if m.get("kind", "affine") not in MODEL_KINDS:
             raise bad(f"device model kind {m.get('kind')!r} is not one of {MODEL_KINDS}")
@@ -203,4 +223,5 @@ class LatencyTable:
             device=data["device"], space=data["space"], runtime=data["runtime"], entries=entries, model=model,
             host=data.get("host") or {}, created=str(data.get("created", "")), source=str(data.get("source", "")),
             batch=int(data.get("batch", 1)), validation=data.get("validation"), notes=str(data.get("notes", "")),
+            scoped=scoped,
         )

@@ -54,7 +54,7 @@ def _load_builtins() -> None:
     if _LOADED:
         return
     _LOADED = True
-    from edgenas.spaces import fbnet, mbv3, nb201, tiny  # noqa: F401  (registration side effect)
+    from edgenas.spaces import fbnet, mbv3, nb201, proxyless, tiny  # noqa: F401  (registration side effect)
 
 __all__ = [
     "ArchSpec",

@@ -68,6 +68,7 @@ class ElasticLayout:
     feature_mix: int | None
     stem_act: str
     head_act: str
+    first_act: str = "relu"
 
 
 _BLOCK_RE = re.compile(r"k(\d+)e(\d+)")
@@ -83,6 +84,8 @@ class ElasticSpace(SearchSpace):
     depth_choices: ClassVar[tuple[int, ...]] = (2, 3, 4)
     width_choices: ClassVar[tuple[float, ...]]
     resolution_limits: ClassVar[tuple[int, int]]  # what describe/build accept
+    stage_depths: ClassVar[tuple[tuple[int, ...], ...] | None] = None  # per-stage override of depth_choices
+    first_block_kernel: ClassVar[int] = 3
 
     def __init__(
         self,
@@ -108,7 +111,10 @@ class ElasticSpace(SearchSpace):
 
     @property
     def max_depth(self) -> int:
-        return max(self.depth_choices)
+        return max(max(d) for d in self.depths_per_stage())
+
+    def depths_per_stage(self) -> tuple[tuple[int, ...], ...]:
+        return self.stage_depths or (self.depth_choices,) * len(self.layout.widths)
 
     @property
     def n_stages(self) -> int:
@@ -125,9 +131,9 @@ class ElasticSpace(SearchSpace):
         stages = tuple(tuple((int(k), int(e)) for k, e in blocks) for blocks in stages)
         if len(stages) != self.n_stages:
             raise ArchParseError(f"{self.name} arch: expected {self.n_stages} stages, got {len(stages)}")
-        for i, blocks in enumerate(stages, 1):
-            if len(blocks) not in self.depth_choices:
-                raise choice_error(self.name, f"stage {i} depth", len(blocks), self.depth_choices,
+        for i, (blocks, depths) in enumerate(zip(stages, self.depths_per_stage()), 1):
+            if len(blocks) not in depths:
+                raise choice_error(self.name, f"stage {i} depth", len(blocks), depths,
                                    "-".join(f"k{k}e{e}" for k, e in blocks))
             for k, e in blocks:
                 if k not in self.kernels:
@@ -189,9 +195,9 @@ class ElasticSpace(SearchSpace):
         if unknown:
             raise ArchParseError(f"{self.name} arch JSON: unknown key(s) {sorted(unknown)}")
         stages = []
-        for i, d in enumerate(ds):
-            if d not in self.depth_choices:
-                raise choice_error(self.name, f"stage {i + 1} depth", d, self.depth_choices, f"d[{i}]={d}")
+        for i, (d, depths) in enumerate(zip(ds, self.depths_per_stage())):
+            if d not in depths:
+                raise choice_error(self.name, f"stage {i + 1} depth", d, depths, f"d[{i}]={d}")
             base = i * self.max_depth
             stages.append([(ks[base + j], es[base + j]) for j in range(d)])
         try:
@@ -216,8 +222,8 @@ class ElasticSpace(SearchSpace):
         w = trial.suggest_categorical("w", list(self.widths)) if len(self.widths) > 1 else self.widths[0]
         r = self._suggest_resolution(trial)
         stages = []
-        for i in range(self.n_stages):
-            d = trial.suggest_int(f"s{i + 1}_d", min(self.depth_choices), max(self.depth_choices))
+        for i, depths in enumerate(self.depths_per_stage()):
+            d = depths[0] if len(depths) == 1 else trial.suggest_int(f"s{i + 1}_d", min(depths), max(depths))
             stages.append([
                 (trial.suggest_categorical(f"s{i + 1}b{j + 1}_k", list(self.kernels)),
                  trial.suggest_categorical(f"s{i + 1}b{j + 1}_e", list(self.expands)))
@@ -238,8 +244,8 @@ class ElasticSpace(SearchSpace):
         w = rng.choice(self.widths)
         r = rng.choice(self.resolutions)
         stages = [
-            [(rng.choice(self.kernels), rng.choice(self.expands)) for _ in range(rng.choice(self.depth_choices))]
-            for _ in range(self.n_stages)
+            [(rng.choice(self.kernels), rng.choice(self.expands)) for _ in range(rng.choice(depths))]
+            for depths in self.depths_per_stage()
         ]
         return self.make_spec(w, r, stages)
 
@@ -247,14 +253,16 @@ class ElasticSpace(SearchSpace):
         """Per width and resolution, one max-depth spec per (kernel, expand): every block position
         (first of a stage, or later) meets every choice."""
         return [
-            self.make_spec(w, r, [[(k, e)] * self.max_depth for _ in range(self.n_stages)])
+            self.make_spec(w, r, [[(k, e)] * max(depths) for depths in self.depths_per_stage()])
             for w in self.widths for r in self.resolutions for k in self.kernels for e in self.expands
         ]
 
     def size(self) -> int:
         per_block = len(self.kernels) * len(self.expands)
-        per_stage = sum(per_block**d for d in self.depth_choices)
-        return per_stage**self.n_stages * len(self.resolutions) * len(self.widths)
+        total = len(self.resolutions) * len(self.widths)
+        for depths in self.depths_per_stage():
+            total *= sum(per_block**d for d in depths)
+        return total
 
     def choices(self) -> dict[str, str]:
         rs = self.resolutions
@@ -263,7 +271,8 @@ class ElasticSpace(SearchSpace):
             "width": ", ".join(format_width(w) for w in self.widths),
             "resolution": f"{r_desc} (any {self.resolution_limits[0]}..{self.resolution_limits[1]} accepted)",
             "stages": str(self.n_stages),
-            "depth": ", ".join(map(str, self.depth_choices)),
+            "depth": ", ".join(map(str, self.depth_choices)) if self.stage_depths is None else
+            " / ".join(",".join(map(str, d)) for d in self.stage_depths) + " (per stage)",
             "kernel": ", ".join(map(str, self.kernels)),
             "expand": ", ".join(map(str, self.expands)),
         }
@@ -278,7 +287,7 @@ class ElasticSpace(SearchSpace):
             widths=tuple(md(c * w) for c in L.widths), strides=L.strides, acts=L.acts, se=L.se,
             final_expand=md(L.final_expand * w),
             feature_mix=md(L.feature_mix * w) if L.feature_mix else None,
-            stem_act=L.stem_act, head_act=L.head_act,
+            stem_act=L.stem_act, head_act=L.head_act, first_act=L.first_act,
         )
 
     def layers(self, spec: ArchSpec, task: Task | None = None) -> list[Layer]:
@@ -288,8 +297,8 @@ class ElasticSpace(SearchSpace):
         hw = spec.r
         out: list[Layer] = [ConvLayer(t.in_channels, hw, L.stem, k=3, s=2, act=L.stem_act)]
         hw = spatial_out(hw, 3, 2)
-        out.append(MBConvLayer(L.stem, hw, L.first_block, mid=L.stem, k=3, s=1, act="relu",
-                               expand=False, res=L.stem == L.first_block))
+        out.append(MBConvLayer(L.stem, hw, L.first_block, mid=L.stem, k=self.first_block_kernel, s=1,
+                               act=L.first_act, expand=False, res=L.stem == L.first_block))
         cin = L.first_block
         for blocks, cout, stride, act, se in zip(spec.stages, L.widths, L.strides, L.acts, L.se):
             for j, (k, e) in enumerate(blocks):
@@ -313,7 +322,7 @@ class ElasticSpace(SearchSpace):
     # -- encoding ----------------------------------------------------------------------------
     def encoding_size(self) -> int:
         per_block = len(self.kernels) + len(self.expands)
-        return (self.n_stages * (self.max_depth * per_block + len(self.depth_choices))
+        return (self.n_stages * self.max_depth * per_block + sum(len(d) for d in self.depths_per_stage())
                 + 1 + len(self.width_choices))
 
     def encode(self, spec: ArchSpec) -> list[float]:
@@ -321,14 +330,14 @@ class ElasticSpace(SearchSpace):
         resolution scaled to [0, 1] over the accepted range; one-hot width."""
         assert isinstance(spec, ElasticSpec)
         vec: list[float] = []
-        for blocks in spec.stages:
+        for blocks, depths in zip(spec.stages, self.depths_per_stage()):
             for j in range(self.max_depth):
                 if j < len(blocks):
                     k, e = blocks[j]
                     vec += [float(k == c) for c in self.kernels] + [float(e == c) for c in self.expands]
                 else:
                     vec += [0.0] * (len(self.kernels) + len(self.expands))
-            vec += [float(len(blocks) == d) for d in self.depth_choices]
+            vec += [float(len(blocks) == d) for d in depths]
         lo, hi = self.resolution_limits
         vec.append((spec.r - lo) / (hi - lo))
         vec += [float(spec.w == w) for w in self.width_choices]

@@ -1,0 +1,316 @@
+"""Latency: table format, device specs, published-table import, profiling, prediction, kits.
+
+Profiling tests run the real ONNX Runtime and LiteRT interpreters on small units; timing *accuracy*
+targets live in benchmarks/latency_fidelity.py, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgenas import EdgenasError, get_space
+from edgenas.cli.main import main
+from edgenas.latency import DeviceStore, LatencyPredictor, LatencyTable, MissingEntriesError
+from edgenas.latency.devices import parse_device
+from edgenas.latency.runtimes import ExportItem, get_runtime, runtime_names
+from edgenas.latency.table import DeviceModel, Entry
+
+TUTORIAL = "mbv3:w1.2:r192:k5e3-k3e3_k5e4-k3e4_k7e6-k7e3-k3e4_k5e4-k5e4-k7e4-k3e3_k3e6-k3e6-k5e6"
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- table format -------------------------------------------------------------------------------
+def _table() -> LatencyTable:
+    return LatencyTable(
+        device="dev", space="tiny", runtime={"name": "onnxruntime", "version": "x", "threads": 1, "options": {}},
+        entries={"a": Entry(1.0, 0.1, 0.9, 10), "b": Entry(2.0, 0.2, 2.1, 10)},
+        model=DeviceModel(overhead_ms=0.5, scale=1.1, per_unit_ms=-0.01, fitted_on=5, terms={"macs_m": 0.001}),
+        scoped={"r64": {"a": Entry(3.0, 0.1, 3.0, 5)}},
+    )
+
+
+def test_table_round_trip(tmp_path):
+    t = _table()
+    p = t.save(tmp_path / "t.json")
+    u = LatencyTable.load(p)
+    assert u.to_json() == t.to_json()
+    assert u.predict_ms(["a", "b"], {"macs_m": 10.0}) == pytest.approx(0.5 + 1.1 * 3.0 - 0.02 + 0.01)
+    assert u.predict_ms(["a", "b"], {"macs_m": 10.0}, scope="r64") == pytest.approx(0.5 + 1.1 * 5.1 - 0.02 + 0.01)
+    assert json.loads(p.read_text())["format"] == "edgenas-latency-table"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda d: d.update(format="something-else"), "not an edgenas latency table"),
+        (lambda d: d.update(version=99), "format version 99"),
+        (lambda d: d.pop("device"), "'device' missing"),
+        (lambda d: d["entries"]["a"].update(p50_ms=-1), "negative or non-finite"),
+        (lambda d: d["entries"]["a"].pop("n"), "needs numeric"),
+        (lambda d: d["model"].update(kind="gbm"), "device model kind"),
+        (lambda d: d.update(key_format="other-v9"), "key format"),
+    ],
+)
+def test_corrupt_or_foreign_table_is_rejected(tmp_path, mutate, needle):
+    d = _table().to_json()
+    mutate(d)
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(EdgenasError, match=needle):
+        LatencyTable.load(p)
+
+
+def test_truncated_table_exits_2_via_cli(tmp_path, capsys):
+    store = tmp_path / "store"
+    (store / "latency_tables").mkdir(parents=True)
+    (store / "latency_tables" / "local-cpu-ort__tiny.json").write_text('{"format": "edgenas-latency-tab')
+    code, _, err = cli(capsys, "lut", "show", "--device", "local-cpu-ort", "--space", "tiny",
+                       "--devices-dir", str(store))
+    assert code == 2 and "not valid JSON" in err and len(err.strip().splitlines()) == 1
+
+
+# -- devices ------------------------------------------------------------------------------------
+def test_shipped_devices_and_store_lookup(tmp_path):
+    store = DeviceStore(tmp_path)
+    names = {d.name for d in store.devices()}
+    assert {"local-cpu-ort", "local-cpu-litert"} <= names
+    ort = store.device("local-cpu-ort")
+    assert ort.runtime == "onnxruntime" and ort.local and ort.threads >= 1
+    # a user spec shadows the packaged one
+    (tmp_path / "devices").mkdir()
+    (tmp_path / "devices" / "local-cpu-ort.toml").write_text(
+        'name = "local-cpu-ort"\nruntime = "onnxruntime"\nthreads = 2\nlocal = true\n')
+    assert store.device("local-cpu-ort").threads == 2
+    with pytest.raises(EdgenasError, match="unknown device 'nope'"):
+        store.device("nope")
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"name": "x", "runtime": "tensorrt"}, "'runtime' must be one of"),
+        ({"name": "x", "runtime": "litert", "threads": 0}, "'threads' must be a positive integer"),
+        ({"name": "x", "runtime": "litert", "memory": {"ram_bytes": -5}}, "ram_bytes must be a positive"),
+        ({"name": "x", "runtime": "litert", "colour": "red"}, "unknown key"),
+        ({"runtime": "litert"}, "needs a 'name'"),
+    ],
+)
+def test_bad_device_spec(data, needle):
+    with pytest.raises(EdgenasError, match=needle):
+        parse_device(data, "x.toml")
+
+
+# -- published tables ---------------------------------------------------------------------------
+def _ofa_reference_sum(lut: dict, spec: dict) -> float:
+    """OFA's tutorial `predict_network_latency_given_spec`, re-implemented independently on raw keys."""
+    def q(kind, i, o, **kw):
+        key = f"{kind}-input:{'x'.join(map(str, i))}-output:{'x'.join(map(str, o))}"
+        if kind == "expanded_conv":
+            key += "-expand:{mid}-kernel:{ks}-stride:{stride}-idskip:{idskip}-se:{se}-hs:{hs}".format(**kw)
+        return lut[key]["mean"]
+
+    r = spec["r"]
+    f = (r + 1) // 2
+    lat = q("Conv", [r, r, 3], [f, f, 24]) + q("expanded_conv", [f, f, 24], [f, f, 24], mid=24, ks=3, stride=1,
+                                                  idskip=1, se=0, hs=0)
+    cin = 24
+    for i in range(20):
+        st = i // 4
+        if i % 4 + 1 > spec["d"][st]:
+            continue
+        s, idskip = ((2, 2, 2, 1, 2)[st], 0) if i % 4 == 0 else (1, 1)
+        cout = (32, 48, 96, 136, 192)[st]
+        of = int((f - 1) / s + 1)
+        lat += q("expanded_conv", [f, f, cin], [of, of, cout], mid=round(cin * spec["e"][i]), ks=spec["ks"][i],
+                 stride=s, idskip=idskip, se=(0, 1, 0, 1, 1)[st], hs=int(st >= 2))
+        f, cin = of, cout
+    return (lat + q("Conv_1", [f, f, 192], [f, f, 1152]) + q("AvgPool2D", [f, f, 1152], [1, 1, 1152])
+            + q("Conv_2", [1, 1, 1152], [1, 1, 1536]) + q("Logits", [1, 1, 1536], [1000]))
+
+
+def test_ofa_import_reproduces_tutorial_and_reference(shared_data, tmp_path, capsys):
+    code, out, _ = cli(capsys, "lut", "import", "--format", "ofa", "--device", "note10-ofa",
+                       str(shared_data / "ofa" / "note10"), "--devices-dir", str(tmp_path))
+    assert code == 0 and "imported" in out
+    sp = get_space("mbv3")
+    pred = LatencyPredictor(sp, "note10-ofa", DeviceStore(tmp_path))
+    assert round(pred.predict(sp.parse(TUTORIAL)), 2) == 24.73
+    luts = {r: yaml.safe_load((shared_data / "ofa" / "note10" / f"{r}_lookup_table.yaml").read_text())
+            for r in (160, 176, 192, 208, 224)}
+    for spec in get_space("mbv3", resolutions=[160, 176, 192, 208, 224]).sample(60, seed=3):
+        ref = _ofa_reference_sum(luts[spec.r], sp.to_json(spec))
+        assert pred.predict(spec) == pytest.approx(ref, abs=1e-9), str(spec)
+    code, out, _ = cli(capsys, "describe", "--space", "mbv3", "--arch", TUTORIAL, "--device", "note10-ofa",
+                       "--devices-dir", str(tmp_path), "--json")
+    assert code == 0 and round(json.loads(out)[0]["latency_ms"], 2) == 24.73
+
+
+def test_proxyless_import_sums_published_means(shared_data, tmp_path, capsys):
+    path = shared_data / "proxylessnas" / "mobile_trim.yaml"
+    code, _, _ = cli(capsys, "lut", "import", "--format", "proxyless", "--device", "pixel1-proxyless", str(path),
+                     "--devices-dir", str(tmp_path))
+    assert code == 0
+    lut = yaml.safe_load(path.read_text())
+    sp = get_space("proxyless")
+    pred = LatencyPredictor(sp, "pixel1-proxyless", DeviceStore(tmp_path))
+    spec = sp.parse("proxyless:w1.0:r224:k3e6-k3e3_k5e6_k7e6-k3e3-k3e3-k3e3_k5e3_k7e6-k5e6_k3e6")
+    expect = lut["Conv-input:224x224x3-output:112x112x32"]["mean"]
+    expect += lut["expanded_conv-input:112x112x32-output:112x112x16-expand:1-kernel:3-stride:1-idskip:0"]["mean"]
+    plan = [("112x112x16", "56x56x24", [(3, 6), (3, 3)], 2), ("56x56x24", "28x28x40", [(5, 6)], 2),
+            ("28x28x40", "14x14x80", [(7, 6), (3, 3), (3, 3), (3, 3)], 2), ("14x14x80", "14x14x96", [(5, 3)], 1),
+            ("14x14x96", "7x7x192", [(7, 6), (5, 6)], 2), ("7x7x192", "7x7x320", [(3, 6)], 1)]
+    for inp, outp, blocks, stride in plan:
+        for j, (k, e) in enumerate(blocks):
+            i_shape = inp if j == 0 else outp
+            s, skip = (stride, 0) if j == 0 else (1, 1)
+            key = f"expanded_conv-input:{i_shape}-output:{outp}-expand:{e}-kernel:{k}-stride:{s}-idskip:{skip}"
+            expect += lut[key]["mean"]
+    expect += lut["Conv_1-input:7x7x320-output:7x7x1280"]["mean"] + lut["Logits-input:7x7x1280-output:1000"]["mean"]
+    assert pred.predict(spec) == pytest.approx(expect, rel=1e-12)
+
+
+def test_import_rejects_wrong_format(shared_data, tmp_path, capsys):
+    code, _, err = cli(capsys, "lut", "import", "--format", "ofa", "--device", "x",
+                       str(shared_data / "proxylessnas" / "mobile_trim.yaml"), "--devices-dir", str(tmp_path))
+    assert code == 2 and "check --format" in err
+
+
+def test_remote_device_without_entries_names_the_fix(tmp_path, capsys):
+    store = DeviceStore(tmp_path)
+    t = LatencyTable(device="note10-ofa", space="mbv3", runtime={"name": "published"}, entries={})
+    t.save(store.write_path(store.device("note10-ofa"), "mbv3"))
+    code, _, err = cli(capsys, "describe", "--space", "mbv3", "--arch", TUTORIAL, "--device", "note10-ofa",
+                       "--devices-dir", str(tmp_path))
+    assert code == 2 and "lacks 20 unit(s)" in err and "edgenas profile kit --device note10-ofa" in err
+    with pytest.raises(MissingEntriesError):
+        LatencyPredictor(get_space("mbv3"), "note10-ofa", store).predict(get_space("mbv3").parse(TUTORIAL))
+
+
+# -- runtimes (contract over every registered runtime) --------------------------------------------
+@pytest.fixture(scope="module")
+def small_units():
+    sp = get_space("tiny", resolutions=[32], widths=[0.5])
+    spec = sp.parse("tiny:w0.5:r32:k3e3_k5e4_k7e6_k3e3")
+    return [u for u in sp.units(spec)][:4]
+
+
+@pytest.mark.parametrize("name", runtime_names())
+def test_runtime_exports_faithful_models_and_times_them(name, small_units, tmp_path):
+    import torch
+
+    rt = get_runtime(name, threads=1)
+    items = [ExportItem(u.key, u.build().eval(), (u.cin, u.hw, u.hw)) for u in small_units]
+    paths = rt.export_many(items, tmp_path)
+    assert set(paths) == {u.key for u in small_units}
+    for item in items:
+        p = paths[item.key]
+        assert p.suffix == rt.suffix and p.stat().st_size > 0
+        x = np.random.default_rng(0).standard_normal((1, *item.input_shape)).astype(np.float32)
+        y = _run_model(name, p, x)
+        with torch.no_grad():
+            ref = item.module(torch.from_numpy(x)).numpy()
+        assert np.allclose(y.reshape(ref.shape), ref, atol=1e-4), item.key
+        samples = rt.time(p, warmup=2, repeats=5)
+        assert len(samples) == 5 and all(s > 0 for s in samples)
+
+
+def _run_model(runtime: str, path: Path, x: np.ndarray) -> np.ndarray:
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    (inp,) = it.get_input_details()
+    it.set_tensor(inp["index"], x.reshape(inp["shape"]))
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"])
+
+
+# -- profiling, lazy prediction, validation -------------------------------------------------------
+def test_profile_is_resumable_and_validates(tmp_path, capsys):
+    args = ["profile", "--device", "local-cpu-ort", "--space", "tiny", "--space-opt", "widths=[0.5]",
+            "--resolutions", "32", "--random", "4", "--validate", "6", "--calibrate", "4", "--repeats", "10",
+            "--devices-dir", str(tmp_path), "--jobs", "1"]
+    code, out, _ = cli(capsys, *args)
+    assert code == 0, out
+    path = tmp_path / "latency_tables" / "local-cpu-ort__tiny.json"
+    table = LatencyTable.load(path)
+    assert table.validation and table.validation["n"] == 6 and table.model.fitted_on == 4
+    assert path.with_suffix(".png").stat().st_size > 1000
+    n_entries = len(table.entries)
+    code, out, _ = cli(capsys, *args[:-6], "--validate", "0", "--devices-dir", str(tmp_path), "--jobs", "1")
+    assert code == 0 and "0 measured now" in out
+    assert len(LatencyTable.load(path).entries) == n_entries
+
+
+def test_lazy_prediction_measures_missing_units_on_local_device(tmp_path, capsys):
+    sp = get_space("tiny", resolutions=[32], widths=[0.5])
+    store = DeviceStore(tmp_path)
+    pred = LatencyPredictor(sp, "local-cpu-ort", store, show_progress=False)
+    spec = sp.sample(1, 5)[0]
+    ms = pred.predict(spec)
+    assert ms > 0
+    saved = LatencyTable.load(store.write_path(store.device("local-cpu-ort"), "tiny"))
+    assert {u.key for u in sp.units(spec)} <= set(saved.entries)
+    code, out, _ = cli(capsys, "lut", "predict", "--device", "local-cpu-ort", "--space", "tiny", "--arch", str(spec),
+                       "--devices-dir", str(tmp_path), "--no-measure", "--json")
+    assert code == 0 and json.loads(out)[0]["latency_ms"] == pytest.approx(ms)
+    other = [arg for s in sp.sample(3, 99) for arg in ("--arch", str(s))]
+    code, _, err = cli(capsys, "lut", "predict", "--device", "local-cpu-ort", "--space", "tiny",
+                       *other, "--devices-dir", str(tmp_path), "--no-measure")
+    assert code == 2 and "edgenas profile --device local-cpu-ort --space tiny" in err
+
+
+# -- on-device kit --------------------------------------------------------------------------------
+def test_kit_round_trip_with_runner_that_cannot_import_torch_or_edgenas(tmp_path, capsys):
+    kit = tmp_path / "kit"
+    code, out, _ = cli(capsys, "profile", "kit", "--device", "local-cpu-ort", "--space", "tiny",
+                       "--space-opt", "widths=[0.5]", "--resolutions", "32", "--random", "6", "--networks", "10",
+                       "--out", str(kit), "--devices-dir", str(tmp_path), "--jobs", "1")
+    assert code == 0, out
+    manifest = json.loads((kit / "manifest.json").read_text())
+    assert manifest["entries"] and len(manifest["networks"]) == 10 and (kit / "runner.py").exists()
+    blocker = (
+        "import sys, runpy\n"
+        "for name in ('torch', 'edgenas'):\n"
+        "    sys.modules[name] = None  # any import of them raises ImportError\n"
+        f"sys.argv = ['runner.py', {str(kit)!r}, '--repeats', '5', '--warmup', '1', '--quiet']\n"
+        f"runpy.run_path({str(kit / 'runner.py')!r}, run_name='__main__')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=300, cwd=kit)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((kit / "results.json").read_text())
+    assert results["format"] == "edgenas-kit-results" and len(results["networks"]) == 10
+    code, out, _ = cli(capsys, "lut", "import-kit", str(kit / "results.json"), "--device", "my-board",
+                       "--devices-dir", str(tmp_path))
+    assert code == 0 and "created device spec" in out
+    assert DeviceStore(tmp_path).device("my-board").runtime == "onnxruntime"
+    assert (tmp_path / "latency_tables" / "my-board__tiny.json").exists()
+    code, out, _ = cli(capsys, "lut", "import-kit", str(kit / "results.json"), "--devices-dir", str(tmp_path))
+    assert code == 0 and "validation on 5 random networks" in out
+    table = LatencyTable.load(tmp_path / "latency_tables" / "local-cpu-ort__tiny.json")
+    assert table.source.startswith("kit:") and table.model.fitted_on == 10
+
+
+def test_runner_refuses_non_kit(tmp_path):
+    runner = Path(__file__).resolve().parent.parent / "devices" / "runner.py"
+    proc = subprocess.run([sys.executable, str(runner), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "manifest.json not found" in proc.stderr
