@@ -314,3 +314,16 @@ def test_runner_refuses_non_kit(tmp_path):
     runner = Path(__file__).resolve().parent.parent / "devices" / "runner.py"
     proc = subprocess.run([sys.executable, str(runner), str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "manifest.json not found" in proc.stderr
+
+
+def test_local_table_from_another_cpu_is_not_trusted(tmp_path, capsys):
+    store = DeviceStore(tmp_path)
+    sp = get_space("tiny", resolutions=[32], widths=[0.5])
+    spec = sp.sample(1, 1)[0]
+    foreign = LatencyTable(device="local-cpu-ort", space="tiny", runtime={"name": "onnxruntime"},
+                           entries={u.key: Entry(99.0, 0.0, 99.0, 1) for u in sp.units(spec)},
+                           host={"cpu": "Some Other CPU 9000"})
+    foreign.save(store.write_path(store.device("local-cpu-ort"), "tiny"))
+    ms = LatencyPredictor(sp, "local-cpu-ort", store, show_progress=False).predict(spec)
+    assert 0 < ms < 99.0  # re-measured here, not read from the foreign table
+    assert "profiling local-cpu-ort/tiny afresh" in capsys.readouterr().err

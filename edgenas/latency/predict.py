@@ -29,16 +29,17 @@ class LatencyPredictor:
         self.space = space
         self.lazy = lazy and self.device.local
         self.show_progress = show_progress
-        loaded = table or self.store.load_table(self.device, space.name)
+        loaded = table or (None if self.device.local else self.store.load_table(self.device, space.name))
         if loaded is None and not self.device.local:
             raise EdgenasError(
                 f"no latency table for device {self.device.name!r} and space {space.name!r}; "
                 f"import one ('edgenas lut import' / 'lut import-kit' / 'lut fit') or profile a local device"
             )
         self._profiler = None
-        if loaded is None:
-            self.table = self.profiler().new_table(space.name)
+        if self.device.local:
+            self.table = self.profiler().open_table(space.name)[0] if table is None else table
         else:
+            assert loaded is not None
             self.table = loaded
         self.save_path = self.store.write_path(self.device, space.name)
 

@@ -125,6 +125,12 @@ def export_units(
     return paths
 
 
+def same_host(table: LatencyTable) -> bool:
+    """Whether a table's recorded CPU is this host's (tables without host info are trusted)."""
+    cpu = table.host.get("cpu")
+    return cpu is None or cpu == host_info()["cpu"]
+
+
 class Profiler:
     """Measures units of one local device and keeps its table up to date."""
 
@@ -149,10 +155,17 @@ class Profiler:
         return LatencyTable(device=self.device.name, space=space, runtime=self.runtime.describe(), host=host_info())
 
     def open_table(self, space: str) -> tuple[LatencyTable, Path]:
-        """The device's table for ``space`` (existing one, or a new empty one) and where to save it."""
+        """The device's table for ``space`` (existing one, or a new empty one) and where to save it.
+
+        A local device's table measured on another CPU (a copied home folder, a different CI machine)
+        describes that CPU, not this one: it is set aside and profiling starts afresh."""
         existing = self.store.find_table(self.device, space)
         table = self.store.load_table(self.device, space) if existing else None
         path = self.store.write_path(self.device, space)
+        if table is not None and not same_host(table):
+            sys.stderr.write(f"edgenas: {existing} was measured on {table.host.get('cpu')!r}, this host is "
+                             f"{host_info()['cpu']!r}: profiling {self.device.name}/{space} afresh\n")
+            table = None
         if table is None:
             table = self.new_table(space)
         return table, path

@@ -52,8 +52,13 @@ def calibrate_and_validate(
     val_specs = space.sample(n_validate, seed)
     profiler.measure({u.key: u for s in cal_specs + val_specs for u in space.units(s, task)}.values(),
                      space.name, table, path)
-    measured_cal = profiler.time_networks(space, cal_specs, task, "calibration") if cal_specs else []
-    measured_val = profiler.time_networks(space, val_specs, task, "validation")
+    # time both sets interleaved, so slow drift (thermal, background load) hits them alike
+    order = [("c", i) for i in range(len(cal_specs))] + [("v", i) for i in range(len(val_specs))]
+    order.sort(key=lambda t: (t[1] / max(1, len(cal_specs if t[0] == "c" else val_specs)), t[0]))
+    specs = [cal_specs[i] if kind == "c" else val_specs[i] for kind, i in order]
+    times = profiler.time_networks(space, specs, task, "networks")
+    measured_cal = [t for (kind, _), t in zip(order, times) if kind == "c"]
+    measured_val = [t for (kind, _), t in zip(order, times) if kind == "v"]
     keys_cal = [[u.key for u in space.units(s, task)] for s in cal_specs]
     keys_val = [[u.key for u in space.units(s, task)] for s in val_specs]
     metrics, predicted = refit_and_validate(table, keys_cal, measured_cal, keys_val, measured_val)

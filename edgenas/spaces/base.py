@@ -14,6 +14,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgenas.costgraph import Cost
@@ -174,7 +175,7 @@ class SearchSpace(ABC):
 
     def units(self, spec: ArchSpec, task: Task | None = None) -> list[Layer]:
         """The latency-table units of ``spec``, in execution order."""
-        return [u for layer in self.layers(spec, task) for u in layer.units()]
+        return [u for layer in self.layers(spec, task) for u in _layer_units(layer)]
 
     # -- cost --------------------------------------------------------------------------------
     def cost(self, spec: ArchSpec, task: Task | None = None) -> CostReport:
@@ -199,6 +200,11 @@ class SearchSpace(ABC):
             in_channels=task.in_channels,
             resolution=task.resolution or self.default_resolution,
         )
+
+
+@lru_cache(maxsize=1 << 16)
+def _layer_units(layer: Layer) -> tuple[Layer, ...]:
+    return layer.units()
 
 
 def choice_error(space: str, what: str, value: object, allowed: Sequence[object], token: str) -> ArchParseError:

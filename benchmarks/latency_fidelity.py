@@ -1,0 +1,99 @@
+"""Benchmark: how long profiling this host takes, and how well the tables predict whole networks.
+
+For each (device, space): profile every unit of the space's default search grid into a fresh store
+(wall time, split into export and measurement), fit the device model on 20 random networks measured
+end to end, then validate on 100 *other* random networks: MAPE, RMSE, share within ±5% / ±10%,
+Kendall tau, Spearman (nn-Meter's bar: 99% within ±10%). The machine must be otherwise idle: timing
+under CPU contention measures the contention.
+
+    python benchmarks/latency_fidelity.py [--devices local-cpu-ort local-cpu-litert] [--spaces tiny mbv3]
+        [--validate 100] [--calibrate 20] [--seed 0] [--store DIR]
+
+The end-to-end-fit results (``edgenas lut fit`` on public NB201/FBNet measurements) are produced by
+benchmarks/latency_fit.py and summarised here when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import RESULTS, write_results
+
+from edgenas import get_space
+from edgenas.latency import DeviceStore
+from edgenas.latency.profile import Profiler
+from edgenas.latency.workflow import calibrate_and_validate, profile_units
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--devices", nargs="+", default=["local-cpu-ort", "local-cpu-litert"])
+    ap.add_argument("--spaces", nargs="+", default=["tiny", "mbv3"])
+    ap.add_argument("--validate", type=int, default=100)
+    ap.add_argument("--calibrate", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--store", help="keep tables in this user dir (default: a temporary one)")
+    args = ap.parse_args()
+    tmp = None
+    store_dir = Path(args.store) if args.store else Path(tmp := tempfile.mkdtemp(prefix="edgenas-bench-"))
+    store = DeviceStore(store_dir)
+    rows = []
+    try:
+        for dev_name in args.devices:
+            device = store.device(dev_name)
+            for space_name in args.spaces:
+                space = get_space(space_name)
+                prof = Profiler(device, store, jobs=args.jobs, show_progress=False)
+                t0 = time.time()
+                table, path, measured, total = profile_units(prof, space)
+                t_units = time.time() - t0
+                t1 = time.time()
+                v, per_net = calibrate_and_validate(prof, space, table, path, args.validate, args.calibrate,
+                                                    args.seed)
+                t_val = time.time() - t1
+                row = {
+                    "device": dev_name, "space": space_name, "units": total, "measured": measured,
+                    "profile_s": round(t_units, 1), "validate_s": round(t_val, 1), "n_val": v["n"],
+                    "mape_pct": v["mape_pct"], "rmse_ms": v["rmse_ms"], "within_5pct": v["within_5pct"],
+                    "within_10pct": v["within_10pct"], "kendall_tau": v.get("kendall_tau"),
+                    "spearman": v.get("spearman"),
+                    "median_ms": sorted(r["measured_ms"] for r in per_net)[len(per_net) // 2],
+                    "model": table.model.to_json(),
+                }
+                rows.append(row)
+                print(json.dumps({k: row[k] for k in row if k != "model"}), flush=True)
+                png = path.with_suffix(".png")
+                if png.exists():
+                    shutil.copyfile(png, RESULTS / f"latency_fidelity_{dev_name}_{space_name}.png")
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    notes = [
+        "Profile = export + time every unit of the default search grid (tiny: 3 widths x 32..128 step 16; "
+        "mbv3: w1.2, 128..224 step 4) into an empty store, 1 thread, 10 warm-up + 50 timed runs per model, "
+        f"p50. Validation networks are seeded random specs (seed {args.seed}), disjoint from the calibration "
+        f"networks (seed {args.seed}+1000) that fit the device model "
+        "(latency = overhead + scale * sum + per_unit * n_units).",
+        "Plots: latency_fidelity_<device>_<space>.png.",
+    ]
+    fit = RESULTS / "latency_fit.md"
+    if fit.exists():
+        notes.append(f"End-to-end fits on public measurements: see {fit.name}.")
+    cols = ["device", "space", "units", "profile_s", "validate_s", "n_val", "mape_pct", "rmse_ms", "within_5pct",
+            "within_10pct", "kendall_tau", "spearman", "median_ms"]
+    write_results("latency_fidelity", "Latency tables: profiling time and end-to-end fidelity on this host", rows,
+                  cols, {"validate": args.validate, "calibrate": args.calibrate, "seed": args.seed,
+                         "jobs": args.jobs}, "\n\n".join(notes), packages=("onnxruntime", "ai-edge-litert",
+                                                                            "litert-torch"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
