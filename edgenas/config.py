@@ -14,6 +14,9 @@ silently fall back to a default)::
     [describe]              # cost a sample of the space
     random = 12
     seed = 0
+
+    [device]                # add predicted latency (a local device measures missing entries)
+    name = "local-cpu-ort"
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "space": {"name": str, "options": dict},
     "task": {"num_classes": int, "in_channels": int, "resolution": int},
     "describe": {"random": int, "seed": int, "archs": str, "csv": str},
+    "device": {"name": str, "devices_dir": str},
 }
 REQUIRED = {"space": ("name",)}
 

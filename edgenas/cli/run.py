@@ -23,10 +23,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         specs = space.sample(desc.get("random", 10), desc.get("seed", 0))
     records = [space.cost(s, task).as_record() for s in specs]
+    columns = list(COST_FIELDS)
+    if "device" in cfg:
+        from edgenas.latency import DeviceStore, LatencyPredictor
+
+        dev = cfg["device"]
+        pred = LatencyPredictor(space, dev["name"], DeviceStore(dev.get("devices_dir")))
+        for rec, ms in zip(records, pred.predict_many(specs, task)):
+            rec["latency_ms"] = ms
+        columns.append("latency_ms")
     print(f"space {space.name}: {space.size():.3g} members; task {task}")
-    print(format_table(records, COST_FIELDS))
+    print(format_table(records, columns))
     if "csv" in desc:
-        write_csv(desc["csv"], records, COST_FIELDS)
+        write_csv(desc["csv"], records, columns)
         print(f"wrote {len(records)} records to {desc['csv']}")
     return 0
 

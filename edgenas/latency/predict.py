@@ -23,7 +23,11 @@ class LatencyPredictor:
     def __init__(
         self, space: SearchSpace, device: DeviceSpec | str, store: DeviceStore | None = None,
         table: LatencyTable | None = None, lazy: bool = True, show_progress: bool | None = None,
+        auto_calibrate: int = 10,
     ) -> None:
+        """``auto_calibrate``: on a local device whose table has no fitted device model yet, fit it on
+        this many random whole networks (measured end to end) right after the first lazy measurement."""
+        self.auto_calibrate = auto_calibrate
         self.store = store or DeviceStore()
         self.device = self.store.device(device) if isinstance(device, str) else device
         self.space = space
@@ -72,6 +76,11 @@ class LatencyPredictor:
                 f"measure them with '{how}'"
             )
         self.profiler().measure(missing.values(), self.space.name, self.table, self.save_path)
+        if self.table.model.fitted_on == 0 and self.auto_calibrate:
+            from edgenas.latency.workflow import calibrate
+
+            calibrate(self.profiler(), self.space, self.table, self.save_path, self.auto_calibrate, seed=1000,
+                      task=task)
 
     def predict(self, spec: ArchSpec, task: Task | None = None) -> float:
         return self.predict_many([spec], task)[0]

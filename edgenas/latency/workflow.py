@@ -14,7 +14,7 @@ from typing import Any
 from edgenas.latency.devices import DeviceSpec, DeviceStore
 from edgenas.latency.profile import Profiler
 from edgenas.latency.table import LatencyTable
-from edgenas.latency.validate import plot_predicted_vs_measured, refit_and_validate
+from edgenas.latency.validate import fit_device_model, plot_predicted_vs_measured, refit_and_validate
 from edgenas.spaces import ArchSpec, SearchSpace, Task
 
 
@@ -40,6 +40,19 @@ def profile_units(
             units.setdefault(u.key, u)
     measured = profiler.measure(units.values(), space.name, table, path)
     return table, path, measured, len(units)
+
+
+def calibrate(
+    profiler: Profiler, space: SearchSpace, table: LatencyTable, path: Path, n_calibrate: int, seed: int = 1000,
+    task: Task | None = None,
+) -> None:
+    """Fit the table's device model on ``n_calibrate`` random networks measured end to end; save."""
+    specs = space.sample(n_calibrate, seed)
+    profiler.measure({u.key: u for s in specs for u in space.units(s, task)}.values(), space.name, table, path)
+    measured = profiler.time_networks(space, specs, task, "calibration")
+    keys = [[u.key for u in space.units(s, task)] for s in specs]
+    table.model = fit_device_model([table.sum_ms(k) for k in keys], [len(k) for k in keys], measured)
+    table.save(path)
 
 
 def calibrate_and_validate(
