@@ -1,0 +1,92 @@
+"""``edgenas estimate`` (score specs with an accuracy estimator) and ``edgenas estimators`` (list them)."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+from typing import Any
+
+from edgenas.cli.describe import add_arch_arguments, add_space_arguments, emit, space_and_task, specs_from_args
+from edgenas.errors import EdgenasError
+from edgenas.estimators import RECORD_FIELDS, estimator_class, estimator_names, estimator_options, get_estimator
+from edgenas.report import check_writable, write_json
+
+
+def parse_estimator_options(items: list[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs. A value is JSON when the whole of it parses as JSON (numbers, booleans,
+    objects such as ``expensive_options={"epochs": 1}``); otherwise a string, kept whole (so
+    ``members=synflow,snip`` stays one string; list-valued options accept comma lists)."""
+    opts: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise EdgenasError(f"estimator option {item!r} must look like key=value, e.g. epochs=2")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        opts[key.strip()] = value
+    return opts
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    if args.csv:
+        check_writable(args.csv)
+    space, task = space_and_task(args)
+    options = parse_estimator_options(args.est_opt)
+    for flag in ("weights", "dataset"):
+        value = getattr(args, flag)
+        if value is not None:
+            if flag in options:
+                raise EdgenasError(f"--{flag} given twice (also as --est-opt {flag}=...)")
+            if flag not in estimator_options(args.estimator):
+                raise EdgenasError(f"estimator {args.estimator!r} takes no --{flag}")
+            options[flag] = value
+    specs = specs_from_args(args, space)
+    est = get_estimator(args.estimator, space, task, seed=args.est_seed, **options)
+    records = [e.as_record() for e in est.estimate_many(specs)]
+    if args.json:
+        write_json(records)
+    else:
+        emit(records, RECORD_FIELDS, args)
+    return 0
+
+
+def cmd_estimators(args: argparse.Namespace) -> int:
+    rows = []
+    for name in estimator_names():
+        cls = estimator_class(name)
+        opts = {k: (None if v is inspect.Parameter.empty else v) for k, v in estimator_options(name).items()}
+        rows.append({"name": name, "summary": cls.summary, "needs_data": cls.needs_data, "options": opts})
+    if args.json:
+        write_json(rows)
+        return 0
+    for r in rows:
+        print(f"{r['name']}: {r['summary']}")
+        if r["options"]:
+            print("  options: " + ", ".join(f"{k}={v!r}" for k, v in r["options"].items()))
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("estimators", help="list the accuracy estimators and their options")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_estimators)
+
+    p = sub.add_parser("estimate", help="score specs with an accuracy estimator (score, seconds, epochs, samples)")
+    add_space_arguments(p)
+    p.add_argument("--estimator", required=True, help=f"estimator name ({', '.join(estimator_names())})")
+    p.add_argument("--weights", metavar="PATH", help="weights file of an external predictor (ofa-predictor)")
+    p.add_argument("--dataset", metavar="D",
+                   help="digits (default), synthetic[:n=..,classes=..,channels=..,size=..], an image folder "
+                        "(one sub-folder per class) or a .npz with x and y")
+    p.add_argument("--est-opt", action="append", metavar="KEY=VALUE",
+                   help="estimator option, e.g. epochs=2 or members=synflow,snip "
+                        "(repeatable; see 'edgenas estimators')")
+    p.add_argument("--est-seed", type=int, default=0, help="estimator seed (default 0)")
+    add_arch_arguments(p)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    out.add_argument("--csv", metavar="OUT", help="write CSV records to OUT")
+    p.set_defaults(func=cmd_estimate)

@@ -1,0 +1,322 @@
+"""The accuracy-estimator plug-in contract: one base class, a registry, and TOML construction.
+
+An :class:`Estimator` scores specs of one search space (higher is better). Every estimator
+
+* is **seeded**: the score of a spec depends only on ``(estimator options, seed, str(spec))`` — each
+  spec gets its own seed derived from the estimator seed and its canonical string, so scoring a batch
+  gives the same numbers as scoring its members one by one, in any order;
+* is **cached** by the canonical string ``str(spec)``: a spec is computed once per estimator instance;
+* is **batch-friendly**: :meth:`Estimator.estimate_many` hands all cache misses to
+  :meth:`Estimator._compute_many`, which estimators with a vectorised path (surrogates, predictors,
+  tables) override;
+* reports **its own cost** per spec in an :class:`Estimate` record: ``seconds`` of wall time spent
+  computing it and, for training, ``epochs`` and ``samples`` (training examples processed; 0 when not
+  applicable). A cached estimate is returned unchanged: its cost is what it cost when it was computed.
+
+Degenerate specs (e.g. NB201 cells whose output is disconnected from the input) never raise: they
+score :data:`WORST_SCORE` (``-inf``), which sorts below every real score. Tables and CSV files show it
+as ``-inf``; JSON output as ``-Infinity`` (Python's JSON dialect). A NaN produced by a computation is
+mapped to :data:`WORST_SCORE` too.
+
+Estimators whose score of a spec depends on the rest of the batch (``batch_dependent = True``, e.g. a
+filter or ensemble in ``pool="batch"`` mode, successive halving) are not cached at their own level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from edgenas.errors import EdgenasError, UnknownNameError
+
+if TYPE_CHECKING:
+    from edgenas.spaces.base import ArchSpec, SearchSpace, Task
+
+WORST_SCORE: float = float("-inf")
+"""The score of a degenerate spec (and of a spec filtered out by :class:`CheapFilter`)."""
+
+RECORD_FIELDS = ["arch", "score", "seconds", "epochs", "samples"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One scored spec and what the score cost.
+
+    ``score``: higher is better (:data:`WORST_SCORE` for degenerate specs). ``seconds``: wall time spent
+    computing it. ``epochs``: training epochs run (0 for training-free estimators). ``samples``:
+    training examples processed, i.e. epochs x training-subset size (0 for training-free estimators).
+    """
+
+    arch: str
+    score: float
+    seconds: float
+    epochs: int = 0
+    samples: int = 0
+
+    def as_record(self) -> dict[str, Any]:
+        return {"arch": self.arch, "score": self.score, "seconds": self.seconds,
+                "epochs": self.epochs, "samples": self.samples}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What :meth:`Estimator._compute` returns for one spec; the base class adds arch and seconds."""
+
+    score: float
+    epochs: int = 0
+    samples: int = 0
+
+
+def clean_score(value: float) -> float:
+    """NaN (a failed computation) becomes :data:`WORST_SCORE`; everything else passes unchanged."""
+    value = float(value)
+    return WORST_SCORE if math.isnan(value) else value
+
+
+def spec_seed(seed: int, arch: str) -> int:
+    """The per-spec seed: a stable 31-bit hash of the estimator seed and the canonical string.
+
+    Independent of call order and batch composition (that is what makes batch == single), and of
+    Python's randomised ``hash()``.
+    """
+    digest = hashlib.sha256(f"{seed}:{arch}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+class Estimator:
+    """Base class of all accuracy estimators; register subclasses with :func:`register_estimator`.
+
+    Subclasses implement :meth:`_compute` (one spec) or override :meth:`_compute_many` (a batch of
+    cache misses). Constructor keywords after ``space, task, seed`` are the estimator's options; they are
+    what ``--est-opt key=value`` and a TOML ``[estimator]`` table set.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    needs_data: ClassVar[bool] = False
+    """True when the estimator reads a dataset (option ``dataset``)."""
+    seeded: ClassVar[bool] = True
+    """False when the seed cannot change any score (cost baselines, tables, fixed predictors)."""
+    batch_dependent: ClassVar[bool] = False
+    """True when a spec's score depends on the other specs of the batch (then it is not cached)."""
+
+    def __init__(self, space: SearchSpace, task: Task | None = None, seed: int = 0) -> None:
+        reason = self.unsupported_reason(space)
+        if reason:
+            raise EdgenasError(f"estimator {self.name!r} does not support space {space.name!r}: {reason}")
+        self.space = space
+        self.task = task
+        self.seed = int(seed)
+        self._cache: dict[str, Estimate] = {}
+        self.computed = 0
+        """Number of specs actually computed (cache misses) by this instance."""
+        self.seconds_total = 0.0
+        """Wall seconds spent in computations, including shared overheads (calibration, fitting)."""
+
+    # -- capability --------------------------------------------------------------------------
+    @classmethod
+    def unsupported_reason(cls, space: SearchSpace) -> str | None:
+        """None when the estimator can score specs of ``space``; else why not (one line)."""
+        return None
+
+    # -- public API --------------------------------------------------------------------------
+    def estimate(self, spec: ArchSpec) -> Estimate:
+        return self.estimate_many([spec])[0]
+
+    def estimate_many(self, specs: Sequence[ArchSpec]) -> list[Estimate]:
+        """Estimates in input order; cache misses are computed together in one batch."""
+        specs = list(specs)
+        if self.batch_dependent:
+            return self._run(specs)
+        missing: dict[str, ArchSpec] = {}
+        for s in specs:
+            key = str(s)
+            if key not in self._cache and key not in missing:
+                missing[key] = s
+        if missing:
+            for est in self._run(list(missing.values())):
+                self._cache[est.arch] = est
+        return [self._cache[str(s)] for s in specs]
+
+    def score(self, spec: ArchSpec) -> float:
+        """The score of one spec (higher is better)."""
+        return self.estimate(spec).score
+
+    def score_many(self, specs: Sequence[ArchSpec]) -> list[float]:
+        return [e.score for e in self.estimate_many(specs)]
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def cached(self, spec: ArchSpec) -> Estimate | None:
+        """The cached estimate of ``spec``, if any (no computation)."""
+        return self._cache.get(str(spec))
+
+    # -- subclass hooks ----------------------------------------------------------------------
+    def _run(self, specs: list[ArchSpec]) -> list[Estimate]:
+        t0 = time.perf_counter()
+        out = self._compute_many(specs)
+        self.seconds_total += time.perf_counter() - t0
+        self.computed += len(specs)
+        if len(out) != len(specs):  # pragma: no cover - a subclass bug
+            raise RuntimeError(f"{type(self).__name__}._compute_many returned {len(out)} results for {len(specs)}")
+        return [Estimate(e.arch, clean_score(e.score), e.seconds, e.epochs, e.samples) for e in out]
+
+    def _compute_many(self, specs: list[ArchSpec]) -> list[Estimate]:
+        """Default: time :meth:`_compute` spec by spec."""
+        out = []
+        for spec in specs:
+            t0 = time.perf_counter()
+            res = self._compute(spec)
+            out.append(Estimate(str(spec), res.score, time.perf_counter() - t0, res.epochs, res.samples))
+        return out
+
+    def _compute(self, spec: ArchSpec) -> Outcome:  # pragma: no cover - overridden
+        raise NotImplementedError(f"{type(self).__name__} must implement _compute or _compute_many")
+
+    def spec_seed(self, spec: ArchSpec) -> int:
+        return spec_seed(self.seed, str(spec))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(space={self.space.name!r}, seed={self.seed})"
+
+
+class BatchEstimator(Estimator, ABC):
+    """An estimator whose natural unit is a whole batch (one vectorised call); the batch wall time is
+    split evenly over its specs."""
+
+    @abstractmethod
+    def _scores(self, specs: list[ArchSpec]) -> list[float]: ...
+
+    def _compute_many(self, specs: list[ArchSpec]) -> list[Estimate]:
+        t0 = time.perf_counter()
+        scores = self._scores(specs)
+        each = (time.perf_counter() - t0) / max(1, len(specs))
+        return [Estimate(str(s), float(v), each) for s, v in zip(specs, scores)]
+
+
+# -- registry ----------------------------------------------------------------------------------
+_REGISTRY: dict[str, type[Estimator]] = {}
+
+
+def register_estimator(cls: type[Estimator]) -> type[Estimator]:
+    """Class decorator: make an estimator available by its ``name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    from edgenas.estimators import _load_builtins as load
+
+    load()
+
+
+def estimator_names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def estimator_class(name: str) -> type[Estimator]:
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise UnknownNameError(f"unknown estimator {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def estimator_options(name: str) -> dict[str, Any]:
+    """The options an estimator accepts and their defaults (``inspect.Parameter.empty`` if required)."""
+    sig = inspect.signature(estimator_class(name).__init__)
+    skip = {"self", "space", "task", "seed"}
+    return {p.name: p.default for p in sig.parameters.values()
+            if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def get_estimator(
+    name: str, space: SearchSpace, task: Task | None = None, seed: int = 0, **options: Any
+) -> Estimator:
+    """Instantiate a registered estimator for ``space``; ``options`` are its constructor keywords.
+
+    Unknown options raise :class:`EdgenasError` naming the accepted ones (a typo must not silently fall
+    back to a default).
+    """
+    cls = estimator_class(name)
+    accepted = estimator_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        known = ", ".join(accepted) or "none"
+        raise EdgenasError(f"estimator {name!r}: unknown option(s) {', '.join(unknown)}; accepted: {known}")
+    return cls(space, task, seed=seed, **options)
+
+
+def build_member(
+    name: str, space: SearchSpace, task: Task | None, seed: int, shared: dict[str, Any],
+    options: dict[str, Any] | None = None,
+) -> Estimator:
+    """A member estimator of a composite: ``shared`` options (e.g. ``dataset``) are passed only to
+    members that accept them; ``options`` are passed as given (unknown ones are errors)."""
+    accepted = estimator_options(name)
+    opts = {k: v for k, v in shared.items() if k in accepted and v is not None}
+    opts.update(options or {})
+    return get_estimator(name, space, task, seed, **opts)
+
+
+def as_name_list(value: str | Iterable[str]) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]`` (option values from the CLI or TOML)."""
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    out = [v.strip() for v in items if v.strip()]
+    if not out:
+        raise EdgenasError("expected at least one estimator name")
+    return out
+
+
+# -- TOML --------------------------------------------------------------------------------------
+CONFIG_KEYS = {"name": str, "seed": int, "dataset": str, "weights": str, "options": dict}
+PATH_KEYS = ("dataset", "weights", "path", "data")
+
+
+def estimator_from_config(
+    table: dict[str, Any], space: SearchSpace, task: Task | None = None, base_dir: str | Path | None = None
+) -> Estimator:
+    """Build an estimator from a TOML ``[estimator]`` table::
+
+        [estimator]
+        name = "train"              # required: a registered estimator name
+        seed = 0                    # optional (default 0)
+        dataset = "digits"          # optional: built-in name, image folder or .npz path
+        weights = "acc_predictor.pth"   # optional: for estimators with a 'weights' option
+        options = { epochs = 2, train_samples = 512 }
+
+    ``dataset``/``weights`` (and path-like ``options`` ``path``/``data``) relative to ``base_dir`` (the
+    config file's folder) are resolved against it; built-in dataset names are left alone.
+    """
+    for key, value in table.items():
+        want = CONFIG_KEYS.get(key)
+        if want is None:
+            raise EdgenasError(f"[estimator]: unknown key {key!r}; known: {', '.join(CONFIG_KEYS)}")
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise EdgenasError(f"[estimator] {key} must be of type {want.__name__}")
+    if "name" not in table:
+        raise EdgenasError("[estimator] needs a 'name' key, e.g. name = \"synflow\"")
+    options = dict(table.get("options", {}))
+    for key in ("dataset", "weights"):
+        if key in table:
+            if key in options:
+                raise EdgenasError(f"[estimator]: {key!r} given both as a key and in options")
+            options[key] = table[key]
+    if base_dir is not None:
+        from edgenas.datasets import BUILTIN_DATASETS
+
+        for key in PATH_KEYS:
+            val = options.get(key)
+            if isinstance(val, str) and val.split(":")[0] not in BUILTIN_DATASETS and not Path(val).is_absolute():
+                options[key] = str((Path(base_dir) / val).resolve())
+    return get_estimator(table["name"], space, task, seed=table.get("seed", 0), **options)

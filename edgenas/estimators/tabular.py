@@ -1,0 +1,97 @@
+"""Tabular ground truth: look scores up in a CSV (e.g. NAS-Bench-201's accuracies).
+
+The table needs an arch column — ``arch`` (canonical strings), ``arch_str`` (NB201's official form) or
+``op_idx_list`` (HW-NAS-Bench's FBNet form); any form the space parses works — and a numeric score
+column (option ``column``; default ``cifar10_test_200ep`` when present, else ``score``). For the
+``nb201`` space ``path`` defaults to the shared data copy of ``nb201/nb201_cifar10.csv``, whose
+``cifar10_test_200ep`` is in percent; its other columns are ``cifar10_test_12ep`` and
+``cifar10valid_val_12ep``. Rows are keyed by canonical string, so any spelling of an arch finds its
+row. A spec missing from the table raises :class:`EdgenasError`; an empty or non-numeric cell scores
+:data:`~edgenas.estimators.base.WORST_SCORE`.
+
+``seconds`` is the lookup time: the table's own (training) cost is not known here, so ``epochs`` and
+``samples`` are 0.
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgenas.archio import ARCH_COLUMNS
+from edgenas.errors import ArchParseError, EdgenasError
+from edgenas.estimators.base import WORST_SCORE, BatchEstimator, register_estimator
+from edgenas.paths import DATA_ENV, shared_file
+
+if TYPE_CHECKING:
+    from edgenas.spaces.base import ArchSpec, SearchSpace, Task
+
+NB201_DEFAULT_COLUMN = "cifar10_test_200ep"
+
+
+@cache
+def _read_table(space: SearchSpace, path: str, column: str | None) -> tuple[str, dict[str, float]]:
+    """(score column, canonical string -> score); ``column`` None picks the NB201 default or ``score``."""
+    p = Path(path)
+    try:
+        with open(p, newline="") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in reader.fieldnames or []]
+            reader.fieldnames = header
+            rows = list(reader)
+    except FileNotFoundError:
+        raise EdgenasError(f"table {str(p)!r} not found") from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+        raise EdgenasError(f"cannot read table {str(p)!r}: {exc.__class__.__name__}") from None
+    arch_col = next((c for c in ARCH_COLUMNS if c in header), None)
+    if arch_col is None:
+        raise EdgenasError(f"table {str(p)!r} has no arch column ({', '.join(ARCH_COLUMNS)}); "
+                           f"columns: {', '.join(header) or 'none'}")
+    column = column or (NB201_DEFAULT_COLUMN if NB201_DEFAULT_COLUMN in header else "score")
+    if column not in header:
+        raise EdgenasError(f"table {str(p)!r} has no column {column!r}; columns: {', '.join(header)}")
+    table: dict[str, float] = {}
+    for i, row in enumerate(rows, 2):
+        try:
+            key = str(space.parse(row[arch_col] or ""))
+        except ArchParseError as exc:
+            raise ArchParseError(f"{p}:{i}: {exc}") from None
+        try:
+            table[key] = float(row[column])
+        except (TypeError, ValueError):
+            table[key] = WORST_SCORE
+    if not table:
+        raise EdgenasError(f"table {str(p)!r} holds no rows")
+    return column, table
+
+
+@register_estimator
+class Tabular(BatchEstimator):
+    name = "tabular"
+    summary = "look scores up in a CSV table (NB201 accuracies by default; path=, column=)"
+    seeded = False
+
+    def __init__(
+        self, space: SearchSpace, task: Task | None = None, seed: int = 0,
+        path: str | None = None, column: str | None = None,
+    ) -> None:
+        """``path``: the CSV (default for nb201: the shared NB201 table); ``column``: the score column
+        (default ``cifar10_test_200ep`` when the table has it, else ``score``)."""
+        super().__init__(space, task, seed)
+        default = shared_file("nb201", "nb201_cifar10.csv") if space.name == "nb201" else None
+        if path is None and default is None:
+            where = f"set {DATA_ENV} to the shared data folder or " if space.name == "nb201" else ""
+            raise EdgenasError(f"tabular needs a table: {where}pass the option path=CSV")
+        self.path = Path(path) if path else default
+        self.column, self.table = _read_table(space, str(self.path), column)
+
+    def _scores(self, specs: list[ArchSpec]) -> list[float]:
+        out = []
+        for s in specs:
+            key = str(s)
+            if key not in self.table:
+                raise EdgenasError(f"arch {key} is not in table {str(self.path)!r}")
+            out.append(self.table[key])
+        return out
