@@ -52,7 +52,7 @@ SPACE_FEATURES: dict[str, list[list[str]]] = {
 # features whose coefficient may be negative (e.g. a folded, disconnected network is *faster*)
 SIGNED_FEATURES = frozenset({"nb201_disconnected"})
 GROUPINGS = ("all", "kind", "unit")
-RIDGE_GRID = (30.0, 3.0, 0.3, 0.03, 0.003)
+RIDGE_GRID = (30.0, 3.0, 0.3, 0.03, 0.003, 0.0003)
 MIN_ROWS = 5
 WEIGHT_FLOOR = 0.25  # rows are weighted by 1 / max(latency, WEIGHT_FLOOR * median latency)
 HUBER_K = 1.345
@@ -414,18 +414,20 @@ def predict_with_table(table: LatencyTable, space: SearchSpace, specs: Sequence[
                        task: Task | None = None) -> np.ndarray:
     """Vectorised ``LatencyPredictor.predict_many`` for a fitted (non-scoped) table: same formula,
     one matrix product (used for large evaluations; the tests check both agree)."""
-    names = list(table.model.terms)
-    keys = sorted(table.entries)
-    design = build_design(space, specs, names, task, keys=keys)
     missing = {unit_key(u) for s in specs for u in space.units(s, task)} - set(table.entries)
     if missing:
         raise EdgenasError(f"table lacks {len(missing)} unit(s), e.g. {sorted(missing)[0]}")
-    p50 = np.array([table.entries[k].p50_ms for k in keys])
+    return predict_design(table, build_design(space, specs, list(table.model.terms), task, keys=sorted(table.entries)))
+
+
+def predict_design(table: LatencyTable, design: Design) -> np.ndarray:
+    """The table's predictions (ms) for the networks of ``design``, whose columns must include every
+    unit the networks use and whose features must include the table's terms."""
     m = table.model
-    n_units = design.counts.sum(axis=1)
-    coef = np.array([m.terms[n] for n in names])
-    return (m.overhead_ms + m.scale * (design.counts @ p50) + m.per_unit_ms * n_units
-            + (design.features @ coef if names else 0.0))
+    p50 = np.array([table.entries[k].p50_ms if k in table.entries else 0.0 for k in design.keys])
+    coef = np.array([m.terms.get(n, 0.0) for n in design.feature_names])
+    extra = design.features @ coef if coef.size else 0.0
+    return m.overhead_ms + m.scale * (design.counts @ p50) + m.per_unit_ms * design.counts.sum(axis=1) + extra
 
 
 def cross_validate(
@@ -438,6 +440,8 @@ def cross_validate(
     from edgenas.latency.validate import latency_metrics
 
     y = check_measurements(specs, latencies_ms)
+    if len(y) < 2 * MIN_ROWS:
+        raise EdgenasError(f"cross-validation needs at least {2 * MIN_ROWS} measured networks, got {len(y)}")
     k = max(2, min(folds, len(y) // MIN_ROWS))
     pred = np.zeros_like(y)
     for test in _folds(len(y), k, seed):
