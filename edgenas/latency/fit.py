@@ -366,11 +366,14 @@ def fit_latency_table(
     bases = {"proxy": proxy_base()}
     if prior is not None:
         bases["prior"] = prior_base(prior, all_layers)
-    if len(configs) > 1:
-        best, report = select_config(design, y, configs, bases, folds, seed)
-    else:
-        best, report = configs[0], []
-    result = solve(design, y, best, bases[best.base])
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # many small solves: one BLAS thread is faster and leaves the cores free
+        if len(configs) > 1:
+            best, report = select_config(design, y, configs, bases, folds, seed)
+        else:
+            best, report = configs[0], []
+        result = solve(design, y, best, bases[best.base])
     return _to_table(result, design, all_layers, bases[best.base], y, space, device_name, prior, runtime,
                      report, folds, seed)
 
