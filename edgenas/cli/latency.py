@@ -237,6 +237,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lut = sub.add_parser("lut", help="latency tables: predict, validate, import, import-kit, fit, show")
     lsub = lut.add_subparsers(dest="lut_command", metavar="ACTION")
     lsub.required = True
+    from edgenas.cli.lut_fit import add_fit_parser
+
+    add_fit_parser(lsub, add_store_argument, store_from)
 
     q = lsub.add_parser("predict", help="predict whole-network latency of many specs at once")
     q.add_argument("--device", required=True)
