@@ -43,27 +43,32 @@ def latency_metrics(predicted_ms: Sequence[float], measured_ms: Sequence[float])
 
 
 def fit_device_model(sums_ms: Sequence[float], n_units: Sequence[int], measured_ms: Sequence[float]) -> DeviceModel:
-    """Least-squares affine correction; falls back to fewer terms when the fit is ill-posed.
+    """Robust, physically constrained fit of ``overhead + scale * sum + per_unit * n_units``.
 
-    Minimises *relative* error (rows weighted by 1/measured), since the targets are judged by
-    relative error and networks span an order of magnitude of latency."""
+    Each isolated unit timing includes the runtime's per-invoke cost, which a network pays once:
+    so ``overhead >= 0`` and ``per_unit <= 0``. Residuals are relative (targets are judged by
+    relative error and networks span an order of magnitude) and pass a soft-L1 loss, so a network
+    timed during a burst of background load cannot drag the fit. Falls back to a pure scale when
+    there are too few networks for three parameters."""
+    from scipy.optimize import least_squares
+
     s = np.asarray(sums_ms, float)
     n = np.asarray(n_units, float)
     y = np.asarray(measured_ms, float)
-    w = 1.0 / np.maximum(y, 1e-9)
-    best: DeviceModel | None = None
-    for cols in (("c", "s", "n"), ("c", "s"), ("s",)):
-        X = np.stack([{"c": np.ones_like(s), "s": s, "n": n}[c] for c in cols], axis=1)
-        if len(y) < len(cols) + 2:
-            continue
-        coef, *_ = np.linalg.lstsq(X * w[:, None], y * w, rcond=None)
-        params = dict(zip(cols, coef))
-        if params.get("s", 0.0) <= 0:
-            continue
-        best = DeviceModel(overhead_ms=float(params.get("c", 0.0)), scale=float(params["s"]),
-                           per_unit_ms=float(params.get("n", 0.0)), fitted_on=len(y))
-        break
-    return best or DeviceModel(fitted_on=0)
+    if len(y) == 0:
+        return DeviceModel(fitted_on=0)
+    if len(y) < 5:
+        scale = float(np.median(y / np.maximum(s, 1e-12)))
+        return DeviceModel(scale=scale, fitted_on=len(y))
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        return (p[0] + p[1] * s + p[2] * n - y) / y
+
+    x0 = np.array([0.0, float(np.median(y / np.maximum(s, 1e-12))), 0.0])
+    fit = least_squares(residuals, x0, bounds=([0.0, 1e-6, -np.inf], [np.inf, np.inf, 0.0]),
+                        loss="soft_l1", f_scale=0.05)
+    c, sc, pu = (float(v) for v in fit.x)
+    return DeviceModel(overhead_ms=c, scale=sc, per_unit_ms=pu, fitted_on=len(y))
 
 
 def plot_predicted_vs_measured(predicted_ms: Sequence[float], measured_ms: Sequence[float], path: Path,
