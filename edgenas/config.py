@@ -17,6 +17,9 @@ silently fall back to a default)::
 
     [device]                # add predicted latency (a local device measures missing entries)
     name = "local-cpu-ort"
+
+    [estimator]             # add an accuracy score (see `edgenas estimate --help`)
+    name = "synflow"
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "task": {"num_classes": int, "in_channels": int, "resolution": int},
     "describe": {"random": int, "seed": int, "archs": str, "csv": str},
     "device": {"name": str, "devices_dir": str},
+    # validated by edgenas.estimators.base.estimator_from_config
+    "estimator": {"name": str, "seed": int, "dataset": str, "weights": str, "options": dict},
 }
 REQUIRED = {"space": ("name",)}
 

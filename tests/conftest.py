@@ -22,3 +22,11 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Tests never read or write the real ~/.edgenas: device specs and tables go to a temp folder."""
+    d = tmp_path_factory.mktemp("edgenas-home")
+    monkeypatch.setenv("EDGENAS_DEVICES_DIR", str(d))
+    return d

@@ -151,9 +151,12 @@ def test_console_script_subprocess_error_contract():
     assert proc.returncode == 0 and "nb201:c3-c3-avg-skip-c3-skip" in proc.stdout
 
 
-def test_run_demo_config(capsys, repo):
+def test_run_demo_config(capsys, repo, isolated_user_dir):
     code, out, _ = run(capsys, "run", str(repo / "examples" / "demo.toml"))
     assert code == 0 and out.count("tiny:w") == 12
+    assert "latency ms" in out and "score" in out
+    # the local device's table was measured lazily into the (isolated) user folder
+    assert (isolated_user_dir / "latency_tables" / "local-cpu-ort__tiny.json").exists()
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from edgenas.archio import read_archs
 from edgenas.cli.describe import COST_FIELDS
@@ -32,6 +33,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         for rec, ms in zip(records, pred.predict_many(specs, task)):
             rec["latency_ms"] = ms
         columns.append("latency_ms")
+    if "estimator" in cfg:
+        from edgenas.estimators.base import estimator_from_config
+
+        est = estimator_from_config(cfg["estimator"], space, task, base_dir=Path(args.config).parent)
+        for rec, score in zip(records, est.score_many(specs)):
+            rec["score"] = score
+        columns.append("score")
     print(f"space {space.name}: {space.size():.3g} members; task {task}")
     print(format_table(records, columns))
     if "csv" in desc:
