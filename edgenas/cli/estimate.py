@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import sys
 from typing import Any
 
 from edgenas.cli.describe import add_arch_arguments, add_space_arguments, emit, space_and_task, specs_from_args
+from edgenas.datasets import Dataset
 from edgenas.errors import EdgenasError
 from edgenas.estimators import RECORD_FIELDS, estimator_class, estimator_names, estimator_options, get_estimator
 from edgenas.report import check_writable, write_json
@@ -45,6 +47,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             options[flag] = value
     specs = specs_from_args(args, space)
     est = get_estimator(args.estimator, space, task, seed=args.est_seed, **options)
+    dataset = getattr(est, "dataset", None)
+    if isinstance(dataset, Dataset):  # record the split next to the results (stderr: stdout stays data)
+        print("dataset split: " + json.dumps(dataset.split_record()), file=sys.stderr)
     records = [e.as_record() for e in est.estimate_many(specs)]
     if args.json:
         write_json(records)
