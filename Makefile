@@ -31,8 +31,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "WARNING: pytest collected no tests" >&2; rc=0; fi; exit $$rc
 
+# benchmarks write benchmarks/results/*.md|json; latency_fidelity needs an otherwise idle machine
 bench: $(STAMP)
-	$(BIN)/python benchmarks/cost_model.py
+	cd benchmarks && ../$(BIN)/python cost_model.py
+	cd benchmarks && ../$(BIN)/python estimators.py
+	cd benchmarks && ../$(BIN)/python latency_fit.py
+	cd benchmarks && ../$(BIN)/python latency_fidelity.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -40,11 +40,19 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--store", help="keep tables in this user dir (default: a temporary one)")
+    ap.add_argument("--note", default="", help="measurement conditions to record with the results")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep rows of the existing results for (device, space) pairs not measured in this run")
     args = ap.parse_args()
     tmp = None
     store_dir = Path(args.store) if args.store else Path(tmp := tempfile.mkdtemp(prefix="edgenas-bench-"))
     store = DeviceStore(store_dir)
-    rows = []
+    rows: list[dict] = []
+    kept: list[dict] = []
+    previous = RESULTS / "latency_fidelity.json"
+    if args.merge and previous.exists():
+        measured_now = {(d, s) for d in args.devices for s in args.spaces}
+        kept = [r for r in json.loads(previous.read_text())["rows"] if (r["device"], r["space"]) not in measured_now]
     try:
         for dev_name in args.devices:
             device = store.device(dev_name)
@@ -72,17 +80,25 @@ def main() -> int:
                 png = path.with_suffix(".png")
                 if png.exists():
                     shutil.copyfile(png, RESULTS / f"latency_fidelity_{dev_name}_{space_name}.png")
+                report(kept + rows, args)  # after every row: a long run keeps what it finished
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def report(rows: list[dict], args: argparse.Namespace) -> None:
     notes = [
         "Profile = export + time every unit of the default search grid (tiny: 3 widths x 32..128 step 16; "
-        "mbv3: w1.2, 128..224 step 4) into an empty store, 1 thread, 10 warm-up + 50 timed runs per model, "
-        f"p50. Validation networks are seeded random specs (seed {args.seed}), disjoint from the calibration "
+        "mbv3: w1.2, 128..224 step 4) into an empty store, 1 thread, 10 warm-up + 50 timed runs per model in "
+        "each of 2 separated passes, keeping the lower median. "
+        f"Validation networks are seeded random specs (seed {args.seed}), disjoint from the calibration "
         f"networks (seed {args.seed}+1000) that fit the device model "
         "(latency = overhead + scale * sum + per_unit * n_units).",
         "Plots: latency_fidelity_<device>_<space>.png.",
     ]
+    if args.note:
+        notes.append(f"Conditions: {args.note}")
     fit = RESULTS / "latency_fit.md"
     if fit.exists():
         notes.append(f"End-to-end fits on public measurements: see {fit.name}.")
@@ -92,7 +108,6 @@ def main() -> int:
                   cols, {"validate": args.validate, "calibrate": args.calibrate, "seed": args.seed,
                          "jobs": args.jobs}, "\n\n".join(notes), packages=("onnxruntime", "ai-edge-litert",
                                                                             "litert-torch"))
-    return 0
 
 
 if __name__ == "__main__":
