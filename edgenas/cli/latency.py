@@ -64,13 +64,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.out:
         raise EdgenasError("--out is for 'edgenas profile kit'; plain 'profile' writes the device's table")
 
-    store = store_from(args)
-    device = store.device(args.device)
-    space, task = _space_with_resolutions(args)
-    specs = None
-    if args.archs or args.random:
-        args.arch = args.arch_json = None
-        specs = specs_from_args(args, space)
+    store, device, space, task, specs = _profile_inputs(args)
     t0 = time.time()
     rep = profile_and_validate(device, space, store, specs=specs, task=task, n_validate=args.validate,
                                n_calibrate=args.calibrate, seed=args.seed, jobs=args.jobs, warmup=args.warmup,
@@ -81,6 +75,18 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print_validation(rep.validation)
     print(f"total {time.time() - t0:.0f}s")
     return 0
+
+
+def _profile_inputs(args: argparse.Namespace):  # noqa: ANN202
+    """Store, device, space, task and the optional spec subset (--archs / --random) of a profile run."""
+    store = store_from(args)
+    device = store.device(args.device)
+    space, task = _space_with_resolutions(args)
+    specs = None
+    if args.archs or args.random:
+        args.arch = args.arch_json = None
+        specs = specs_from_args(args, space)
+    return store, device, space, task, specs
 
 
 def print_validation(v: dict[str, Any]) -> None:
@@ -95,13 +101,7 @@ def cmd_profile_kit(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise EdgenasError("'edgenas profile kit' needs --out DIR (the kit folder to create)")
-    store = store_from(args)
-    device = store.device(args.device)
-    space, task = _space_with_resolutions(args)
-    specs = None
-    if args.archs or args.random:
-        args.arch = args.arch_json = None
-        specs = specs_from_args(args, space)
+    _, device, space, task, specs = _profile_inputs(args)
     nets = space.sample(args.networks, args.seed) if args.networks else []
     m = write_kit(device, space, Path(args.out), nets, task, specs=specs, jobs=args.jobs)
     print(f"kit {m['kit_id']}: {len(m['entries'])} unit models and {len(m['networks'])} networks in {args.out}")
