@@ -33,17 +33,18 @@ class LatencyPredictor:
         self.space = space
         self.lazy = lazy and self.device.local
         self.show_progress = show_progress
-        loaded = table or (None if self.device.local else self.store.load_table(self.device, space.name))
-        if loaded is None and not self.device.local:
-            raise EdgenasError(
-                f"no latency table for device {self.device.name!r} and space {space.name!r}; "
-                f"import one ('edgenas lut import' / 'lut import-kit' / 'lut fit') or profile a local device"
-            )
         self._profiler = None
-        if self.device.local:
-            self.table = self.profiler().open_table(space.name)[0] if table is None else table
+        if table is not None:
+            self.table = table
+        elif self.device.local:  # existing table if measured on this CPU, else a fresh one
+            self.table = self.profiler().open_table(space.name)[0]
         else:
-            assert loaded is not None
+            loaded = self.store.load_table(self.device, space.name)
+            if loaded is None:
+                raise EdgenasError(
+                    f"no latency table for device {self.device.name!r} and space {space.name!r}; "
+                    f"import one ('edgenas lut import' / 'lut import-kit' / 'lut fit') or profile a local device"
+                )
             self.table = loaded
         self.save_path = self.store.write_path(self.device, space.name)
 
