@@ -72,8 +72,12 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
 def write_results(
     name: str, title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str],
     params: dict[str, Any], notes: str = "", packages: Sequence[str] = (),
+    extra_tables: dict[str, tuple[Sequence[dict[str, Any]], Sequence[str]]] | None = None,
 ) -> tuple[Path, Path]:
-    """Print the table and write ``<name>.json`` / ``<name>.md`` under benchmarks/results."""
+    """Print the table and write ``<name>.json`` / ``<name>.md`` under benchmarks/results.
+
+    ``extra_tables`` maps a heading to (rows, columns): further tables written after the notes (and
+    under ``"tables"`` in the JSON)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {
         "benchmark": name,
@@ -86,7 +90,11 @@ def write_results(
     table = markdown_table(rows, columns)
     print(table)
     jpath = RESULTS / f"{name}.json"
-    jpath.write_text(json.dumps({**meta, "rows": list(rows), "notes": notes}, indent=1) + "\n")
+    extra_tables = extra_tables or {}
+    payload = {**meta, "rows": list(rows), "notes": notes}
+    if extra_tables:
+        payload["tables"] = {k: list(r) for k, (r, _) in extra_tables.items()}
+    jpath.write_text(json.dumps(payload, indent=1) + "\n")
     mpath = RESULTS / f"{name}.md"
     m = meta["machine"]
     body = [
@@ -99,5 +107,8 @@ def write_results(
     ]
     if notes:
         body += [notes.strip(), ""]
+    for heading, (extra_rows, extra_cols) in extra_tables.items():
+        print(f"\n{heading}\n" + markdown_table(extra_rows, extra_cols))
+        body += [f"## {heading}", "", markdown_table(extra_rows, extra_cols), ""]
     mpath.write_text("\n".join(body))
     return jpath, mpath

@@ -153,12 +153,74 @@ the median absolute percentage error. Methods:
 
 NB201 raspi4/pixel3 (HW-NAS-Bench TFLite) are not additive over live units: the exported nets still run
 some dead branches and ops on all-zero nodes, and disconnected cells fold to ~0.01 ms. Part of this is
-captured by the dead-branch features; the rest behaves like noise: even a gradient-boosted model on
-the one-hot encoding trained on 8,000 archs reaches only ~69% (raspi4) / ~72% (pixel3) within +-10% on
-held-out connected archs (our exploratory check, not part of this script), so the 80% at N=100 target
-is above what these measurements support for any model we tried. FBNet latencies are exact sums of
-per-layer LUT entries (HW-NAS-Bench), so a per-unit table recovers them once the units are pinned down.
+captured by the dead-branch features. The rest is measurement noise, and the section "Repeatability of
+the NB201 measurements" below measures it directly: pairs of arch strings that are the *same computation
+graph* (edge 2<-1 `none`, nodes 1 and 2 swapped) were measured as different archs, and on raspi4 / pixel3
+only about 70% / 61% of those pairs agree within +-10% of each other (gold_6226: 82%). Fitting the noise
+distribution to those pairs puts the share of measurements within +-10% of their own noise-free value, the
+score of a perfect predictor, at about 86% (raspi4) and 78% (pixel3): the 80% target at N=100 lies above
+the pixel3 ceiling and close to the raspi4 one. A gradient-boosted model on the one-hot encoding trained on
+10,000 archs reaches 72% / 74% (column `gbm_10k_within_10pct`), about what `ours` reaches from 100-500.
+FBNet latencies are exact sums of per-layer LUT entries (HW-NAS-Bench), so a per-unit table recovers
+them once the units are pinned down.
 """
+
+
+def repeatability(space: SearchSpace, specs: list[ArchSpec], lat: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """How well the NB201 measurements agree with themselves: a ceiling for any predictor.
+
+    When edge 2<-1 is ``none``, swapping nodes 1 and 2 (edges 1<-0 with 2<-0, 3<-1 with 3<-2) gives a
+    different arch string for the *same computation graph* (same ops, same shapes, same data flow). Any
+    difference between the two measured latencies is measurement noise (or run order), not architecture.
+    From these pairs: the share agreeing within +-10% of each other, and, fitting a two-component normal
+    mixture to the per-measurement log-noise (pair log-ratios are its self-convolution), the expected share
+    of measurements within +-10% of their noise-free value, i.e. what a perfect predictor would score.
+    A high-capacity reference: gradient boosting on the one-hot (edge, op) encoding, trained on 10,000
+    connected archs and scored on the other connected ones.
+    """
+    from scipy.optimize import minimize
+    from scipy.stats import norm
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    pos = {s.ops: i for i, s in enumerate(specs)}  # type: ignore[attr-defined]
+    pairs = []
+    for i, s in enumerate(specs):
+        o = s.ops  # type: ignore[attr-defined]
+        t = (o[1], o[0], "none", o[3], o[5], o[4])
+        if o[2] == "none" and t != o and s.is_connected and pos[t] > i:  # type: ignore[attr-defined]
+            pairs.append((i, pos[t]))
+    a, b = np.array(pairs).T
+    conn = np.array([s.is_connected for s in specs])  # type: ignore[attr-defined]
+    ops = sorted({o for s in specs for o in s.ops})  # type: ignore[attr-defined]
+    onehot = np.array([[float(o == op) for o in s.ops for op in ops] for s in specs])  # type: ignore[attr-defined]
+    rows = []
+    for dev, y in lat.items():
+        r = np.log(y[a] / y[b])
+
+        def nll(th: np.ndarray, r: np.ndarray = r) -> float:
+            p, s1, s2 = 1 / (1 + np.exp(-th[0])), np.exp(th[1]), np.exp(th[2])
+            like = ((1 - p) ** 2 * norm.pdf(r, 0, s1 * np.sqrt(2)) + 2 * p * (1 - p) * norm.pdf(r, 0, np.hypot(s1, s2))
+                    + p**2 * norm.pdf(r, 0, s2 * np.sqrt(2)))
+            return float(-np.log(like + 1e-300).sum())
+
+        fit = min((minimize(nll, [p0, np.log(s1), np.log(s2)], method="Nelder-Mead")
+                   for p0 in (-2.0, 0.0) for s1 in (0.02, 0.05) for s2 in (0.2, 0.5)), key=lambda z: z.fun)
+        p, s1, s2 = 1 / (1 + np.exp(-fit.x[0])), float(np.exp(fit.x[1])), float(np.exp(fit.x[2]))
+        t = np.log(1.1)
+        ceiling = (1 - p) * (2 * norm.cdf(t / s1) - 1) + p * (2 * norm.cdf(t / s2) - 1)
+        idx = np.flatnonzero(conn)
+        np.random.default_rng(0).shuffle(idx)
+        tr, te = idx[:10000], idx[10000:]
+        gbm = HistGradientBoostingRegressor(max_iter=600, learning_rate=0.05, loss="absolute_error", random_state=0)
+        gbm.fit(onehot[tr], np.log(y[tr]))
+        gbm_within = float((np.abs(np.exp(gbm.predict(onehot[te])) / y[te] - 1) <= 0.10).mean())
+        rows.append({"device": dev, "pairs": len(pairs),
+                     "pairs_within_10pct": float((np.abs(np.expm1(r)) <= 0.10).mean()),
+                     "pair_median_diff_pct": float(100 * np.median(np.abs(np.expm1(r)))),
+                     "noise_mixture": f"{1 - p:.2f} x N(0, {s1:.3f}) + {p:.2f} x N(0, {s2:.3f})",
+                     "ceiling_within_10pct": float(ceiling), "gbm_10k_within_10pct": gbm_within})
+        print(f"repeatability {dev}: {rows[-1]}", flush=True)
+    return rows
 
 
 def main() -> None:
@@ -169,6 +231,13 @@ def main() -> None:
     sizes, seeds = ((20, 100), (0, 1)) if args.quick else (SIZES, SEEDS)
     t0 = time.time()
     rows = run(sizes, seeds, tuple(args.spaces))
+    extra = {}
+    if "nb201" in args.spaces:
+        space, specs, lat = load("nb201", shared_data_dir())  # type: ignore[arg-type]
+        extra["Repeatability of the NB201 measurements"] = (
+            repeatability(space, specs, lat),
+            ["device", "pairs", "pairs_within_10pct", "pair_median_diff_pct", "noise_mixture",
+             "ceiling_within_10pct", "gbm_10k_within_10pct"])
     print(f"total {time.time() - t0:.0f}s")
     if args.quick:
         return
@@ -177,7 +246,8 @@ def main() -> None:
     write_results("latency_fit", "Latency tables fitted from end-to-end measurements (lut fit)", rows, cols,
                   params={"sizes": list(sizes), "seeds": list(seeds), "prior_device": PRIOR_DEVICE,
                           "data": "shared/data/latency/{nb201_latency_dev,fbnet_cifar100_latency_dev}.csv"},
-                  notes=NOTES, packages=("scipy",))
+                  notes=NOTES,
+                  packages=("scipy", "scikit-learn"), extra_tables=extra)
 
 
 if __name__ == "__main__":

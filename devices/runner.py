@@ -161,6 +161,7 @@ def run_kit(kit_dir: Path, threads: Optional[int], warmup: int, repeats: int, ma
         "entries": {e["key"]: results[e["key"]] for e in manifest["entries"]},
         "networks": {n["key"]: results[n["key"]] for n in manifest.get("networks", [])},
         "network_units": {n["key"]: n.get("units", []) for n in manifest.get("networks", [])},
+        "network_features": {n["key"]: n.get("features", {}) for n in manifest.get("networks", [])},
     }
 
 

@@ -288,6 +288,7 @@ def test_kit_round_trip_with_runner_that_cannot_import_torch_or_edgenas(tmp_path
     assert code == 0, out
     manifest = json.loads((kit / "manifest.json").read_text())
     assert manifest["entries"] and len(manifest["networks"]) == 10 and (kit / "runner.py").exists()
+    assert all(n["features"]["unit_io_melems"] > 0 for n in manifest["networks"])
     blocker = (
         "import sys, runpy\n"
         "for name in ('torch', 'edgenas'):\n"
@@ -299,6 +300,7 @@ def test_kit_round_trip_with_runner_that_cannot_import_torch_or_edgenas(tmp_path
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((kit / "results.json").read_text())
     assert results["format"] == "edgenas-kit-results" and len(results["networks"]) == 10
+    assert results["network_features"] == {n["key"]: n["features"] for n in manifest["networks"]}
     code, out, _ = cli(capsys, "lut", "import-kit", str(kit / "results.json"), "--device", "my-board",
                        "--devices-dir", str(tmp_path))
     assert code == 0 and "created device spec" in out
@@ -327,3 +329,41 @@ def test_local_table_from_another_cpu_is_not_trusted(tmp_path, capsys):
     ms = LatencyPredictor(sp, "local-cpu-ort", store, show_progress=False).predict(spec)
     assert 0 < ms < 99.0  # re-measured here, not read from the foreign table
     assert "profiling local-cpu-ort/tiny afresh" in capsys.readouterr().err
+
+
+def _synthetic_networks(n: int, io_coef: float, seed: int = 0) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    s, units, io = rng.uniform(2, 8, n), rng.integers(40, 60, n), rng.uniform(0.5, 3.0, n)
+    y = (0.3 + 1.2 * s - 0.01 * units + io_coef * io) * (1 + 0.003 * rng.standard_normal(n))
+    return s, units, io, y
+
+
+def test_device_model_adds_a_context_term_only_when_it_predicts_better():
+    from edgenas.latency.validate import fit_device_model
+
+    s, n, io, y = _synthetic_networks(20, io_coef=-0.4)
+    m = fit_device_model(s, n, y, [{"unit_io_melems": v} for v in io])
+    assert set(m.terms) == {"unit_io_melems"} and m.terms["unit_io_melems"] == pytest.approx(-0.4, rel=0.1)
+    assert m.scale == pytest.approx(1.2, rel=0.05)
+    assert m.apply(s[0], n[0], {"unit_io_melems": io[0]}) == pytest.approx(y[0], rel=0.01)
+    # no such effect in the data: the term is left out (or fitted at ~0)
+    s, n, io, y = _synthetic_networks(20, io_coef=0.0, seed=1)
+    m = fit_device_model(s, n, y, [{"unit_io_melems": v} for v in io])
+    assert abs(m.terms.get("unit_io_melems", 0.0)) < 0.02
+    # too few networks to judge an extra parameter: plain affine model
+    s, n, io, y = _synthetic_networks(8, io_coef=-0.4, seed=2)
+    assert fit_device_model(s, n, y, [{"unit_io_melems": v} for v in io]).terms == {}
+
+
+def test_unit_io_feature_counts_unit_boundaries():
+    from edgenas.latency.features import spec_features
+
+    space = get_space("tiny")
+    spec = space.sample(1, seed=3)[0]
+    units = space.units(spec)
+    value = spec_features(["unit_io_melems"], space, spec)["unit_io_melems"]
+    first, last = units[0], units[-1]
+    assert first.cin * first.hw**2 / 1e6 < value  # at least the network input is counted
+    assert value == pytest.approx(sum(u.cin * max(u.hw, 1) ** 2 + int(np.prod([max(d, 1) for d in u.out_shape]))
+                                      for u in units) / 1e6)
+    assert last.out_shape[1] == 0  # the classifier's flat output counts its C elements

@@ -45,6 +45,21 @@ def _macs_m(space: SearchSpace, spec: ArchSpec, task: Task | None) -> float:
     return space.cost(spec, task).macs / 1e6
 
 
+@register_feature("unit_io_melems")
+def _unit_io_melems(space: SearchSpace, spec: ArchSpec, task: Task | None) -> float:
+    """Million activation elements crossing unit boundaries: each unit's input plus output, summed.
+
+    An isolated micro-model pays for its boundary (the input copy, reorders to and from the runtime's
+    blocked layout) on every call; inside a whole network those tensors stay put. The calibration prices
+    this per element (a negative coefficient), which plain ``scale`` and ``per_unit`` cannot: it grows
+    with activation size, not with compute or unit count."""
+    total = 0
+    for u in space.units(spec, task):
+        c, h, w = u.out_shape
+        total += u.cin * max(u.hw, 1) ** 2 + c * max(h, 1) * max(w, 1)
+    return total / 1e6
+
+
 # -- NB201 exporter-folding features (used by ``edgenas lut fit``) ------------------------------
 # ``NB201CellLayer.units`` keeps only live edge ops: the ones a constant-folding exporter runs. Real
 # exports fold less. These features count, over the whole network, the cell ops ``units`` prunes, by

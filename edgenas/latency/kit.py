@@ -17,10 +17,11 @@ from typing import Any
 
 from edgenas.errors import EdgenasError
 from edgenas.latency.devices import DeviceSpec
+from edgenas.latency.features import spec_features
 from edgenas.latency.profile import Progress, _keyed, export_units, network_unit
 from edgenas.latency.runtimes import get_runtime
 from edgenas.latency.table import Entry, LatencyTable
-from edgenas.latency.validate import fit_device_model, latency_metrics
+from edgenas.latency.validate import CONTEXT_FEATURES, fit_device_model, latency_metrics
 from edgenas.spaces import ArchSpec, SearchSpace, Task
 
 KIT_FORMAT = "edgenas-kit"
@@ -59,7 +60,8 @@ def write_kit(
         "exported_with": runtime.describe(),
         "entries": [{"key": k, "file": str(p.relative_to(out_dir))} for k, p in unit_paths.items()],
         "networks": [
-            {"key": k, "file": str(net_paths[k].relative_to(out_dir)), "units": [u.key for u in space.units(s, task)]}
+            {"key": k, "file": str(net_paths[k].relative_to(out_dir)), "units": [u.key for u in space.units(s, task)],
+             "features": spec_features(list(CONTEXT_FEATURES), space, s, task)}
             for k, s in ((str(s), s) for s in networks)
         ],
     }
@@ -99,17 +101,22 @@ def import_kit(results_path: Path) -> LatencyTable:
     nets = data.get("networks") or {}
     units = data.get("network_units") or {}
     keys = [k for k in nets if units.get(k) and not table.missing(units[k])]
+    # context features of each network, as the kit recorded them (kits from before they existed: none)
+    feats = data.get("network_features") or {}
+    with_feats = bool(keys) and all(isinstance(feats.get(k), dict) and feats[k] for k in keys)
+
+    def fit(ks: list[str]) -> None:
+        table.model = fit_device_model([table.sum_ms(units[k]) for k in ks], [len(units[k]) for k in ks],
+                                       [nets[k]["p50_ms"] for k in ks], [feats[k] for k in ks] if with_feats else None)
+
     if len(keys) >= 10:
         half = len(keys) // 2
         cal, val = keys[:half], keys[half:]
-        table.model = fit_device_model([table.sum_ms(units[k]) for k in cal], [len(units[k]) for k in cal],
-                                       [nets[k]["p50_ms"] for k in cal])
-        predicted = [table.predict_ms(units[k]) for k in val]
+        fit(cal)
+        predicted = [table.predict_ms(units[k], feats.get(k)) for k in val]
         table.validation = {**latency_metrics(predicted, [nets[k]["p50_ms"] for k in val]),
                             "calibration_networks": len(cal), "source": "kit networks (held-out half)"}
-        table.model = fit_device_model([table.sum_ms(units[k]) for k in keys], [len(units[k]) for k in keys],
-                                       [nets[k]["p50_ms"] for k in keys])
+        fit(keys)
     elif len(keys) >= 3:
-        table.model = fit_device_model([table.sum_ms(units[k]) for k in keys], [len(units[k]) for k in keys],
-                                       [nets[k]["p50_ms"] for k in keys])
+        fit(keys)
     return table

@@ -42,16 +42,52 @@ def latency_metrics(predicted_ms: Sequence[float], measured_ms: Sequence[float])
     return out
 
 
-def fit_device_model(sums_ms: Sequence[float], n_units: Sequence[int], measured_ms: Sequence[float]) -> DeviceModel:
-    """Robust, physically constrained fit of ``overhead + scale * sum + per_unit * n_units``.
+# Context features a calibration may add to the affine model (see edgenas.latency.features); each is a
+# cost the isolated micro-models pay and the network does not, hence a coefficient <= 0.
+CONTEXT_FEATURES: tuple[str, ...] = ("unit_io_melems",)
+MIN_NETWORKS_FOR_TERMS = 10  # below this, leave-one-out cannot tell a better model from a lucky one
+
+
+def _fit(s: np.ndarray, n: np.ndarray, F: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Parameters (overhead, scale, per_unit, *term coefficients) of the robust relative-error fit."""
+    from scipy.optimize import least_squares
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        return (p[0] + p[1] * s + p[2] * n + F @ p[3:] - y) / y
+
+    k = F.shape[1]
+    x0 = np.array([0.0, float(np.median(y / np.maximum(s, 1e-12))), 0.0, *([0.0] * k)])
+    lo = [0.0, 1e-6, -np.inf, *([-np.inf] * k)]
+    hi = [np.inf, np.inf, 0.0, *([0.0] * k)]
+    return least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.05).x
+
+
+def _loo_error(s: np.ndarray, n: np.ndarray, F: np.ndarray, y: np.ndarray) -> float:
+    """Mean soft-L1 of the leave-one-out relative errors (the loss the fit itself uses)."""
+    errs = []
+    for i in range(len(y)):
+        m = np.arange(len(y)) != i
+        p = _fit(s[m], n[m], F[m], y[m])
+        r = (p[0] + p[1] * s[i] + p[2] * n[i] + F[i] @ p[3:] - y[i]) / y[i] / 0.05
+        errs.append(2 * (np.sqrt(1 + r * r) - 1))
+    return float(np.mean(errs))
+
+
+def fit_device_model(
+    sums_ms: Sequence[float], n_units: Sequence[int], measured_ms: Sequence[float],
+    features: Sequence[dict[str, float]] | None = None,
+) -> DeviceModel:
+    """Robust, physically constrained fit of ``overhead + scale * sum + per_unit * n_units`` (+ terms).
 
     Each isolated unit timing includes the runtime's per-invoke cost, which a network pays once:
     so ``overhead >= 0`` and ``per_unit <= 0``. Residuals are relative (targets are judged by
     relative error and networks span an order of magnitude) and pass a soft-L1 loss, so a network
     timed during a burst of background load cannot drag the fit. Falls back to a pure scale when
-    there are too few networks for three parameters."""
-    from scipy.optimize import least_squares
+    there are too few networks for three parameters.
 
+    ``features`` (one dict per network, e.g. :data:`CONTEXT_FEATURES` from ``spec_features``) offers
+    extra terms, each with a coefficient <= 0; with at least ``MIN_NETWORKS_FOR_TERMS`` networks the
+    model with terms is kept only when its leave-one-out error beats the affine model's."""
     s = np.asarray(sums_ms, float)
     n = np.asarray(n_units, float)
     y = np.asarray(measured_ms, float)
@@ -60,15 +96,16 @@ def fit_device_model(sums_ms: Sequence[float], n_units: Sequence[int], measured_
     if len(y) < 5:
         scale = float(np.median(y / np.maximum(s, 1e-12)))
         return DeviceModel(scale=scale, fitted_on=len(y))
-
-    def residuals(p: np.ndarray) -> np.ndarray:
-        return (p[0] + p[1] * s + p[2] * n - y) / y
-
-    x0 = np.array([0.0, float(np.median(y / np.maximum(s, 1e-12))), 0.0])
-    fit = least_squares(residuals, x0, bounds=([0.0, 1e-6, -np.inf], [np.inf, np.inf, 0.0]),
-                        loss="soft_l1", f_scale=0.05)
-    c, sc, pu = (float(v) for v in fit.x)
-    return DeviceModel(overhead_ms=c, scale=sc, per_unit_ms=pu, fitted_on=len(y))
+    names = sorted(features[0]) if features else []
+    none = np.zeros((len(y), 0))
+    if names and len(y) >= MIN_NETWORKS_FOR_TERMS:
+        F = np.array([[f[k] for k in names] for f in features])  # type: ignore[union-attr]
+        if _loo_error(s, n, F, y) < _loo_error(s, n, none, y):
+            p = _fit(s, n, F, y)
+            return DeviceModel(overhead_ms=float(p[0]), scale=float(p[1]), per_unit_ms=float(p[2]), fitted_on=len(y),
+                               terms={k: float(c) for k, c in zip(names, p[3:])})
+    p = _fit(s, n, none, y)
+    return DeviceModel(overhead_ms=float(p[0]), scale=float(p[1]), per_unit_ms=float(p[2]), fitted_on=len(y))
 
 
 def plot_predicted_vs_measured(predicted_ms: Sequence[float], measured_ms: Sequence[float], path: Path,
@@ -111,10 +148,13 @@ def validation_record(metrics: dict[str, float], seed: int, calibration: int, pn
 def refit_and_validate(
     table: LatencyTable, unit_keys_cal: list[list[str]], measured_cal: list[float],
     unit_keys_val: list[list[str]], measured_val: list[float],
+    features_cal: Sequence[dict[str, float]] | None = None, features_val: Sequence[dict[str, float]] | None = None,
 ) -> tuple[dict[str, float], list[float]]:
-    """Fit the device model on the calibration networks, then score the validation networks."""
+    """Fit the device model on the calibration networks, then score the validation networks.
+    ``features_*``: per-network context features (see :func:`fit_device_model`)."""
     if unit_keys_cal:
         table.model = fit_device_model([table.sum_ms(k) for k in unit_keys_cal], [len(k) for k in unit_keys_cal],
-                                       measured_cal)
-    predicted = [table.predict_ms(k) for k in unit_keys_val]
+                                       measured_cal, features_cal)
+    fv = list(features_val) if features_val is not None else [None] * len(unit_keys_val)
+    predicted = [table.predict_ms(k, f) for k, f in zip(unit_keys_val, fv)]
     return latency_metrics(predicted, measured_val), predicted

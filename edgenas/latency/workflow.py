@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.latency.devices import DeviceSpec, DeviceStore
+from edgenas.latency.features import spec_features
 from edgenas.latency.profile import Profiler
 from edgenas.latency.table import LatencyTable
-from edgenas.latency.validate import fit_device_model, plot_predicted_vs_measured, refit_and_validate
+from edgenas.latency.validate import CONTEXT_FEATURES, fit_device_model, plot_predicted_vs_measured, refit_and_validate
 from edgenas.spaces import ArchSpec, SearchSpace, Task
 
 
@@ -51,8 +52,14 @@ def calibrate(
     profiler.measure({u.key: u for s in specs for u in space.units(s, task)}.values(), space.name, table, path)
     measured = profiler.time_networks(space, specs, task, "calibration")
     keys = [[u.key for u in space.units(s, task)] for s in specs]
-    table.model = fit_device_model([table.sum_ms(k) for k in keys], [len(k) for k in keys], measured)
+    table.model = fit_device_model([table.sum_ms(k) for k in keys], [len(k) for k in keys], measured,
+                                   context_features(space, specs, task))
     table.save(path)
+
+
+def context_features(space: SearchSpace, specs: list[ArchSpec], task: Task | None = None) -> list[dict[str, float]]:
+    """The calibration's candidate context features of each spec (see ``CONTEXT_FEATURES``)."""
+    return [spec_features(list(CONTEXT_FEATURES), space, s, task) for s in specs]
 
 
 def calibrate_and_validate(
@@ -74,7 +81,9 @@ def calibrate_and_validate(
     measured_val = [t for (kind, _), t in zip(order, times) if kind == "v"]
     keys_cal = [[u.key for u in space.units(s, task)] for s in cal_specs]
     keys_val = [[u.key for u in space.units(s, task)] for s in val_specs]
-    metrics, predicted = refit_and_validate(table, keys_cal, measured_cal, keys_val, measured_val)
+    metrics, predicted = refit_and_validate(table, keys_cal, measured_cal, keys_val, measured_val,
+                                            context_features(space, cal_specs, task),
+                                            context_features(space, val_specs, task))
     png = None
     if plot:
         png = plot_predicted_vs_measured(
