@@ -1,7 +1,7 @@
 """Benchmark: how long profiling this host takes, and how well the tables predict whole networks.
 
 For each (device, space): profile every unit of the space's default search grid into a fresh store
-(wall time, split into export and measurement), fit the device model on 20 random networks measured
+(wall time, export and measurement), fit the device model on 20 random networks measured
 end to end, then validate on 100 *other* random networks: MAPE, RMSE, share within ±5% / ±10%,
 Kendall tau, Spearman (nn-Meter's bar: 99% within ±10%). The machine must be otherwise idle: timing
 under CPU contention measures the contention.
@@ -72,6 +72,11 @@ def main() -> int:
                     "mape_pct": v["mape_pct"], "rmse_ms": v["rmse_ms"], "within_5pct": v["within_5pct"],
                     "within_10pct": v["within_10pct"], "kendall_tau": v.get("kendall_tau"),
                     "spearman": v.get("spearman"),
+                    # background load the sentinel checks saw while timing (edgenas.latency.passes)
+                    "loaded_blocks": f"{sum(r.loaded_blocks for r in prof.reports)}/"
+                                     f"{sum(r.blocks for r in prof.reports)}",
+                    "remeasured": sum(r.remeasured for r in prof.reports),
+                    "unsettled": sum(len(r.unsettled) for r in prof.reports),
                     "median_ms": sorted(r["measured_ms"] for r in per_net)[len(per_net) // 2],
                     "model": table.model.to_json(),
                 }
@@ -95,6 +100,9 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
         f"Validation networks are seeded random specs (seed {args.seed}), disjoint from the calibration "
         f"networks (seed {args.seed}+1000) that fit the device model "
         "(latency = overhead + scale * sum + per_unit * n_units).",
+        "Timing runs in blocks with a sentinel model timed between them; `loaded_blocks` counts blocks whose "
+        "sentinel ran >15% slower than its quietest reading (background load), `remeasured` the units and "
+        "networks timed again because of it, `unsettled` those never timed on a quiet machine.",
         "Plots: latency_fidelity_<device>_<space>.png.",
     ]
     if args.note:
@@ -103,7 +111,7 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
     if fit.exists():
         notes.append(f"End-to-end fits on public measurements: see {fit.name}.")
     cols = ["device", "space", "units", "profile_s", "validate_s", "n_val", "mape_pct", "rmse_ms", "within_5pct",
-            "within_10pct", "kendall_tau", "spearman", "median_ms"]
+            "within_10pct", "kendall_tau", "spearman", "median_ms", "loaded_blocks", "remeasured", "unsettled"]
     write_results("latency_fidelity", "Latency tables: profiling time and end-to-end fidelity on this host", rows,
                   cols, {"validate": args.validate, "calibrate": args.calibrate, "seed": args.seed,
                          "jobs": args.jobs}, "\n\n".join(notes), packages=("onnxruntime", "ai-edge-litert",

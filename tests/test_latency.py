@@ -367,3 +367,41 @@ def test_unit_io_feature_counts_unit_boundaries():
     assert value == pytest.approx(sum(u.cin * max(u.hw, 1) ** 2 + int(np.prod([max(d, 1) for d in u.out_shape]))
                                       for u in units) / 1e6)
     assert last.out_shape[1] == 0  # the classifier's flat output counts its C elements
+
+
+class _LoadedMachine:
+    """A simulated host: every timing call advances a clock; calls in [start, stop) run 1.5x slower."""
+
+    def __init__(self, loaded: tuple[int, int]) -> None:
+        self.clock, self.loaded = 0, loaded
+
+    def factor(self) -> float:
+        self.clock += 1
+        return 1.5 if self.loaded[0] <= self.clock < self.loaded[1] else 1.0
+
+
+def test_timed_passes_remeasure_what_background_load_touched():
+    from edgenas.latency.passes import timed_passes
+
+    true = {f"u{i}": 0.1 + 0.01 * i for i in range(100)}
+    # load spans the first two passes' overlap region (both passes of the same units are hit)
+    host = _LoadedMachine(loaded=(40, 190))
+
+    def measure(k):
+        v = true[k] * host.factor()
+        return Entry(v, 0.0, v, 10)
+
+    final, report = timed_passes(list(true), measure, lambda: 1.0 * host.factor(), rounds=2, block=10)
+    assert report.loaded_blocks > 0 and report.remeasured > 0 and not report.unsettled
+    assert {k: e.p50_ms for k, e in final.items()} == pytest.approx(true)
+    assert "re-measured" in report.summary()
+    # a quiet machine: nothing flagged, nothing re-measured
+    host = _LoadedMachine(loaded=(0, 0))
+    final, report = timed_passes(list(true), measure, lambda: 1.0 * host.factor(), rounds=2, block=10)
+    assert report.loaded_blocks == 0 and report.remeasured == 0 and report.summary() == ""
+    # load that never ends: items keep their best time and are reported as unsettled
+    host = _LoadedMachine(loaded=(30, 10**9))
+    final, report = timed_passes(list(true), measure, lambda: 1.0 * host.factor(), rounds=2, block=10,
+                                 extra_passes=2)
+    assert report.unsettled and "never measured on a quiet machine" in report.summary()
+    assert all(final[k].p50_ms in (pytest.approx(true[k]), pytest.approx(1.5 * true[k])) for k in true)

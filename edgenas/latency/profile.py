@@ -2,8 +2,9 @@
 
 Two phases, so that conversion never disturbs timing: export every missing unit as a micro-model
 (``jobs`` worker processes; exported files are cached under the work dir), then time them one by one
-on an otherwise idle runtime. The table is saved atomically every ``save_every_s`` seconds and at the
-end: an interrupted run keeps what it measured and a rerun measures only what is missing.
+on an otherwise idle runtime, in separated passes with sentinel checks that re-measure what background
+load touched (:mod:`edgenas.latency.passes`). The table is saved atomically every ``save_every_s``
+seconds and at the end: an interrupted run keeps what it measured and a rerun measures only what is missing.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 from edgenas.costgraph import OpGraph
 from edgenas.errors import EdgenasError
 from edgenas.latency.devices import DeviceSpec, DeviceStore
+from edgenas.latency.passes import PassReport, timed_passes
 from edgenas.latency.runtimes import DeviceRuntime, ExportItem, get_runtime
 from edgenas.latency.table import Entry, LatencyTable, host_info
 from edgenas.layers import Layer
@@ -57,13 +59,13 @@ class Progress:
     """A one-line progress bar on stderr (only when it is a terminal, or when forced)."""
 
     def __init__(self, total: int, label: str, enabled: bool | None = None) -> None:
-        self.total, self.label, self.done = total, label, 0
+        self.total, self.label, self.done, self.closed = total, label, 0, False
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.t0 = time.time()
 
     def __call__(self, n: int = 1) -> None:
         self.done += n
-        if not self.enabled:
+        if not self.enabled or self.closed:  # re-measurements after the bar completed are not shown
             return
         el = time.time() - self.t0
         eta = el / self.done * (self.total - self.done) if self.done else 0.0
@@ -73,6 +75,7 @@ class Progress:
                          f"{el:5.0f}s eta {eta:5.0f}s")
         if self.done >= self.total:
             sys.stderr.write("\n")
+            self.closed = True
         sys.stderr.flush()
 
 
@@ -155,6 +158,7 @@ class Profiler:
         self.runtime = get_runtime(device.runtime, device.threads, device.runtime_options)
         self.warmup, self.repeats, self.max_seconds = warmup, repeats, max_seconds
         self.jobs, self.save_every_s, self.show_progress = jobs, save_every_s, show_progress
+        self.reports: list[PassReport] = []  # one per timing session, for callers that report load
 
     def work_dir(self, space: str) -> Path:
         return self.store.user_dir / "cache" / self.device.name / space
@@ -196,20 +200,39 @@ class Profiler:
                              Progress(len(units_l), "export ", self.show_progress))
         bar = Progress(len(units_l) * self.rounds, "measure", self.show_progress)
         last_save = time.time()
-        for r in range(self.rounds):
-            for u in units_l if r % 2 == 0 else reversed(units_l):
-                entry = Entry.from_samples(self.runtime.time(paths[u.key], self.warmup, self.repeats,
-                                                             self.max_seconds))
-                old = table.entries.get(u.key) if r else None
-                if old is None or entry.p50_ms < old.p50_ms:
-                    table.entries[u.key] = entry
-                bar()
-                if time.time() - last_save > self.save_every_s:
-                    table.save(save_to)
-                    last_save = time.time()
+
+        def on_entry(key: str, entry: Entry) -> None:
+            nonlocal last_save
+            table.entries[key] = entry  # provisional best: an interrupted run keeps it
+            bar()
+            if time.time() - last_save > self.save_every_s:
+                table.save(save_to)
+                last_save = time.time()
+
+        final, report = timed_passes(
+            list(todo), lambda k: self._time(paths[k]), self._sentinel(space), rounds=self.rounds, block=25,
+            on_entry=on_entry)
+        table.entries.update(final)
+        self._note(report, "units")
         table.runtime = self.runtime.describe()
         table.save(save_to)
         return len(units_l)
+
+    def _time(self, path: Path) -> Entry:
+        return Entry.from_samples(self.runtime.time(path, self.warmup, self.repeats, self.max_seconds))
+
+    def _sentinel(self, space: str) -> Callable[[], float]:
+        """A fixed small convolution timed between blocks (see :mod:`edgenas.latency.passes`)."""
+        from edgenas.layers import ConvLayer
+
+        unit = ConvLayer(32, 16, cout=32, k=3)
+        path = export_units(self.runtime, [unit], self.work_dir(space) / "units", jobs=1)[unit.key]
+        return lambda: Entry.from_samples(self.runtime.time(path, 3, 20, self.max_seconds)).p50_ms
+
+    def _note(self, report: PassReport, what: str) -> None:
+        self.reports.append(report)
+        if report.summary() and self.show_progress is not False:
+            sys.stderr.write(f"{what}: {report.summary()}\n")
 
     def invoke_overhead_ms(self, space: str) -> float:
         """Median time of one inference of a trivial model (a ReLU on 1 element): the runtime's fixed
@@ -237,15 +260,11 @@ class Profiler:
             export_items = _keyed(todo)
             export_units(self.runtime, export_items, out_dir, self.jobs, bar)
         bar = Progress(len(nets) * self.network_rounds, f"time {label}", self.show_progress)
-        best = [float("inf")] * len(keys)
-        for r in range(self.network_rounds):
-            order = range(len(keys)) if r % 2 == 0 else reversed(range(len(keys)))
-            for i in order:
-                samples = self.runtime.time(out_dir / (file_stem(keys[i]) + self.runtime.suffix), self.warmup,
-                                            self.repeats, self.max_seconds)
-                best[i] = min(best[i], Entry.from_samples(samples).p50_ms)
-                bar()
-        return best
+        files = {k: out_dir / (file_stem(k) + self.runtime.suffix) for k in keys}
+        final, report = timed_passes(keys, lambda k: self._time(files[k]), self._sentinel(space.name),
+                                     rounds=self.network_rounds, block=5, on_entry=lambda k, e: bar())
+        self._note(report, label)
+        return [final[k].p50_ms for k in keys]
 
 
 @dataclass(frozen=True)

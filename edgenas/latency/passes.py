@@ -1,0 +1,105 @@
+"""Timing passes that notice background load and re-measure what it touched.
+
+Timing on a shared machine only ever errs upward: another process, a thermal or frequency dip, a
+noisy neighbour in a VM. Taking the lowest median of separated passes rejects short bursts, but a
+burst longer than a pass (a tiny space's units are timed in seconds) hits every pass of the same
+units. So each pass is cut into blocks, and a fixed *sentinel* model is timed between blocks: its
+lowest reading over the whole session is the quiet-machine reference, and a block whose bracketing
+sentinel readings exceed it by more than ``tolerance`` was measured under load. Items that have no
+clean measurement after the regular passes are measured again (up to ``extra_passes`` more times);
+each item keeps its lowest clean median, or its lowest median if it never got a clean one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from edgenas.latency.table import Entry
+
+
+@dataclass
+class PassReport:
+    """What the passes saw: sentinel readings (ms) and how many items needed or still need care."""
+
+    sentinel_ms: list[float] = field(default_factory=list)
+    loaded_blocks: int = 0
+    blocks: int = 0
+    remeasured: int = 0
+    unsettled: list[str] = field(default_factory=list)
+
+    @property
+    def reference_ms(self) -> float:
+        return min(self.sentinel_ms) if self.sentinel_ms else float("nan")
+
+    def summary(self) -> str:
+        if not self.loaded_blocks:
+            return ""
+        out = (f"background load detected in {self.loaded_blocks}/{self.blocks} timing blocks "
+               f"(sentinel up to {max(self.sentinel_ms) / self.reference_ms:.2f}x its quiet time); "
+               f"{self.remeasured} item(s) re-measured")
+        if self.unsettled:
+            out += f", {len(self.unsettled)} never measured on a quiet machine (kept their best time)"
+        return out
+
+
+def timed_passes(
+    keys: Sequence[str], measure: Callable[[str], Entry], sentinel: Callable[[], float], *, rounds: int = 2,
+    block: int = 25, tolerance: float = 0.15, extra_passes: int = 3,
+    on_entry: Callable[[str, Entry], None] | None = None,
+) -> tuple[dict[str, Entry], PassReport]:
+    """Measure every key in ``rounds`` separated passes (alternating order) with sentinel checks.
+
+    ``measure(key)`` times one item; ``sentinel()`` returns the sentinel's median in ms;
+    ``on_entry(key, best_so_far)`` is called after each measurement (for progress and periodic saves).
+    """
+    report = PassReport()
+    best_any: dict[str, Entry] = {}
+    best_clean: dict[str, Entry] = {}
+    windows: list[tuple[list[tuple[str, Entry]], float, float]] = []
+
+    def run_pass(order: Sequence[str]) -> None:
+        before = sentinel()
+        report.sentinel_ms.append(before)
+        for i in range(0, len(order), block):
+            got = []
+            for k in order[i : i + block]:
+                e = measure(k)
+                got.append((k, e))
+                if k not in best_any or e.p50_ms < best_any[k].p50_ms:
+                    best_any[k] = e
+                if on_entry:
+                    on_entry(k, best_any[k])
+            after = sentinel()
+            report.sentinel_ms.append(after)
+            windows.append((got, before, after))
+            before = after
+
+    def judge() -> None:
+        limit = report.reference_ms * (1 + tolerance)
+        best_clean.clear()
+        report.loaded_blocks = 0
+        for got, before, after in windows:
+            if max(before, after) > limit:
+                report.loaded_blocks += 1
+                continue
+            for k, e in got:
+                if k not in best_clean or e.p50_ms < best_clean[k].p50_ms:
+                    best_clean[k] = e
+        report.blocks = len(windows)
+
+    keys = list(dict.fromkeys(keys))
+    for r in range(max(1, rounds)):
+        run_pass(keys if r % 2 == 0 else keys[::-1])
+    judge()
+    again: set[str] = set()
+    for _ in range(extra_passes):
+        todo = [k for k in keys if k not in best_clean]
+        if not todo:
+            break
+        again.update(todo)
+        run_pass(todo)
+        judge()
+    report.remeasured = len(again)
+    report.unsettled = [k for k in keys if k not in best_clean]
+    return {k: best_clean.get(k, best_any[k]) for k in keys}, report
