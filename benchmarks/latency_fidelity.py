@@ -16,6 +16,7 @@ benchmarks/latency_fit.py and summarised here when present.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import sys
@@ -82,6 +83,10 @@ def main() -> int:
                 }
                 rows.append(row)
                 print(json.dumps({k: row[k] for k in row if k != "model"}), flush=True)
+                with open(RESULTS / f"latency_fidelity_{dev_name}_{space_name}.csv", "w", newline="") as f:
+                    w = csv.DictWriter(f, ["arch", "measured_ms", "predicted_ms"])
+                    w.writeheader()
+                    w.writerows(per_net)
                 png = path.with_suffix(".png")
                 if png.exists():
                     shutil.copyfile(png, RESULTS / f"latency_fidelity_{dev_name}_{space_name}.png")
@@ -103,7 +108,8 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
         "Timing runs in blocks with a sentinel model timed between them; `loaded_blocks` counts blocks whose "
         "sentinel ran >15% slower than its quietest reading (background load), `remeasured` the units and "
         "networks timed again because of it, `unsettled` those never timed on a quiet machine.",
-        "Plots: latency_fidelity_<device>_<space>.png.",
+        "Plots: latency_fidelity_<device>_<space>.png; per-network measured and predicted latency: "
+        "latency_fidelity_<device>_<space>.csv.",
     ]
     if args.note:
         notes.append(f"Conditions: {args.note}")

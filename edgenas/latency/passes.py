@@ -5,9 +5,11 @@ noisy neighbour in a VM. Taking the lowest median of separated passes rejects sh
 burst longer than a pass (a tiny space's units are timed in seconds) hits every pass of the same
 units. So each pass is cut into blocks, and a fixed *sentinel* model is timed between blocks: its
 lowest reading over the whole session is the quiet-machine reference, and a block whose bracketing
-sentinel readings exceed it by more than ``tolerance`` was measured under load. Items that have no
-clean measurement after the regular passes are measured again (up to ``extra_passes`` more times);
-each item keeps its lowest clean median, or its lowest median if it never got a clean one.
+sentinel readings exceed it by more than ``tolerance`` was measured under load. Load the sentinel
+does not feel (memory bandwidth, cache, a burst shorter than a block) shows as disagreement between
+passes, so an item is *settled* only when its two lowest clean medians agree within ``agree``. Items
+not settled after the regular passes are measured again (up to ``extra_passes`` more times); each
+item keeps its lowest clean median, or its lowest median if it never got a clean one.
 """
 
 from __future__ import annotations
@@ -33,19 +35,19 @@ class PassReport:
         return min(self.sentinel_ms) if self.sentinel_ms else float("nan")
 
     def summary(self) -> str:
-        if not self.loaded_blocks:
+        if not self.loaded_blocks and not self.remeasured:
             return ""
-        out = (f"background load detected in {self.loaded_blocks}/{self.blocks} timing blocks "
-               f"(sentinel up to {max(self.sentinel_ms) / self.reference_ms:.2f}x its quiet time); "
-               f"{self.remeasured} item(s) re-measured")
+        out = (f"background load in {self.loaded_blocks}/{self.blocks} timing blocks (sentinel up to "
+               f"{max(self.sentinel_ms) / self.reference_ms:.2f}x its quiet time); {self.remeasured} item(s) "
+               f"re-measured until two passes agreed")
         if self.unsettled:
-            out += f", {len(self.unsettled)} never measured on a quiet machine (kept their best time)"
+            out += f", {len(self.unsettled)} never settled (kept their lowest median)"
         return out
 
 
 def timed_passes(
     keys: Sequence[str], measure: Callable[[str], Entry], sentinel: Callable[[], float], *, rounds: int = 2,
-    block: int = 25, tolerance: float = 0.15, extra_passes: int = 3,
+    block: int = 25, tolerance: float = 0.15, agree: float = 0.03, extra_passes: int = 3,
     on_entry: Callable[[str, Entry], None] | None = None,
 ) -> tuple[dict[str, Entry], PassReport]:
     """Measure every key in ``rounds`` separated passes (alternating order) with sentinel checks.
@@ -55,7 +57,7 @@ def timed_passes(
     """
     report = PassReport()
     best_any: dict[str, Entry] = {}
-    best_clean: dict[str, Entry] = {}
+    clean: dict[str, list[Entry]] = {}
     windows: list[tuple[list[tuple[str, Entry]], float, float]] = []
 
     def run_pass(order: Sequence[str]) -> None:
@@ -77,16 +79,21 @@ def timed_passes(
 
     def judge() -> None:
         limit = report.reference_ms * (1 + tolerance)
-        best_clean.clear()
+        clean.clear()
         report.loaded_blocks = 0
         for got, before, after in windows:
             if max(before, after) > limit:
                 report.loaded_blocks += 1
                 continue
             for k, e in got:
-                if k not in best_clean or e.p50_ms < best_clean[k].p50_ms:
-                    best_clean[k] = e
+                clean.setdefault(k, []).append(e)
+        for es in clean.values():
+            es.sort(key=lambda e: e.p50_ms)
         report.blocks = len(windows)
+
+    def settled(k: str) -> bool:
+        es = clean.get(k, [])
+        return len(es) >= 2 and es[1].p50_ms <= es[0].p50_ms * (1 + agree)
 
     keys = list(dict.fromkeys(keys))
     for r in range(max(1, rounds)):
@@ -94,12 +101,12 @@ def timed_passes(
     judge()
     again: set[str] = set()
     for _ in range(extra_passes):
-        todo = [k for k in keys if k not in best_clean]
+        todo = [k for k in keys if not settled(k)]
         if not todo:
             break
         again.update(todo)
         run_pass(todo)
         judge()
     report.remeasured = len(again)
-    report.unsettled = [k for k in keys if k not in best_clean]
-    return {k: best_clean.get(k, best_any[k]) for k in keys}, report
+    report.unsettled = [k for k in keys if not settled(k)]
+    return {k: clean[k][0] if k in clean else best_any[k] for k in keys}, report

@@ -57,9 +57,12 @@ def calibrate(
     table.save(path)
 
 
-def context_features(space: SearchSpace, specs: list[ArchSpec], task: Task | None = None) -> list[dict[str, float]]:
-    """The calibration's candidate context features of each spec (see ``CONTEXT_FEATURES``)."""
-    return [spec_features(list(CONTEXT_FEATURES), space, s, task) for s in specs]
+def context_features(space: SearchSpace, specs: list[ArchSpec], task: Task | None = None,
+                     also: list[str] | None = None) -> list[dict[str, float]]:
+    """The calibration's candidate context features of each spec (see ``CONTEXT_FEATURES``), plus the
+    named features ``also`` (e.g. the terms of a model that is validated without refitting)."""
+    names = list(dict.fromkeys([*CONTEXT_FEATURES, *(also or [])]))
+    return [spec_features(names, space, s, task) for s in specs]
 
 
 def calibrate_and_validate(
@@ -83,7 +86,7 @@ def calibrate_and_validate(
     keys_val = [[u.key for u in space.units(s, task)] for s in val_specs]
     metrics, predicted = refit_and_validate(table, keys_cal, measured_cal, keys_val, measured_val,
                                             context_features(space, cal_specs, task),
-                                            context_features(space, val_specs, task))
+                                            context_features(space, val_specs, task, list(table.model.terms)))
     png = None
     if plot:
         png = plot_predicted_vs_measured(
