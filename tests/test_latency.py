@@ -251,6 +251,7 @@ def test_profile_is_resumable_and_validates(tmp_path, capsys):
             "--devices-dir", str(tmp_path), "--jobs", "1"]
     code, out, _ = cli(capsys, *args)
     assert code == 0, out
+    first = out.split(" measured now")[0].rsplit(" ", 1)[1]  # units of the 4 specs
     path = tmp_path / "latency_tables" / "local-cpu-ort__tiny.json"
     table = LatencyTable.load(path)
     assert table.validation and table.validation["n"] == 6 and table.model.fitted_on == 4
@@ -259,6 +260,11 @@ def test_profile_is_resumable_and_validates(tmp_path, capsys):
     code, out, _ = cli(capsys, *args[:-6], "--validate", "0", "--devices-dir", str(tmp_path), "--jobs", "1")
     assert code == 0 and "0 measured now" in out
     assert len(LatencyTable.load(path).entries) == n_entries
+    timing = table.validation["timing"]  # what background load the session saw
+    assert timing["blocks"] > 0 and 0 <= timing["loaded_blocks"] <= timing["blocks"]
+    code, out, _ = cli(capsys, *args[:-6], "--validate", "0", "--remeasure", "--devices-dir", str(tmp_path),
+                       "--jobs", "1")
+    assert code == 0 and f"{first} measured now" in out
 
 
 def test_lazy_prediction_measures_missing_units_on_local_device(tmp_path, capsys):
@@ -395,6 +401,7 @@ def test_timed_passes_remeasure_what_background_load_touched():
     assert report.loaded_blocks > 0 and report.remeasured > 0 and not report.unsettled
     assert {k: e.p50_ms for k, e in final.items()} == pytest.approx(true)
     assert "re-measured" in report.summary()
+    assert report.warning(report.combine([report]), len(true)) is None  # load was seen and handled
     # a quiet machine: nothing flagged, nothing re-measured
     host = _LoadedMachine(loaded=(0, 0))
     final, report = timed_passes(list(true), measure, lambda: 1.0 * host.factor(), rounds=2, block=10)
@@ -404,6 +411,7 @@ def test_timed_passes_remeasure_what_background_load_touched():
     final, report = timed_passes(list(true), measure, lambda: 1.0 * host.factor(), rounds=2, block=10,
                                  extra_passes=2)
     assert report.unsettled and "never settled" in report.summary()
+    assert "--remeasure" in report.warning(report.combine([report]), len(true))
     assert all(final[k].p50_ms in (pytest.approx(true[k]), pytest.approx(1.5 * true[k])) for k in true)
 
 

@@ -68,11 +68,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
     t0 = time.time()
     rep = profile_and_validate(device, space, store, specs=specs, task=task, n_validate=args.validate,
                                n_calibrate=args.calibrate, seed=args.seed, jobs=args.jobs, warmup=args.warmup,
-                               repeats=args.repeats)
+                               repeats=args.repeats, remeasure=args.remeasure)
     print(f"{device.name}/{space.name}: {rep.total_units} units, {rep.measured_units} measured now "
           f"({rep.seconds_units:.0f}s); table {rep.table_path}")
     if rep.validation:
         print_validation(rep.validation)
+    from edgenas.latency.passes import PassReport
+
+    warning = PassReport.warning(rep.timing, rep.measured_units + args.validate + args.calibrate)
+    if warning:
+        print(warning)
     print(f"total {time.time() - t0:.0f}s")
     return 0
 
@@ -228,6 +233,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="validate on N random networks measured end to end (default 50; 0 skips)")
     p.add_argument("--calibrate", type=int, default=20, metavar="K",
                    help="fit the device model on K other measured networks (default 20)")
+    p.add_argument("--remeasure", action="store_true",
+                   help="time every unit again even if the table has it (after a run under background load)")
     p.add_argument("--out", help="kit: folder to create")
     p.add_argument("--networks", type=int, default=20,
                    help="kit: whole networks to include for fitting/validating the device model (default 20)")

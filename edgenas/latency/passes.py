@@ -30,6 +30,24 @@ class PassReport:
     remeasured: int = 0
     unsettled: list[str] = field(default_factory=list)
 
+    @staticmethod
+    def combine(reports: list[PassReport]) -> dict[str, int]:
+        """Totals over several timing sessions (units, networks): what a table records about its timing."""
+        return {"loaded_blocks": sum(r.loaded_blocks for r in reports), "blocks": sum(r.blocks for r in reports),
+                "remeasured": sum(r.remeasured for r in reports),
+                "unsettled": sum(len(r.unsettled) for r in reports)}
+
+    @staticmethod
+    def warning(timing: dict[str, int], items: int) -> str | None:
+        """One line for the user when a session's timings cannot be trusted as quiet-machine numbers: more
+        than 5% of the ``items`` (and more than 10) never settled. Load that was seen and re-measured
+        away is not worth a warning."""
+        loaded, blocks, unsettled = timing.get("loaded_blocks", 0), timing.get("blocks", 0), timing.get("unsettled", 0)
+        if unsettled > max(10, 0.05 * items):
+            return (f"warning: timed under background load ({loaded}/{blocks} blocks loaded, {unsettled} item(s) "
+                    f"never settled); for quiet-machine numbers close other work and re-run with --remeasure")
+        return None
+
     @property
     def reference_ms(self) -> float:
         return min(self.sentinel_ms) if self.sentinel_ms else float("nan")

@@ -13,6 +13,7 @@ from typing import Any
 
 from edgenas.latency.devices import DeviceSpec, DeviceStore
 from edgenas.latency.features import spec_features
+from edgenas.latency.passes import PassReport
 from edgenas.latency.profile import Profiler
 from edgenas.latency.table import LatencyTable
 from edgenas.latency.validate import CONTEXT_FEATURES, fit_device_model, plot_predicted_vs_measured, refit_and_validate
@@ -28,17 +29,23 @@ class ProfileReport:
     validation: dict[str, Any] | None = None
     seconds_validation: float = 0.0
     rows: list[dict[str, Any]] = field(default_factory=list)  # per validation network
+    timing: dict[str, int] = field(default_factory=dict)  # PassReport.combine over the session
 
 
 def profile_units(
     profiler: Profiler, space: SearchSpace, specs: list[ArchSpec] | None = None, task: Task | None = None,
+    remeasure: bool = False,
 ) -> tuple[LatencyTable, Path, int, int]:
-    """Measure every unit the specs need (default: the whole searched grid) that the table lacks."""
+    """Measure every unit the specs need (default: the whole searched grid) that the table lacks;
+    ``remeasure``: time them all again (e.g. after a run under background load; exports are reused)."""
     table, path = profiler.open_table(space.name)
     units = {}
     for s in specs if specs is not None else space.covering_specs():
         for u in space.units(s, task):
             units.setdefault(u.key, u)
+    if remeasure:
+        for k in units:
+            table.entries.pop(k, None)
     measured = profiler.measure(units.values(), space.name, table, path)
     return table, path, measured, len(units)
 
@@ -96,7 +103,9 @@ def calibrate_and_validate(
         )
     table.validation = {**metrics, "seed": seed, "calibration_networks": len(cal_specs),
                         "calibration_seed": seed + 1000, "plot": png.name if png else None,
-                        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        # background load the timing saw (units timed in this session, and the networks)
+                        "timing": PassReport.combine(profiler.reports)}
     table.save(path)
     rows = [{"arch": str(s), "measured_ms": m, "predicted_ms": p}
             for s, m, p in zip(val_specs, measured_val, predicted)]
@@ -106,15 +115,16 @@ def calibrate_and_validate(
 def profile_and_validate(
     device: DeviceSpec, space: SearchSpace, store: DeviceStore, *, specs: list[ArchSpec] | None = None,
     task: Task | None = None, n_validate: int = 50, n_calibrate: int = 20, seed: int = 0, jobs: int = 2,
-    warmup: int = 10, repeats: int = 50, show_progress: bool | None = None,
+    warmup: int = 10, repeats: int = 50, show_progress: bool | None = None, remeasure: bool = False,
 ) -> ProfileReport:
     profiler = Profiler(device, store, warmup=warmup, repeats=repeats, jobs=jobs, show_progress=show_progress)
     t0 = time.time()
-    table, path, measured, total = profile_units(profiler, space, specs, task)
+    table, path, measured, total = profile_units(profiler, space, specs, task, remeasure)
     report = ProfileReport(path, measured, total, time.time() - t0)
     if n_validate > 0:
         t1 = time.time()
         report.validation, report.rows = calibrate_and_validate(
             profiler, space, table, path, n_validate, n_calibrate, seed, task)
         report.seconds_validation = time.time() - t1
+    report.timing = PassReport.combine(profiler.reports)
     return report
