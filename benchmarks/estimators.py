@@ -12,7 +12,7 @@
 
 Sections (a)-(c) measure correlations and run with CORR_THREADS torch threads (on a shared, loaded
 machine one thread avoids OpenMP barrier stalls; the numbers do not depend on it); (d) measures cost
-with THREADS = 2. Run: ``python benchmarks/estimators.py`` (needs the shared data folder; about 15
+with THREADS = 2. Run: ``python benchmarks/estimators.py`` (needs the shared data folder; about 30
 minutes on 2 idle cores).
 """
 
@@ -43,7 +43,7 @@ RANDOM_NB201 = 1000
 TINY_SPECS = 200
 TINY_RESOLUTION = 32
 TRAIN_OPTIONS = {"epochs": 2, "train_samples": 512, "val_samples": 0, "batch_size": 64, "lr": 0.05}
-TARGET_SEEDS = 3  # the (c) target is the mean accuracy of this many training seeds
+TARGET_SEEDS = 2  # the (c) target is the mean accuracy of this many training seeds
 COST_SPECS = {"tiny": 10, "mbv3": 2}
 MBV3_DATA_BATCH = 16
 DATA_PROXIES = ("naswot", "jacob_cov", "snip", "grad_norm", "fisher")

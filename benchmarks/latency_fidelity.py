@@ -44,7 +44,13 @@ def main() -> int:
     ap.add_argument("--note", default="", help="measurement conditions to record with the results")
     ap.add_argument("--merge", action="store_true",
                     help="keep rows of the existing results for (device, space) pairs not measured in this run")
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite the .md/.json from the existing results' rows (e.g. after editing the notes)")
     args = ap.parse_args()
+    if args.render_only:
+        previous = json.loads((RESULTS / "latency_fidelity.json").read_text())
+        report(previous["rows"], args)
+        return 0
     tmp = None
     store_dir = Path(args.store) if args.store else Path(tmp := tempfile.mkdtemp(prefix="edgenas-bench-"))
     store = DeviceStore(store_dir)
@@ -101,13 +107,16 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
     notes = [
         "Profile = export + time every unit of the default search grid (tiny: 3 widths x 32..128 step 16; "
         "mbv3: w1.2, 128..224 step 4) into an empty store, 1 thread, 10 warm-up + 50 timed runs per model in "
-        "each of 2 separated passes, keeping the lower median. "
+        "each of 2 separated passes (networks: 3), more passes for any item whose two lowest medians differ by "
+        "more than 3%, keeping the lowest median measured outside background load. "
         f"Validation networks are seeded random specs (seed {args.seed}), disjoint from the calibration "
-        f"networks (seed {args.seed}+1000) that fit the device model "
-        "(latency = overhead + scale * sum + per_unit * n_units).",
+        f"networks (seed {args.seed}+1000) that fit the device model (latency = overhead + scale * sum + "
+        "per_unit * n_units, plus a unit-boundary term `unit_io_melems` when leave-one-out on the "
+        "calibration networks prefers it; the fitted models are in the JSON).",
         "Timing runs in blocks with a sentinel model timed between them; `loaded_blocks` counts blocks whose "
         "sentinel ran >15% slower than its quietest reading (background load), `remeasured` the units and "
-        "networks timed again because of it, `unsettled` those never timed on a quiet machine.",
+        "networks timed again because of it or because their passes disagreed, `unsettled` those whose passes "
+        "still disagreed after 3 extra passes (they keep their lowest median).",
         "Plots: latency_fidelity_<device>_<space>.png; per-network measured and predicted latency: "
         "latency_fidelity_<device>_<space>.csv.",
     ]
