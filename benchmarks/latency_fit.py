@@ -156,7 +156,7 @@ some dead branches and ops on all-zero nodes, and disconnected cells fold to ~0.
 captured by the dead-branch features. The rest is measurement noise, and the section "Repeatability of
 the NB201 measurements" below measures it directly: pairs of arch strings that are the *same computation
 graph* (edge 2<-1 `none`, nodes 1 and 2 swapped) were measured as different archs, and on raspi4 / pixel3
-only about 70% / 61% of those pairs agree within +-10% of each other (gold_6226: 82%). Fitting the noise
+only about 71% / 62% of those pairs agree within +-10% of each other (gold_6226: 85%). Fitting the noise
 distribution to those pairs puts the share of measurements within +-10% of their own noise-free value, the
 score of a perfect predictor, at about 86% (raspi4) and 78% (pixel3): the 80% target at N=100 lies above
 the pixel3 ceiling and close to the raspi4 one. A gradient-boosted model on the one-hot encoding trained on
