@@ -208,7 +208,9 @@ def main() -> None:
     global ALL_NB201
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all-nb201", action="store_true", help="section (b) over all 15,625 NB201 cells")
-    ALL_NB201 = parser.parse_args().all_nb201
+    parser.add_argument("--note", default="", help="measurement conditions to record with the results")
+    cli_args = parser.parse_args()
+    ALL_NB201 = cli_args.all_nb201
     load_start = os.getloadavg()[0]
     t_start = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -219,6 +221,12 @@ def main() -> None:
     cost_checks(rows)
     minutes = (time.perf_counter() - t_start) / 60
     lo, hi = extra["nb201_spearman_ci95"]
+    cells_text = "All 15,625 cells" if ALL_NB201 else f"Our {RANDOM_NB201:,} random cells"
+    ci_text = (f"Over all cells no sampling noise is left (the initialisation is seeded per spec); for scale, the "
+               f"Fisher-z 95% interval at this n is {lo:.3f}..{hi:.3f}." if ALL_NB201 else
+               f"A sample's Spearman has a 95% interval of {lo:.3f}..{hi:.3f} (Fisher z with the Bonett-Wright "
+               f"variance): the sampling noise alone spans more than +-0.03 at {RANDOM_NB201:,} cells; "
+               "`--all-nb201` scores all 15,625 cells.")
     notes = f"""
 Sections: (a) our synflow vs NASLib's stored log(synflow), (b) synflow vs NB201 test accuracy,
 (c) proxies vs low-fidelity accuracy on digits (tiny space at {TINY_RESOLUTION} px, 1 input channel, 10 classes),
@@ -236,12 +244,11 @@ vs NASLib's; the order is what matters). NASLib stores 0.0 for the disconnected 
 ours the same within noise. Against the shared table's `cifar10_test_200ep` (NATS-Bench tss hp=200
 test accuracy: trained on the full training set, evaluated on the test set) the same stored NASLib
 scores give about 0.78: the target, not the proxy, moves the number by +0.04. Its Spearman with
-`val_accuracy` is only about 0.98 over those cells. Our 1,000 random cells against `cifar10_test_200ep`
+`val_accuracy` is only about 0.98 over those cells. {cells_text} against `cifar10_test_200ep`
 land in the same place (the row above), so the ±0.03 check against the 200-epoch test column cannot
 pass with a faithful synflow; against the published target it does. Disconnected cells score -inf
 (ties, last; {extra['nb201_disconnected']} in the sample) where the reference has 0: the same ranks.
-A sample's Spearman has a 95% interval of {lo:.3f}..{hi:.3f} (Fisher z with the Bonett-Wright variance):
-the sampling noise alone spans more than +-0.03 at 1,000 cells; `--all-nb201` scores all 15,625 cells.
+{ci_text}
 
 (c) Target: top-1 accuracy on the 359-image validation split of digits after train
 ({', '.join(f'{k}={v}' for k, v in TRAIN_OPTIONS.items())}; SGD+Nesterov, cosine, BN statistics recalibrated),
@@ -261,8 +268,8 @@ mbv3 specs at their own resolutions (128..224); synflow/params/macs build them w
 data-dependent proxies with the dataset's 10 and batch {MBV3_DATA_BATCH} (not 64/128: that takes tens of
 seconds per spec on 2 cores) of a synthetic 3-channel dataset upsampled to the spec's resolution; their
 cost grows about linearly with the batch (naswot's kernel quadratically).
-The machine is shared: 1-minute load average {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at the end;
-wall time {minutes:.1f} min.
+1-minute load average {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at the end; wall time {minutes:.1f} min.
+{("Conditions: " + cli_args.note) if cli_args.note else ""}
 """
     write_results(
         "estimators", "Accuracy estimators: published checks, proxy quality and cost", rows,
