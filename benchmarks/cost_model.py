@@ -31,7 +31,9 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(2)
     rows = []
-    for name in ("mbv3", "tiny", "nb201", "fbnet"):
+    from edgenas.spaces import space_names
+
+    for name in space_names():  # every registered space
         space = get_space(name)
         specs = space.sample(args.n, args.seed)
         layer_cost.cache_clear()
