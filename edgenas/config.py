@@ -20,6 +20,12 @@ silently fall back to a default)::
 
     [estimator]             # add an accuracy score (see `edgenas estimate --help`)
     name = "synflow"
+
+    [search]                # run a multi-objective search instead of [describe] (see `edgenas search --help`)
+    objectives = ["accuracy", "latency_ms"]
+    budgets = ["latency_ms<=1.5", "peak_ram_bytes<=64KiB"]
+    sampler = "frontier"
+    trials = 60
 """
 
 from __future__ import annotations
@@ -39,9 +45,13 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "space": {"name": str, "options": dict},
     "task": {"num_classes": int, "in_channels": int, "resolution": int},
     "describe": {"random": int, "seed": int, "archs": str, "csv": str},
-    "device": {"name": str, "devices_dir": str},
+    "device": {"name": str, "names": list, "devices_dir": str, "latency_csv": str, "latency_column": str},
     # validated by edgenas.estimators.base.estimator_from_config
     "estimator": {"name": str, "seed": int, "dataset": str, "weights": str, "options": dict},
+    # validated by edgenas.search.job.check_search_table
+    "search": {"objectives": list, "budgets": list, "sampler": str, "sampler_options": dict, "seed": int,
+               "trials": int, "timeout": (int, float), "workers": int, "storage": str, "study": str,
+               "precision": str, "reference": dict, "out": str},
 }
 REQUIRED = {"space": ("name",)}
 
@@ -66,14 +76,16 @@ def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
                     f"config {p.name}: unknown key {key!r} in [{section}]; known: {', '.join(SCHEMA[section])}"
                 )
             if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-                raise EdgenasError(f"config {p.name}: [{section}] {key} must be of type {want.__name__}")
+                name = want.__name__ if isinstance(want, type) else " or ".join(t.__name__ for t in want)
+                raise EdgenasError(f"config {p.name}: [{section}] {key} must be of type {name}")
     for section, keys in REQUIRED.items():
         for key in keys:
             if key not in data.get(section, {}):
                 raise EdgenasError(f"config {p.name}: [{section}] needs a {key!r} key")
-    if "describe" in data:
-        rel = data["describe"]
-        for key in ("archs", "csv"):
+    # input paths are relative to the config file; outputs ([search] out) to the working directory
+    for section, keys in (("describe", ("archs", "csv")), ("device", ("latency_csv", "devices_dir"))):
+        rel = data.get(section, {})
+        for key in keys:
             if key in rel:
                 rel[key] = str((p.parent / rel[key]).resolve()) if not Path(rel[key]).is_absolute() else rel[key]
     return data

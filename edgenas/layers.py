@@ -38,6 +38,9 @@ class Layer:
     @property
     def key(self) -> str:
         """Stable latency-table key, e.g. ``conv(i=3x224,o=24x112,k=3,s=2,g=1,act=hswish)``."""
+        return _layer_key(self)
+
+    def _make_key(self) -> str:
         c, h, _ = self.out_shape
         parts = [f"i={self.cin}x{self.hw}", f"o={c}x{h}" if h else f"o={c}"]
         for f in fields(self):
@@ -74,6 +77,13 @@ class Layer:
         """The latency-table units this layer runs as (itself, unless it decomposes: an NB201 cell
         runs as its live edge ops and additions). Units must sum to the layer's latency."""
         return (self,)
+
+
+@lru_cache(maxsize=1 << 16)
+def _layer_key(layer: Layer) -> str:
+    """Layers are frozen and hashable: a key is built once per distinct layer (prediction over large
+    candidate pools asks for the same units many times)."""
+    return layer._make_key()
 
 
 @lru_cache(maxsize=1 << 16)

@@ -89,10 +89,13 @@ class RankEnsemble(Estimator):
         self.seeded = any(m.seeded for m in self.members)
         self.needs_data = any(m.needs_data for m in self.members)
         self.overhead_seconds = 0.0
+        self.reference_pool: list[ArchSpec] | None = None
         self._ref: list[np.ndarray] | None = None
 
     def reference_specs(self) -> list[ArchSpec]:
-        return self.space.sample(self.reference, self.seed)
+        """The reference sample: ``reference_pool`` when a caller set one (a search sets the candidates
+        that meet its budgets), else ``reference`` seeded draws from the space."""
+        return list(self.reference_pool) if self.reference_pool else self.space.sample(self.reference, self.seed)
 
     def _calibrate(self) -> list[np.ndarray]:
         if self._ref is None:
@@ -156,13 +159,16 @@ class CheapFilter(Estimator):
         self.seeded = self.cheap.seeded or self.expensive.seeded
         self.needs_data = self.cheap.needs_data or self.expensive.needs_data
         self.overhead_seconds = 0.0
+        self.reference_pool: list[ArchSpec] | None = None
+        """Set by a caller (a search: the candidates meeting its budgets) to replace the seeded sample."""
         self._threshold: float | None = None
 
     def threshold(self) -> float:
         """The cheap score a spec must reach (reference pool), computed once."""
         if self._threshold is None:
             t0 = time.perf_counter()
-            ref = np.asarray(self.cheap.score_many(self.space.sample(self.reference, self.seed)), dtype=float)
+            pool = list(self.reference_pool) if self.reference_pool else self.space.sample(self.reference, self.seed)
+            ref = np.asarray(self.cheap.score_many(pool), dtype=float)
             finite = ref[ref > WORST_SCORE]
             self._threshold = float(np.quantile(finite, 1.0 - self.keep)) if len(finite) else math.inf
             self.overhead_seconds += time.perf_counter() - t0

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from edgenas.errors import EdgenasError
 from edgenas.latency.devices import DeviceSpec, DeviceStore
 from edgenas.latency.table import LatencyTable
+from edgenas.layers import Layer
 from edgenas.spaces import ArchSpec, SearchSpace, Task
 
 
@@ -58,11 +59,13 @@ class LatencyPredictor:
     def unit_keys(self, spec: ArchSpec, task: Task | None = None) -> list[str]:
         return [u.key for u in self.space.units(spec, task)]
 
-    def ensure(self, specs: Sequence[ArchSpec], task: Task | None = None) -> None:
-        """Make sure every unit of ``specs`` has an entry (measuring on a local device)."""
+    def ensure(self, specs: Sequence[ArchSpec], task: Task | None = None,
+               units: Sequence[Sequence[Layer]] | None = None) -> None:
+        """Make sure every unit of ``specs`` has an entry (measuring on a local device); ``units``:
+        the specs' units when the caller has them already."""
         missing = {}
-        for s in specs:
-            for u in self.space.units(s, task):
+        for us in units if units is not None else (self.space.units(s, task) for s in specs):
+            for u in us:
                 if u.key not in self.table.entries:
                     missing[u.key] = u
         if not missing:
@@ -88,16 +91,17 @@ class LatencyPredictor:
 
     def predict_many(self, specs: Sequence[ArchSpec], task: Task | None = None) -> list[float]:
         """Predicted whole-network latency in ms for each spec."""
-        self.ensure(specs, task)
+        units = [self.space.units(s, task) for s in specs]
+        self.ensure(specs, task, units)
         names = list(self.table.model.terms)
         out = []
-        for s in specs:
+        for s, us in zip(specs, units):
             feats = None
             if names:
                 from edgenas.latency.features import spec_features
 
                 feats = spec_features(names, self.space, s, task)
-            out.append(self.table.predict_ms(self.unit_keys(s, task), feats, self.scope(s, task)))
+            out.append(self.table.predict_ms([u.key for u in us], feats, self.scope(s, task)))
         return out
 
     def scope(self, spec: ArchSpec, task: Task | None = None) -> str | None:

@@ -138,6 +138,38 @@ class SearchSpace(ABC):
         return [self.random(rng) for _ in range(n)]
 
     @abstractmethod
+    def trial_params(self, spec: ArchSpec) -> dict[str, Any]:
+        """The Optuna parameters :meth:`suggest` produces for ``spec`` (its inverse):
+        ``space.suggest(optuna.trial.FixedTrial(space.trial_params(spec))) == spec`` for every spec
+        inside the searched choices. Used to enqueue known specs and by spec-level samplers."""
+
+    def mutate(self, spec: ArchSpec, rng: random.Random, rate: float = 0.1) -> ArchSpec:
+        """A random neighbour: each choice is redrawn with probability ``rate`` (at least one is)."""
+        from edgenas.spaces.params import mutate
+
+        return mutate(self, spec, rng, rate)
+
+    def crossover(self, a: ArchSpec, b: ArchSpec, rng: random.Random) -> ArchSpec:
+        """Uniform crossover of two specs' choices."""
+        from edgenas.spaces.params import crossover
+
+        return crossover(self, a, b, rng)
+
+    def dedup_key(self, spec: ArchSpec) -> str:
+        """Specs with the same key compute the same function (a search need not evaluate both).
+        Default: the canonical string; ``nb201`` uses its isomorphism key."""
+        return str(spec)
+
+    def surrogate_features(self, spec: ArchSpec, task: Task | None = None) -> list[float]:
+        """Features for search-time accuracy surrogates: :meth:`encode` plus log MACs and log params.
+        Spaces whose specs can hold dead parts (``nb201``) describe what is live instead, so that
+        specs computing the same function look the same."""
+        import math
+
+        c = self.cost(spec, task)
+        return [*self.encode(spec), math.log1p(c.macs), math.log1p(c.params)]
+
+    @abstractmethod
     def size(self) -> int:
         """Number of distinct specs over the searched choices."""
 

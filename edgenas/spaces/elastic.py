@@ -231,6 +231,21 @@ class ElasticSpace(SearchSpace):
             ])
         return self.make_spec(w, r, stages)
 
+    def trial_params(self, spec: ArchSpec) -> dict[str, Any]:
+        assert isinstance(spec, ElasticSpec)
+        p: dict[str, Any] = {}
+        if len(self.widths) > 1:
+            p["w"] = spec.w
+        if len(self.resolutions) > 1:
+            p["r"] = spec.r
+        for i, (blocks, depths) in enumerate(zip(spec.stages, self.depths_per_stage())):
+            if len(depths) > 1:
+                p[f"s{i + 1}_d"] = len(blocks)
+            for j, (k, e) in enumerate(blocks):
+                p[f"s{i + 1}b{j + 1}_k"] = k
+                p[f"s{i + 1}b{j + 1}_e"] = e
+        return p
+
     def _suggest_resolution(self, trial: optuna.Trial) -> int:
         rs = self.resolutions
         if len(rs) == 1:

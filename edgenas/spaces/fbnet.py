@@ -117,6 +117,10 @@ class FBNetSpace(SearchSpace):
             _CODE[trial.suggest_categorical(f"l{i + 1}", list(NAMES))] for i in range(N_LAYERS)
         ])
 
+    def trial_params(self, spec: ArchSpec) -> dict[str, Any]:
+        assert isinstance(spec, FBNetSpec)
+        return {f"l{i + 1}": NAMES[c] for i, c in enumerate(spec.codes)}
+
     def random(self, rng: random.Random) -> FBNetSpec:
         return self._make(self.layout, [rng.randrange(len(BLOCKS)) for _ in range(N_LAYERS)])
 

@@ -14,6 +14,8 @@ are accepted wherever an arch is.
 from __future__ import annotations
 
 import csv
+import itertools
+import math
 import random
 from dataclasses import dataclass
 from functools import cache
@@ -36,6 +38,8 @@ SHORT_OPS = ("none", "skip", "c1", "c3", "avg")
 _TO_SHORT = dict(zip(OFFICIAL_OPS, SHORT_OPS))
 _TO_OFFICIAL = dict(zip(SHORT_OPS, OFFICIAL_OPS))
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from) in arch_str order
+PATH_SEQUENCES = [seq for n in range(4) for seq in itertools.product(("c1", "c3", "avg"), repeat=n)]
+_PATH_INDEX = {seq: i for i, seq in enumerate(PATH_SEQUENCES)}
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,38 @@ class NB201Spec(ArchSpec):
         for j in (1, 2, 3):
             live[j] = any(live[frm] and op != "none" for (to, frm), op in zip(EDGES, self.ops) if to == j)
         return live[3]
+
+    @property
+    def live(self) -> NB201Spec:
+        """The same cell with every edge that lies on no input-to-output path set to ``none`` (dead
+        edges are fed only by zero nodes or feed nothing the output sees). Same function under the
+        convention of :attr:`iso_key`; fewer parameters and MACs when edges were dead."""
+        fwd = {0}
+        for (to, frm), op in zip(EDGES, self.ops):
+            if op != "none" and frm in fwd:
+                fwd.add(to)
+        bwd = {3}
+        for (to, frm), op in reversed(list(zip(EDGES, self.ops))):
+            if op != "none" and to in bwd:
+                bwd.add(frm)
+        return NB201Spec(ops=tuple(op if frm in fwd and to in bwd else "none"
+                                   for (to, frm), op in zip(EDGES, self.ops)))
+
+    def path_counts(self) -> list[float]:
+        """Number of input-to-output paths per sequence of non-identity ops (``skip`` contributes no
+        op): BANANAS' path encoding, invariant to dead edges and to relabelling the inner nodes."""
+        counts = [0.0] * len(PATH_SEQUENCES)
+
+        def walk(node: int, seq: tuple[str, ...]) -> None:
+            if node == 3:
+                counts[_PATH_INDEX[seq]] += 1
+                return
+            for (to, frm), op in zip(EDGES, self.ops):
+                if frm == node and op != "none":
+                    walk(to, seq if op == "skip" else (*seq, op))
+
+        walk(0, ())
+        return counts
 
     def to_json(self) -> dict[str, Any]:
         return {"arch_str": self.arch_str}
@@ -309,6 +345,10 @@ class NB201Space(SearchSpace):
     def suggest(self, trial: optuna.Trial) -> NB201Spec:
         return NB201Spec(ops=tuple(trial.suggest_categorical(f"e{to}{frm}", list(SHORT_OPS)) for to, frm in EDGES))
 
+    def trial_params(self, spec: ArchSpec) -> dict[str, Any]:
+        assert isinstance(spec, NB201Spec)
+        return {f"e{to}{frm}": op for (to, frm), op in zip(EDGES, spec.ops)}
+
     def random(self, rng: random.Random) -> NB201Spec:
         return NB201Spec(ops=tuple(rng.choice(SHORT_OPS) for _ in EDGES))
 
@@ -347,6 +387,18 @@ class NB201Space(SearchSpace):
 
     def encoding_size(self) -> int:
         return len(EDGES) * len(SHORT_OPS)
+
+    def dedup_key(self, spec: ArchSpec) -> str:
+        assert isinstance(spec, NB201Spec)
+        return spec.iso_key
+
+    def surrogate_features(self, spec: ArchSpec, task: Task | None = None) -> list[float]:
+        """One-hot of the live cell (:attr:`NB201Spec.live`), its path counts, and log MACs / params of
+        the live cell: cells that compute the same function get (nearly) the same features."""
+        assert isinstance(spec, NB201Spec)
+        live = spec.live
+        c = self.cost(live, task)
+        return [*self.encode(live), *live.path_counts(), math.log1p(c.macs), math.log1p(c.params)]
 
     def encode(self, spec: ArchSpec) -> list[float]:
         assert isinstance(spec, NB201Spec)

@@ -1,0 +1,121 @@
+"""The result of a search, read back from its study: trial rows, the feasible Pareto front, and its
+hypervolume. Used by the live progress line, the run directory's files and ``edgenas pareto``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from edgenas.search.fields import Budget, Field
+from edgenas.search.pareto import hypervolume, nondominated
+from edgenas.search.samplers.base import ARCH_ATTR, RECORD_ATTR
+
+
+def trial_row(t: FrozenTrial, objectives: Sequence[Field]) -> dict[str, Any]:
+    """One flat record per trial: number, state, arch, status, objectives, costs, estimator record."""
+    rec = dict(t.user_attrs.get(RECORD_ATTR) or {})
+    est = rec.pop("estimate", None) or {}
+    row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(), "arch": t.user_attrs.get(ARCH_ATTR, "")}
+    row["status"] = rec.pop("status", "failed" if t.state == TrialState.FAIL else "")
+    if t.values is not None:
+        for f, v in zip(objectives, t.values):
+            row[f.name] = v
+    row.update({k: v for k, v in rec.items() if k not in row})
+    for k in ("score", "seconds", "epochs", "samples"):
+        if k in est:
+            row[f"estimate_{k}"] = est[k]
+    if "error" in t.user_attrs:
+        row["error"] = t.user_attrs["error"]
+    if t.datetime_start and t.datetime_complete:
+        row["duration_s"] = (t.datetime_complete - t.datetime_start).total_seconds()
+    return row
+
+
+@dataclass
+class FrontState:
+    """Feasible, evaluated points so far and their front, in the study's objective order."""
+
+    objectives: list[Field]
+    budgets: list[Budget]
+    reference: dict[str, float]
+
+    def __post_init__(self) -> None:
+        self.finished = 0
+        self.feasible = 0
+        self.evaluations = 0
+        self.points: list[list[float]] = []
+        self.numbers: list[int] = []
+
+    def add(self, t: FrozenTrial) -> None:
+        if t.state not in (TrialState.COMPLETE, TrialState.FAIL):
+            return
+        self.finished += 1
+        rec = t.user_attrs.get(RECORD_ATTR) or {}
+        if t.state != TrialState.COMPLETE or t.values is None:
+            return
+        if rec.get("feasible", True):
+            self.feasible += 1
+        if rec.get("status") in ("evaluated", "rejected"):
+            self.evaluations += 1
+        ok = rec.get("feasible", True) and all(math.isfinite(v) for v in t.values) and (
+            all(b.met(rec[b.field.name]) for b in self.budgets if not b.field.cheap and b.field.name in rec)
+            if any(not b.field.cheap for b in self.budgets) else True)
+        if ok:
+            self.points.append(list(t.values))
+            self.numbers.append(t.number)
+
+    def minimised(self) -> np.ndarray:
+        P = np.array(self.points, dtype=float).reshape(-1, len(self.objectives))
+        signs = np.array([-1.0 if f.maximize else 1.0 for f in self.objectives])
+        return P * signs
+
+    def front_numbers(self) -> list[int]:
+        if not self.points:
+            return []
+        mask = nondominated(self.minimised())
+        return [n for n, m in zip(self.numbers, mask) if m]
+
+    def reference_point(self) -> np.ndarray:
+        """Minimisation-form reference: the user's ``reference``, else an upper budget, else the worst
+        feasible value seen (so the figure is comparable within a run, not across runs)."""
+        P = self.minimised()
+        ref = []
+        for j, f in enumerate(self.objectives):
+            b = next((b for b in self.budgets if b.field.name == f.name and b.upper != f.maximize), None)
+            if f.name in self.reference:
+                v = float(self.reference[f.name])
+                ref.append(-v if f.maximize else v)
+            elif b is not None:
+                ref.append(-b.limit if f.maximize else b.limit)
+            else:
+                ref.append(float(P[:, j].max()) if len(P) else 0.0)
+        return np.array(ref)
+
+    def hypervolume(self) -> float:
+        if not self.points:
+            return 0.0
+        return hypervolume(self.minimised(), self.reference_point())
+
+
+def read_state(study: optuna.Study, objectives: list[Field], budgets: list[Budget],
+               reference: dict[str, float]) -> tuple[FrontState, list[FrozenTrial]]:
+    state = FrontState(objectives, budgets, reference)
+    trials = study.get_trials(deepcopy=False)
+    for t in trials:
+        state.add(t)
+    return state, trials
+
+
+def front_rows(trials: Iterable[FrozenTrial], state: FrontState) -> list[dict[str, Any]]:
+    """Rows of the front's trials, best accuracy (else first objective) first."""
+    wanted = set(state.front_numbers())
+    rows = [trial_row(t, state.objectives) for t in trials if t.number in wanted]
+    key = next((f for f in state.objectives if not f.cheap), state.objectives[0])
+    rows.sort(key=lambda r: (-r[key.name] if key.maximize else r[key.name], r["trial"]))
+    return rows

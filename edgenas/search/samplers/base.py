@@ -1,0 +1,238 @@
+"""The sampler plug-in contract: Optuna samplers, stock and edgenas' own, built from one registry.
+
+Every sampler is an ``optuna.samplers.BaseSampler``, so it runs inside any Optuna study and storage,
+with several workers, and resumes from what the storage holds. A factory registered with
+:func:`register_sampler` builds it from a :class:`SearchContext` (the space, the cheap-cost oracle,
+objectives, budgets), the seed and the user's options.
+
+edgenas' own samplers subclass :class:`SpecSampler`: they propose a *whole spec* per trial — knowing
+its exact cost and latency before proposing it — and answer Optuna's per-parameter questions from
+that plan. Only the accuracy is expensive, so they spend it only on candidates that meet the budgets
+and that no finished or running trial already covers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from edgenas.errors import EdgenasError, UnknownNameError
+from edgenas.search.fields import Budget, Field
+from edgenas.search.oracle import CostOracle
+from edgenas.spaces import ArchSpec, SearchSpace, Task
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+
+ARCH_ATTR = "arch"
+"""User attribute holding a trial's canonical arch string (set as soon as the spec is known)."""
+RECORD_ATTR = "edgenas"
+"""User attribute holding a finished trial's record: costs, feasibility, the estimator's record."""
+
+
+@dataclass
+class SearchContext:
+    """What a sampler may know about the search it serves."""
+
+    space: SearchSpace
+    task: Task | None
+    oracle: CostOracle
+    objectives: list[Field]
+    budgets: list[Budget] = field(default_factory=list)
+    seeds: list[ArchSpec] = field(default_factory=list)
+    """Known feasible specs (e.g. the first feasible candidate found before the search)."""
+    reference: dict[str, float] = field(default_factory=dict)
+    """Optional hypervolume reference values by field name (the worst value that still counts)."""
+    workers: int = 1
+
+    @property
+    def accuracy_index(self) -> int | None:
+        return next((i for i, f in enumerate(self.objectives) if not f.cheap), None)
+
+
+@dataclass
+class Observation:
+    """One finished (or running) trial as a sampler sees it."""
+
+    number: int
+    arch: str
+    spec: ArchSpec
+    feasible: bool
+    values: list[float] | None
+    """Objective values in the study's order (None while running)."""
+
+
+class History:
+    """The study's trials, parsed once per trial and kept across calls (specs are immutable)."""
+
+    def __init__(self, context: SearchContext) -> None:
+        self.context = context
+        self._parsed: dict[str, ArchSpec] = {}
+
+    def spec(self, arch: str) -> ArchSpec:
+        s = self._parsed.get(arch)
+        if s is None:
+            s = self._parsed[arch] = self.context.space.parse(arch)
+        return s
+
+    def read(self, study: Study) -> tuple[list[Observation], list[Observation]]:
+        """(finished observations with a record, running ones with an arch), in trial order."""
+        done, running = [], []
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            arch = t.user_attrs.get(ARCH_ATTR)
+            if arch is None:
+                continue
+            if t.state == TrialState.RUNNING:
+                running.append(Observation(t.number, arch, self.spec(arch), True, None))
+                continue
+            rec = t.user_attrs.get(RECORD_ATTR) or {}
+            values = list(t.values) if t.values is not None else None
+            done.append(Observation(t.number, arch, self.spec(arch), bool(rec.get("feasible", True)), values))
+        return done, running
+
+
+class SpecSampler(optuna.samplers.BaseSampler):
+    """Base class of edgenas' own samplers: :meth:`propose` returns the next spec to evaluate."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+
+    def __init__(self, context: SearchContext, seed: int | None = None) -> None:
+        self.context = context
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.history = History(context)
+        self._plans: dict[int, dict[str, Any]] = {}
+        self._fallback = optuna.samplers.RandomSampler(seed=seed)
+
+    # -- subclass hook -----------------------------------------------------------------------
+    def propose(self, study: Study, trial: FrozenTrial) -> ArchSpec:
+        raise NotImplementedError
+
+    # -- Optuna's sampler interface ------------------------------------------------------------
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        plan = self._plans.get(trial.number)
+        if plan is None:
+            plan = self._plans[trial.number] = self.context.space.trial_params(self.propose(study, trial))
+        value = plan.get(param_name)
+        if value is not None and param_distribution._contains(param_distribution.to_internal_repr(value)):
+            return value
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self._plans.pop(trial.number, None)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def taken(self, done: list[Observation], running: list[Observation]) -> set[str]:
+        """Arch strings no proposal should repeat: evaluated or being evaluated."""
+        return {o.arch for o in done} | {o.arch for o in running}
+
+    def random_feasible(self, taken: set[str], n: int = 1) -> list[ArchSpec]:
+        """``n`` distinct feasible specs not in ``taken`` (uniform over the feasible region)."""
+        out: list[ArchSpec] = []
+        for _ in range(10):
+            for s in self.context.oracle.sample_feasible(max(4 * n, 16), self.rng, self.context.seeds):
+                if str(s) not in taken and len(out) < n:
+                    out.append(s)
+                    taken = taken | {str(s)}
+            if len(out) >= n:
+                break
+        if not out:  # the feasible region is exhausted or unreachable: let Optuna's trial run anyway
+            out = [self.context.space.random(self.rng)]
+        return out
+
+
+def minimised(values: Sequence[float], objectives: Sequence[Field]) -> list[float]:
+    """Objective values in minimisation form (maximised ones negated); NaN/-inf accuracy -> +inf."""
+    out = []
+    for v, f in zip(values, objectives):
+        x = -v if f.maximize else v
+        out.append(math.inf if math.isnan(x) else x)
+    return out
+
+
+# -- registry ---------------------------------------------------------------------------------
+SamplerFactory = Callable[..., optuna.samplers.BaseSampler]
+
+
+@dataclass(frozen=True)
+class SamplerEntry:
+    name: str
+    factory: SamplerFactory
+    summary: str
+    ours: bool
+
+
+_REGISTRY: dict[str, SamplerEntry] = {}
+
+
+def register_sampler(name: str, summary: str, ours: bool = True) -> Callable[[SamplerFactory], SamplerFactory]:
+    """Decorator for a factory ``f(context, seed, **options) -> BaseSampler`` (a SpecSampler class
+    itself is such a factory)."""
+
+    def deco(factory: SamplerFactory) -> SamplerFactory:
+        _REGISTRY[name] = SamplerEntry(name, factory, summary, ours)
+        return factory
+
+    return deco
+
+
+def _load_builtins() -> None:
+    from edgenas.search.samplers import _load_builtins as load
+
+    load()
+
+
+def sampler_names() -> list[str]:
+    _load_builtins()
+    return list(_REGISTRY)
+
+
+def sampler_entry(name: str) -> SamplerEntry:
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise UnknownNameError(f"unknown sampler {name!r}; choose one of: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def sampler_options(name: str) -> dict[str, Any]:
+    sig = inspect.signature(sampler_entry(name).factory)
+    skip = {"self", "context", "seed"}
+    return {p.name: p.default for p in sig.parameters.values()
+            if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def get_sampler(
+    name: str, context: SearchContext, seed: int | None = None, **options: Any
+) -> optuna.samplers.BaseSampler:
+    """Build a registered sampler; unknown options are an error naming the accepted ones."""
+    entry = sampler_entry(name)
+    accepted = sampler_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise EdgenasError(f"sampler {name!r}: unknown option(s) {', '.join(unknown)}; "
+                           f"accepted: {', '.join(accepted) or 'none'}")
+    try:
+        return entry.factory(context, seed, **options)
+    except (TypeError, ValueError) as exc:
+        raise EdgenasError(f"sampler {name!r}: {exc}") from None
