@@ -1,7 +1,8 @@
 """Tabular ground truth: look scores up in a CSV (e.g. NAS-Bench-201's accuracies).
 
 The table needs an arch column — ``arch`` (canonical strings), ``arch_str`` (NB201's official form) or
-``op_idx_list`` (HW-NAS-Bench's FBNet form); any form the space parses works — and a numeric score
+``op_idx_list`` (HW-NAS-Bench's FBNet form); any form the space parses works; for ``nb201`` NAS-Bench-201's
+``index`` also works — and a numeric score
 column (option ``column``; default ``cifar10_test_200ep`` when present, else ``score``). For the
 ``nb201`` space ``path`` defaults to the shared data copy of ``nb201/nb201_cifar10.csv``, whose
 ``cifar10_test_200ep`` is in percent; its other columns are ``cifar10_test_12ep`` and
@@ -46,7 +47,8 @@ def _read_table(space: SearchSpace, path: str, column: str | None) -> tuple[str,
     except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
         raise EdgenasError(f"cannot read table {str(p)!r}: {exc.__class__.__name__}") from None
     arch_col = next((c for c in ARCH_COLUMNS if c in header), None)
-    if arch_col is None:
+    by_index = arch_col is None and "index" in header and hasattr(space, "from_index")
+    if arch_col is None and not by_index:
         raise EdgenasError(f"table {str(p)!r} has no arch column ({', '.join(ARCH_COLUMNS)}); "
                            f"columns: {', '.join(header) or 'none'}")
     column = column or (NB201_DEFAULT_COLUMN if NB201_DEFAULT_COLUMN in header else "score")
@@ -55,8 +57,9 @@ def _read_table(space: SearchSpace, path: str, column: str | None) -> tuple[str,
     table: dict[str, float] = {}
     for i, row in enumerate(rows, 2):
         try:
-            key = str(space.parse(row[arch_col] or ""))
-        except ArchParseError as exc:
+            spec = space.from_index(int(row["index"])) if by_index else space.parse(row[arch_col] or "")  # type: ignore[attr-defined]
+            key = str(spec)
+        except (ArchParseError, ValueError) as exc:
             raise ArchParseError(f"{p}:{i}: {exc}") from None
         try:
             table[key] = float(row[column])

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-from edgenas.search.pareto import hypervolume
+from edgenas.search.pareto import hypervolume, nondominated
 
 
 def _G(t: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
@@ -44,6 +44,8 @@ def ehvi(
     front = np.asarray(front, dtype=float).reshape(-1, 1 + k)
     ref = np.asarray(reference, dtype=float)
     front = front[np.all(np.isfinite(front), axis=1) & (front[:, 0] < ref[0])]
+    if len(front) > 1:  # dominated points cover nothing new: drop them (a search passes every point)
+        front = np.unique(front[nondominated(front)], axis=0)
     order = np.argsort(front[:, 0], kind="stable")
     front = front[order]
     levels = front[:, 0]  # sorted error levels t_1 <= ... <= t_m (< r_e)

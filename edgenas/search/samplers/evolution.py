@@ -110,8 +110,26 @@ class EvolutionSampler(SpecSampler):
 
 @register_sampler("random-feasible", "uniform over the candidates that meet every budget; no repeats")
 class RandomFeasibleSampler(SpecSampler):
+    """``roi=True`` also keeps only candidates whose cost objectives beat the context's reference
+    values (the region where an evaluation can count for the hypervolume)."""
+
     name = "random-feasible"
+
+    def __init__(self, context: SearchContext, seed: int | None = None, roi: bool = False) -> None:
+        super().__init__(context, seed)
+        self.roi = roi
 
     def propose(self, study: Study, trial: FrozenTrial) -> ArchSpec:
         done, running = self.history.read(study)
-        return self.random_feasible(self.taken(done, running))[0]
+        taken = self.taken(done, running)
+        if not self.roi:
+            return self.random_feasible(taken)[0]
+        ref = {f.name: self.context.reference[f.name] for f in self.context.objectives
+               if f.cheap and f.name in self.context.reference}
+        for _ in range(200):
+            for s in self.random_feasible(taken, 16):
+                rec = self.context.oracle.record(s)
+                if all((rec[k] > v) if f.maximize else (rec[k] < v)
+                       for f in self.context.objectives for k, v in ref.items() if f.name == k):
+                    return s
+        return self.random_feasible(taken)[0]

@@ -16,7 +16,7 @@ Each proposal batch:
 4. takes the ``batch`` best greedily, adding each pick to the front at its predicted accuracy
    (kriging believer) so a batch spreads along the front.
 
-Before the model is fitted the first ``init`` proposals are uniform feasible specs; the median of
+Before the model is fitted the first ``init`` proposals are uniform feasible specs. The median of
 their accuracies is the accuracy reference (an evaluation only counts when it beats a typical
 feasible candidate), unless ``reference`` names one. Reference for a cost objective: ``reference``,
 else its budget, else the worst value in the pool. With one objective the acquisition is expected
@@ -139,6 +139,9 @@ class FrontierSampler(SpecSampler):
         return list(out.values())
 
     def _accuracy_reference(self, feasible: list[Observation], ai: int) -> float:
+        """The user's ``reference['accuracy']``, else the median accuracy of the first ``init``
+        (uniform feasible) evaluations: an evaluation counts when it beats a typical feasible
+        candidate. (A model's median over the population mean-reverts towards the degenerate tail.)"""
         if "accuracy" in self.reference:
             return float(self.reference["accuracy"])
         first = sorted(feasible, key=lambda o: o.number)[: self.init]
@@ -185,7 +188,8 @@ class FrontierSampler(SpecSampler):
             rmu, _ = self.surrogate.predict(self.features([o.spec for o in running]))
             front = np.vstack([front, np.column_stack([-rmu, self.cost_matrix([o.spec for o in running])])])
         pool_cost = self.cost_matrix(pool)
-        ref = np.concatenate([[-self._accuracy_reference(feasible, ai)], self._cost_reference(pool_cost, front[:, 1:])])
+        ref = np.concatenate([[-self._accuracy_reference(feasible, ai)],
+                              self._cost_reference(pool_cost, front[:, 1:])])
         if not np.isfinite(ref[0]):
             ref[0] = float(np.max(-acc)) + 1e-9
 
