@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pgserver import start_for_pytest
 
 from edgenas.paths import DATA_ENV, shared_data_dir
 
@@ -30,3 +32,16 @@ def isolated_user_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     d = tmp_path_factory.mktemp("edgenas-home")
     monkeypatch.setenv("EDGENAS_DEVICES_DIR", str(d))
     return d
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL (postgresql+psycopg://edgenas@127.0.0.1:<port>/edgenas) of a throwaway PostgreSQL server for the
+    session. Skips with the reason only when no server binaries exist and none can be installed (fails
+    instead when $EDGENAS_REQUIRE_POSTGRES is set, as in CI); fails if the binaries exist but the server
+    won't start. Give each study its own name."""
+    server = start_for_pytest()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -1,7 +1,8 @@
 """``edgenas`` entry point: argparse sub-commands, and the error contract.
 
-Input errors (:class:`~edgenas.errors.EdgenasError`, bad flags) print one line to stderr and exit 2;
-no traceback. Anything else is a bug and keeps its traceback.
+Input errors (:class:`~edgenas.errors.EdgenasError`, bad flags) and operating-system errors (an
+unwritable output, a full disk) print one line to stderr and exit 2; no traceback. Anything else is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `edgenas describe ... | head`
         return 0
+    except OSError as exc:  # an unwritable output, a full disk: one line; what was computed is already saved
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"edgenas {args.command}: error: cannot write or read{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,5 @@
-"""``edgenas run CONFIG``: run a TOML job (see :mod:`edgenas.config`)."""
+"""``edgenas run CONFIG``: run a TOML job (see :mod:`edgenas.config`): a search when it has a [search]
+table, else the [describe] job (cost, latency and score of a sample)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from edgenas.spaces import Task, get_space
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
+    if "search" in cfg:
+        from edgenas.cli.search import search_from_config
+
+        return search_from_config(args.config)
     space = get_space(cfg["space"]["name"], **cfg["space"].get("options", {}))
     task = Task(**cfg.get("task", {}))
     desc = cfg.get("describe", {"random": 10, "seed": 0})

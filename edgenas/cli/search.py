@@ -146,6 +146,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         from edgenas.search.job import load_job_config
 
+        if not (run_dir / "config.json").is_file():
+            raise EdgenasError(f"{str(run_dir)!r} holds no search to resume (no config.json)")
         cfg = load_job_config(run_dir / "config.json")
         s = cfg.setdefault("search", {})
         for flag in ("trials", "timeout", "workers"):
@@ -169,6 +171,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"re-print: edgenas pareto {run_dir}    dashboard: optuna-dashboard {run_dir / 'study.journal'}"
           if not cfg.get("search", {}).get("storage") else f"re-print: edgenas pareto {run_dir}")
     return 0
+
+
+def search_from_config(path: str) -> int:
+    """``edgenas run CONFIG`` with a [search] table: the same as ``edgenas search CONFIG``."""
+    parser = argparse.ArgumentParser()
+    add_search_arguments(parser)
+    return cmd_search(parser.parse_args([path]))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

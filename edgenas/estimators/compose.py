@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -161,7 +162,35 @@ class CheapFilter(Estimator):
         self.overhead_seconds = 0.0
         self.reference_pool: list[ArchSpec] | None = None
         """Set by a caller (a search: the candidates meeting its budgets) to replace the seeded sample."""
+        self.stratify: Callable[[ArchSpec], Sequence[float]] | None = None
+        """Set by a caller to compare a spec only with the reference specs of similar cost (a search:
+        its cheap objectives). Proxies like synflow grow with model size, so one global threshold
+        would filter out every small model and with it the cheap end of a Pareto front."""
+        self.neighbours = 16
         self._threshold: float | None = None
+        self._strata: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _stratified_pass(self, spec: ArchSpec, score: float) -> bool:
+        """Does ``score`` reach the (1 - keep) quantile of the cheap scores of the ``neighbours``
+        reference specs nearest to ``spec`` in ``stratify`` space (each axis scaled by its spread)?"""
+        assert self.stratify is not None
+        if self._strata is None:
+            t0 = time.perf_counter()
+            pool = list(self.reference_pool) if self.reference_pool else self.space.sample(self.reference, self.seed)
+            scores = np.asarray(self.cheap.score_many(pool), dtype=float)
+            keys = np.array([list(self.stratify(s)) for s in pool], dtype=float).reshape(len(pool), -1)
+            keys, scores = keys[scores > WORST_SCORE], scores[scores > WORST_SCORE]
+            center = np.median(keys, axis=0) if len(keys) else np.zeros(keys.shape[1])
+            spread = (np.quantile(keys, 0.75, axis=0) - np.quantile(keys, 0.25, axis=0)) if len(keys) else center
+            spread = np.where(spread > 0, spread, 1.0)
+            self._strata = ((keys - center) / spread, scores, center, spread)
+            self.overhead_seconds += time.perf_counter() - t0
+        keys, scores, center, spread = self._strata
+        if not len(scores):
+            return True
+        k = (np.asarray(list(self.stratify(spec)), dtype=float) - center) / spread
+        near = np.argsort(np.linalg.norm(keys - k, axis=1), kind="stable")[: self.neighbours]
+        return bool(score >= np.quantile(scores[near], 1.0 - self.keep))
 
     def threshold(self) -> float:
         """The cheap score a spec must reach (reference pool), computed once."""
@@ -176,7 +205,9 @@ class CheapFilter(Estimator):
 
     def _compute_many(self, specs: list[ArchSpec]) -> list[Estimate]:
         cheap = self.cheap.estimate_many(specs)
-        if self.pool == "reference":
+        if self.pool == "reference" and self.stratify is not None:
+            passed = [c.score > WORST_SCORE and self._stratified_pass(s, c.score) for s, c in zip(specs, cheap)]
+        elif self.pool == "reference":
             thr = self.threshold()
             passed = [c.score > WORST_SCORE and c.score >= thr for c in cheap]
         else:

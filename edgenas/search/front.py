@@ -48,7 +48,8 @@ class FrontState:
     def __post_init__(self) -> None:
         self.finished = 0
         self.feasible = 0
-        self.evaluations = 0
+        self.evaluated = 0
+        self.rejected = 0
         self.points: list[list[float]] = []
         self.numbers: list[int] = []
 
@@ -61,14 +62,21 @@ class FrontState:
             return
         if rec.get("feasible", True):
             self.feasible += 1
-        if rec.get("status") in ("evaluated", "rejected"):
-            self.evaluations += 1
+        if rec.get("status") == "evaluated":
+            self.evaluated += 1
+        elif rec.get("status") == "rejected":
+            self.rejected += 1
         ok = rec.get("feasible", True) and all(math.isfinite(v) for v in t.values) and (
             all(b.met(rec[b.field.name]) for b in self.budgets if not b.field.cheap and b.field.name in rec)
             if any(not b.field.cheap for b in self.budgets) else True)
         if ok:
             self.points.append(list(t.values))
             self.numbers.append(t.number)
+
+    @property
+    def evaluations(self) -> int:
+        """Estimator queries: scored candidates plus those it rejected (filtered out, degenerate)."""
+        return self.evaluated + self.rejected
 
     def minimised(self) -> np.ndarray:
         P = np.array(self.points, dtype=float).reshape(-1, len(self.objectives))

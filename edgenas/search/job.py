@@ -10,6 +10,7 @@ table, and no worker measures anything mid-search.
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from edgenas.search.oracle import CostOracle, LatencySource
 from edgenas.spaces import SearchSpace, Task, get_space
 
 DEFAULT_OBJECTIVES = ("accuracy", "latency_ms")
+STRATIFIED_REFERENCE = 128
+"""Reference candidates a filter estimator compares with inside a search (16 nearest in cost)."""
 SEARCH_DEFAULTS: dict[str, Any] = {
     "objectives": list(DEFAULT_OBJECTIVES),
     "budgets": [],
@@ -189,10 +192,19 @@ class SearchJob:
 
     def _use_feasible_reference(self, est: Any) -> None:
         """Composite estimators compare a spec with a reference sample; in a search the fair reference
-        is the candidates that meet the budgets, not the whole space."""
-        if hasattr(est, "reference_pool") and getattr(est, "pool", None) == "reference" and self.oracle.budgets:
-            seed = int(self.config["estimator"].get("seed", 0))
-            est.reference_pool = self.oracle.sample_feasible(est.reference, random.Random(seed))
+        is the candidates that meet the budgets, not the whole space. A filter also compares each
+        candidate only with reference candidates of similar cost (the cheap objectives, in logs):
+        otherwise a size-biased proxy (synflow grows with parameters) would filter out every small
+        candidate, i.e. the fast end of the front."""
+        if getattr(est, "pool", None) != "reference" or not hasattr(est, "reference_pool"):
+            return
+        seed = int(self.config["estimator"].get("seed", 0))
+        cheap = [f.name for f in self.objectives if f.cheap]
+        n = max(int(est.reference), STRATIFIED_REFERENCE if cheap and hasattr(est, "stratify") else 0)
+        est.reference_pool = self.oracle.sample_feasible(n, random.Random(seed))
+        if cheap and hasattr(est, "stratify"):
+            oracle = self.oracle
+            est.stratify = lambda spec: [math.log(max(oracle.record(spec)[f], 1e-12)) for f in cheap]
 
     # -- persistence -------------------------------------------------------------------------
     def to_json(self) -> str:

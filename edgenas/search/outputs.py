@@ -84,7 +84,8 @@ def write_run_files(
     atomic_write(run_dir / "trials.csv", to_csv(all_rows, columns_of(all_rows, [*first, "state"])))
     written += ["front.csv", "front.json", "trials.csv"]
     info = {**run_info, "versions": versions(), "counts": {
-        "finished": state.finished, "feasible": state.feasible, "evaluations": state.evaluations,
+        "finished": state.finished, "feasible": state.feasible, "scored": state.evaluated,
+        "rejected": state.rejected,
         "front": len(front)}, "hypervolume": state.hypervolume(),
         "hypervolume_reference": dict(zip((f.name for f in objectives), map(float, _natural(state))))}
     atomic_write(run_dir / "run.json", json.dumps(info, indent=1, default=str) + "\n")

@@ -236,7 +236,8 @@ class _Tracker:
         if self.bar is not None:
             s = self.state
             share = s.feasible / max(1, s.finished)
-            self.bar.set_postfix_str(f"feasible {share:.0%}, evaluated {s.evaluations}, "
+            rejected = f" (+{s.rejected} rejected)" if s.rejected else ""
+            self.bar.set_postfix_str(f"feasible {share:.0%}, scored {s.evaluated}{rejected}, "
                                      f"front {len(s.front_numbers())}, HV {s.hypervolume():.4g}", refresh=False)
             self.bar.update(1)
 
@@ -247,6 +248,7 @@ class _Tracker:
 
 def print_front(result_front: list[dict[str, Any]], job_objectives: list[Any], state: FrontState) -> str:
     extra = ["macs", "params", "peak_ram_bytes_int8", "size_bytes_int8"]
-    head = (f"Pareto front: {len(result_front)} of {state.evaluations} evaluated candidates "
-            f"({state.finished} trials, {state.feasible} within budgets); hypervolume {state.hypervolume():.4g}")
+    rejected = f", {state.rejected} rejected by the estimator" if state.rejected else ""
+    head = (f"Pareto front: {len(result_front)} of {state.evaluated} scored candidates ({state.finished} trials, "
+            f"{state.feasible} within budgets{rejected}); hypervolume {state.hypervolume():.4g}")
     return head + "\n" + front_table(result_front, job_objectives, extra)

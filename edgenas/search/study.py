@@ -36,8 +36,10 @@ TABLES_ATTR = "edgenas:tables"
 META_ATTR = "edgenas:meta"
 WORKER_ATTR = "edgenas:worker"
 ABANDONED_ATTR = "edgenas:abandoned"
-HEARTBEAT_S = 20
-GRACE_S = 90
+HEARTBEAT_S = int(os.environ.get("EDGENAS_HEARTBEAT_S", "20"))
+GRACE_S = int(os.environ.get("EDGENAS_GRACE_S", "90"))
+"""RDB storages: a running trial records a heartbeat every HEARTBEAT_S seconds; one silent for GRACE_S
+is a dead worker's, failed and replaced by the next worker that looks (both overridable by env)."""
 
 
 def open_storage(url: str) -> BaseStorage:
@@ -162,6 +164,10 @@ def replace_abandoned(study: optuna.Study, bounded: bool, assume_dead: bool = Fa
         if bounded:
             enqueue(study, 1)
     return n
+
+
+def running_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def finished_count(study: optuna.Study) -> int:

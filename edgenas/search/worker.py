@@ -25,6 +25,7 @@ from edgenas.search.job import SearchJob
 from edgenas.search.samplers.base import ARCH_ATTR, RECORD_ATTR
 
 WORST = float("-inf")
+WAIT_S = 1.0
 
 
 @dataclass
@@ -117,17 +118,20 @@ def run_worker(
             st.replace_abandoned(study, bounded=True)
             trial = st.claim(study)
             if trial is None:
-                break
+                # nothing left to claim; while other workers' trials run, one may turn out abandoned
+                # (its worker died) and be replaced: wait for them rather than leave a hole
+                if st.running_count(study) == 0:
+                    break
+                time.sleep(WAIT_S)
+                continue
         else:
             trial = st.new_trial(study)
         try:
             with st.heartbeat(study, trial):
                 values = evaluate(trial)
-        except (KeyboardInterrupt, EdgenasError) as exc:
+        except (KeyboardInterrupt, EdgenasError):
             study._storage.set_trial_system_attr(trial._trial_id, st.ABANDONED_ATTR, True)
             study.tell(trial, state=TrialState.FAIL)
-            if isinstance(exc, EdgenasError):
-                raise
             raise
         except Exception as exc:  # an estimator bug on one spec must not end the search
             trial.set_user_attr("error", f"{exc.__class__.__name__}: {exc}"[:500])

@@ -89,9 +89,13 @@ class ElasticSpace(SearchSpace):
 
     def __init__(
         self,
-        widths: tuple[float, ...] | list[float] | None = None,
-        resolutions: tuple[int, ...] | list[int] | None = None,
+        widths: float | tuple[float, ...] | list[float] | None = None,
+        resolutions: int | tuple[int, ...] | list[int] | None = None,
     ) -> None:
+        if isinstance(widths, (int, float)):
+            widths = [widths]
+        if isinstance(resolutions, int):
+            resolutions = [resolutions]
         self.widths = tuple(float(w) for w in (widths or self.default_widths()))
         for w in self.widths:
             if w not in self.width_choices:
