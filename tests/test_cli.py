@@ -151,12 +151,26 @@ def test_console_script_subprocess_error_contract():
     assert proc.returncode == 0 and "nb201:c3-c3-avg-skip-c3-skip" in proc.stdout
 
 
-def test_run_demo_config(capsys, repo, isolated_user_dir):
-    code, out, _ = run(capsys, "run", str(repo / "examples" / "demo.toml"))
-    assert code == 0 and out.count("tiny:w") == 12
-    assert "latency ms" in out and "score" in out
-    # the local device's table was measured lazily into the (isolated) user folder
+def test_demo_config_runs_a_search(capsys, repo, isolated_user_dir, tmp_path):
+    """The demo's own config (shortened to 6 trials): a real search on this CPU's ORT latency table,
+    with its budgets, the synflow filter and short training on digits."""
+    code, out, err = run(capsys, "search", str(repo / "examples" / "demo.toml"), "--trials", "6",
+                         "--out", str(tmp_path / "demo"), "--no-progress")
+    assert code == 0, err
+    assert "Pareto front:" in out and "tiny:w" in out and "latency ms" in out
+    assert "budget latency_ms <= 0.12 ms" in err
+    # the local device's table was measured into the (isolated) user folder, once, before the search
     assert (isolated_user_dir / "latency_tables" / "local-cpu-ort__tiny.json").exists()
+    front = json.loads((tmp_path / "demo" / "front.json").read_text())
+    assert all(r["feasible"] and r["latency_ms"] <= 0.12 and r["peak_ram_bytes_int8"] <= 40 * 1024 for r in front)
+
+
+def test_run_describe_config(capsys, repo, tmp_path):
+    cfg = tmp_path / "describe.toml"
+    cfg.write_text("[space]\nname = 'tiny'\n[task]\nnum_classes = 10\nin_channels = 1\n"
+                   "[describe]\nrandom = 5\nseed = 0\n[estimator]\nname = 'params'\n")
+    code, out, _ = run(capsys, "run", str(cfg))
+    assert code == 0 and out.count("tiny:w") == 5 and "score" in out
 
 
 @pytest.mark.parametrize(

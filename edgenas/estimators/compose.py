@@ -203,6 +203,18 @@ class CheapFilter(Estimator):
             self.overhead_seconds += time.perf_counter() - t0
         return self._threshold
 
+    def passes(self, spec: ArchSpec) -> bool:
+        """Would ``spec`` pass the cheap stage (reference pool only)? The cheap score is cached, so a
+        search can screen candidates before proposing them and the later estimate reuses it."""
+        if self.pool != "reference":
+            raise EdgenasError(f"{self.name}: only pool='reference' can screen a single spec")
+        score = self.cheap.estimate(spec).score
+        if score == WORST_SCORE:
+            return False
+        if self.stratify is not None:
+            return self._stratified_pass(spec, score)
+        return score >= self.threshold()
+
     def _compute_many(self, specs: list[ArchSpec]) -> list[Estimate]:
         cheap = self.cheap.estimate_many(specs)
         if self.pool == "reference" and self.stratify is not None:

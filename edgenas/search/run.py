@@ -64,8 +64,11 @@ def worker_seed(seed: int, index: int) -> int:
 
 def make_sampler(job: SearchJob, seed: int, seeds: list[Any] | None = None) -> optuna.samplers.BaseSampler:
     s = job.search
+    est = job.estimator if job.needs_estimator else None
+    screen = est.passes if est is not None and hasattr(est, "passes") and getattr(est, "pool", "") == "reference" \
+        else None
     ctx = SearchContext(job.space, job.task, job.oracle, job.objectives, job.budgets, seeds or [],
-                        dict(s.get("reference") or {}), int(s.get("workers") or 1))
+                        dict(s.get("reference") or {}), int(s.get("workers") or 1), screen)
     return get_sampler(s.get("sampler", "nsga2"), ctx, seed, **(s.get("sampler_options") or {}))
 
 

@@ -52,6 +52,10 @@ class SearchContext:
     reference: dict[str, float] = field(default_factory=dict)
     """Optional hypervolume reference values by field name (the worst value that still counts)."""
     workers: int = 1
+    screen: Callable[[ArchSpec], bool] | None = None
+    """When the estimator is a cheap filter in front of an expensive one: would it pass this
+    candidate on to the expensive stage? Samplers that can, skip candidates it would reject (the
+    cheap score is cached, so the trial reuses it)."""
 
     @property
     def accuracy_index(self) -> int | None:
@@ -147,12 +151,17 @@ class SpecSampler(optuna.samplers.BaseSampler):
         """Arch strings no proposal should repeat: evaluated or being evaluated."""
         return {o.arch for o in done} | {o.arch for o in running}
 
+    def screened(self, spec: ArchSpec) -> bool:
+        """True unless the context's screen (a cheap filter) would reject ``spec``."""
+        return self.context.screen is None or self.context.screen(spec)
+
     def random_feasible(self, taken: set[str], n: int = 1) -> list[ArchSpec]:
-        """``n`` distinct feasible specs not in ``taken`` (uniform over the feasible region)."""
+        """``n`` distinct feasible specs not in ``taken`` (uniform over the feasible region; over those
+        the context's screen passes, when there is one)."""
         out: list[ArchSpec] = []
         for _ in range(10):
             for s in self.context.oracle.sample_feasible(max(4 * n, 16), self.rng, self.context.seeds):
-                if str(s) not in taken and len(out) < n:
+                if str(s) not in taken and len(out) < n and self.screened(s):
                     out.append(s)
                     taken = taken | {str(s)}
             if len(out) >= n:

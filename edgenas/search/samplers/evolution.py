@@ -103,8 +103,9 @@ class EvolutionSampler(SpecSampler):
                 batch = [make() for _ in range(32)]
                 tries += 32
                 for s in oracle.feasible_specs(batch):
-                    if str(s) not in taken and len(kids) < min(count, want):
-                        kids.setdefault(str(s), s)
+                    if str(s) not in taken and str(s) not in kids and len(kids) < min(count, want) \
+                            and self.screened(s):
+                        kids[str(s)] = s
         return list(kids.values())
 
 

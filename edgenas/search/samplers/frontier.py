@@ -14,7 +14,9 @@ Each proposal batch:
    because every objective but accuracy is known before evaluation — against the front of
    evaluated trials plus running trials at their predicted accuracy;
 4. takes the ``batch`` best greedily, adding each pick to the front at its predicted accuracy
-   (kriging believer) so a batch spreads along the front.
+   (kriging believer) so a batch spreads along the front; when the estimator is a cheap filter in
+   front of an expensive one, candidates the filter would reject are skipped (their cheap score is
+   computed and cached, no trial is spent on them).
 
 Before the model is fitted the first ``init`` proposals are uniform feasible specs. The median of
 their accuracies is the accuracy reference (an evaluation only counts when it beats a typical
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from optuna.study import Study
 
 ENUMERATE_LIMIT = 20000
+SCREEN_LIMIT = 20
+"""With a cheap filter, at most this many x batch candidates are screened out per batch."""
 FEATURE_CACHE = 1 << 17
 
 
@@ -60,6 +64,7 @@ class FrontierSampler(SpecSampler):
         self._features: OrderedDict[str, np.ndarray] = OrderedDict()
         self._all_feasible: list[ArchSpec] | None = None
         self.surrogate = GPSurrogate(seed=seed or 0)
+        self._rejected: list[int] = []
         self.fits = 0
 
     # -- proposal ----------------------------------------------------------------------------
@@ -209,17 +214,22 @@ class FrontierSampler(SpecSampler):
                 score = np.concatenate([score, ehvi(-emu, esd, ecost, front, ref)])
 
         picks: list[int] = []
-        for _ in range(min(self.batch, len(pool))):
+        screened_out = 0
+        while len(picks) < min(self.batch, len(pool)) and screened_out < SCREEN_LIMIT * self.batch:
             if picks:
                 score = ehvi(-mu, sd, pool_cost, front, ref)
                 score[picks] = -np.inf
+            score[self._rejected] = -np.inf
             i = int(np.argmax(score))
-            if not np.isfinite(score[i]):
+            if not np.isfinite(score[i]) or (score[i] <= 0 and picks):
                 break
-            if score[i] <= 0 and picks:
-                break
+            if not self.screened(pool[i]):  # the cheap filter would reject it: not worth a trial
+                self._rejected.append(i)
+                screened_out += 1
+                continue
             picks.append(i)
             front = np.vstack([front, np.concatenate([[-mu[i]], pool_cost[i]])])
+        self._rejected = []
         return [pool[i] for i in picks]
 
     def _cheap_front(self, feasible: list[Observation], taken: set[str]) -> list[ArchSpec]:
