@@ -49,3 +49,19 @@ def read_archs(path: str | Path, space: SearchSpace) -> list[ArchSpec]:
     if not specs:
         raise EdgenasError(f"arch file {str(path)!r} holds no architectures")
     return specs
+
+
+def read_csv_rows(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a CSV table with stripped column names; a missing or unreadable file is an
+    :class:`EdgenasError` naming it."""
+    p = Path(path)
+    try:
+        with open(p, newline="") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in reader.fieldnames or []]
+            reader.fieldnames = header
+            return header, list(reader)
+    except FileNotFoundError:
+        raise EdgenasError(f"table {str(p)!r} not found") from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+        raise EdgenasError(f"cannot read table {str(p)!r}: {exc.__class__.__name__}") from None

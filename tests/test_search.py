@@ -210,3 +210,17 @@ def test_resume_after_sigkill_loses_no_completed_trial(board, tmp_path):
     assert all(t.state == optuna.trial.TrialState.FAIL for t in abandoned)
     assert len(study.trials) == 40 + len(abandoned)
     assert "resuming 'edgenas'" in r.stderr
+
+
+def test_several_devices_give_one_latency_objective_each(tmp_path):
+    write_board(user_dir(), "tiny", name="board-a")
+    write_board(user_dir(), "tiny", name="board-b")
+    run = tmp_path / "run"
+    assert main(["search", "--space", "tiny", "--device", "board-a,board-b", "--estimator", "params",
+                 "--objectives", "accuracy,latency_ms@board-a,latency_ms@board-b", "--budget",
+                 "latency_ms@board-b<=0.5", "--trials", "12", "--sampler", "random-feasible", "--out", str(run),
+                 "--no-progress", "-q"]) == 0
+    front = json.loads((run / "front.json").read_text())
+    assert front and all(r["latency_ms@board-b"] <= 0.5 and "latency_ms@board-a" in r for r in front)
+    assert json.loads((run / "run.json").read_text())["objectives"] == [
+        "accuracy", "latency_ms@board-a", "latency_ms@board-b"]

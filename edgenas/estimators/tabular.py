@@ -16,12 +16,11 @@ row. A spec missing from the table raises :class:`EdgenasError`; an empty or non
 
 from __future__ import annotations
 
-import csv
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgenas.archio import ARCH_COLUMNS
+from edgenas.archio import ARCH_COLUMNS, read_csv_rows
 from edgenas.errors import ArchParseError, EdgenasError
 from edgenas.estimators.base import WORST_SCORE, BatchEstimator, register_estimator
 from edgenas.paths import DATA_ENV, shared_file
@@ -36,16 +35,7 @@ NB201_DEFAULT_COLUMN = "cifar10_test_200ep"
 def _read_table(space: SearchSpace, path: str, column: str | None) -> tuple[str, dict[str, float]]:
     """(score column, canonical string -> score); ``column`` None picks the NB201 default or ``score``."""
     p = Path(path)
-    try:
-        with open(p, newline="") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in reader.fieldnames or []]
-            reader.fieldnames = header
-            rows = list(reader)
-    except FileNotFoundError:
-        raise EdgenasError(f"table {str(p)!r} not found") from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
-        raise EdgenasError(f"cannot read table {str(p)!r}: {exc.__class__.__name__}") from None
+    header, rows = read_csv_rows(p)
     arch_col = next((c for c in ARCH_COLUMNS if c in header), None)
     by_index = arch_col is None and "index" in header and hasattr(space, "from_index")
     if arch_col is None and not by_index:

@@ -8,11 +8,10 @@ like :class:`~edgenas.latency.predict.LatencyPredictor`; an arch missing from th
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgenas.archio import ARCH_COLUMNS
+from edgenas.archio import ARCH_COLUMNS, read_csv_rows
 from edgenas.errors import ArchParseError, EdgenasError
 from edgenas.spaces import ArchSpec, SearchSpace, Task
 
@@ -21,16 +20,7 @@ def read_arch_table(path: str | Path, space: SearchSpace, column: str) -> dict[s
     """Canonical arch string -> float value of ``column``; rows with an empty or non-numeric value are
     skipped. Errors name the file (and line for a bad arch)."""
     p = Path(path)
-    try:
-        with open(p, newline="") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in reader.fieldnames or []]
-            reader.fieldnames = header
-            rows = list(reader)
-    except FileNotFoundError:
-        raise EdgenasError(f"table {str(p)!r} not found") from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
-        raise EdgenasError(f"cannot read table {str(p)!r}: {exc.__class__.__name__}") from None
+    header, rows = read_csv_rows(p)
     if column not in header:
         raise EdgenasError(f"table {str(p)!r} has no column {column!r}; columns: {', '.join(header)}")
     arch_col = next((c for c in ARCH_COLUMNS if c in header), None)

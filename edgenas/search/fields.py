@@ -149,3 +149,17 @@ def format_value(value: float, field: Field) -> str:
     if field.base in ("macs", "params"):
         return human(value)
     return f"{value:.4g}"
+
+
+def given_reference(field: Field, budgets: list[Budget], reference: dict[str, float]) -> float | None:
+    """The hypervolume reference of ``field`` in minimisation form (negated when maximised) when the
+    user gave one (``reference``) or a budget bounds it on the bad side; None otherwise (callers then
+    use the worst value they see)."""
+    if field.name in reference:
+        v = float(reference[field.name])
+    else:
+        b = next((b for b in budgets if b.field.name == field.name and b.upper != field.maximize), None)
+        if b is None:
+            return None
+        v = b.limit
+    return -v if field.maximize else v

@@ -12,7 +12,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from edgenas.search.fields import Budget, Field
+from edgenas.search.fields import Budget, Field, given_reference
 from edgenas.search.pareto import hypervolume, nondominated
 from edgenas.search.samplers.base import ARCH_ATTR, RECORD_ATTR
 
@@ -95,14 +95,8 @@ class FrontState:
         P = self.minimised()
         ref = []
         for j, f in enumerate(self.objectives):
-            b = next((b for b in self.budgets if b.field.name == f.name and b.upper != f.maximize), None)
-            if f.name in self.reference:
-                v = float(self.reference[f.name])
-                ref.append(-v if f.maximize else v)
-            elif b is not None:
-                ref.append(-b.limit if f.maximize else b.limit)
-            else:
-                ref.append(float(P[:, j].max()) if len(P) else 0.0)
+            given = given_reference(f, self.budgets, self.reference)
+            ref.append(given if given is not None else (float(P[:, j].max()) if len(P) else 0.0))
         return np.array(ref)
 
     def hypervolume(self) -> float:

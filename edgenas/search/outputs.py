@@ -119,6 +119,9 @@ def pareto_png(path: Path, rows: list[dict[str, Any]], front: list[dict[str, Any
 
     acc = next((f for f in objectives if not f.cheap), None)
     cheap = [f for f in objectives if f.cheap]
+    # budgets on fields that are not objectives get their own panel, so every budget line is drawn
+    bounded = [b.field for b in budgets if b.field.cheap and b.field.name not in {f.name for f in cheap}]
+    cheap += list({f.name: f for f in bounded}.values())
     pairs = [(c, acc) for c in cheap] if acc is not None else list(itertools.pairwise(cheap))
     if not pairs:
         pairs = [(objectives[0], objectives[0])]
@@ -135,8 +138,10 @@ def pareto_png(path: Path, rows: list[dict[str, Any]], front: list[dict[str, Any
             ax.scatter([r[fx.name] for r in bad], [ax.get_ylim()[0]] * len(bad), s=10, marker="|", c="tab:red",
                        alpha=0.5, label="over budget (not evaluated)")
         fr = sorted(front, key=lambda r: r[fx.name])
-        if fr:
-            ax.plot([r[fx.name] for r in fr], [r[fy.name] for r in fr], "o-", c="tab:blue", ms=5, lw=1,
+        if fr:  # a line only where both axes are objectives (elsewhere the front is a projection)
+            is_obj = {f.name for f in objectives}
+            style = "o-" if fx.name in is_obj and fy.name in is_obj else "o"
+            ax.plot([r[fx.name] for r in fr], [r[fy.name] for r in fr], style, c="tab:blue", ms=5, lw=1,
                     label="Pareto front")
         for b in budgets:
             if b.field.name == fx.name:

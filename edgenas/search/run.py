@@ -217,8 +217,11 @@ class _Tracker:
         self.state = FrontState(job.objectives, job.budgets, job.search.get("reference") or {})
         self.seen: set[int] = set()
         self.quiet = quiet
+        self.total = total
         self.bar = None
-        if not quiet:
+        self.t0 = time.monotonic()
+        self.last_line = 0.0
+        if not quiet and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, unit="trial", desc="search", dynamic_ncols=True, file=sys.stderr)
@@ -236,13 +239,27 @@ class _Tracker:
             return
         self.seen.add(t.number)
         self.state.add(t)
+        if self.quiet:
+            return
         if self.bar is not None:
-            s = self.state
-            share = s.feasible / max(1, s.finished)
-            rejected = f" (+{s.rejected} rejected)" if s.rejected else ""
-            self.bar.set_postfix_str(f"feasible {share:.0%}, scored {s.evaluated}{rejected}, "
-                                     f"front {len(s.front_numbers())}, HV {s.hypervolume():.4g}", refresh=False)
+            self.bar.set_postfix_str(self.summary(), refresh=False)
             self.bar.update(1)
+            return
+        # not a terminal (CI, a log file): a plain line every 10% of the trials or every 30 s
+        n = len(self.seen)
+        step = max(1, (self.total or 0) // 10)
+        now = time.monotonic()
+        if (self.total and (n % step == 0 or n == self.total)) or now - self.last_line >= 30:
+            self.last_line = now
+            of = f"/{self.total}" if self.total else ""
+            print(f"search: {n}{of} trials, {now - self.t0:.0f} s, {self.summary()}", file=sys.stderr, flush=True)
+
+    def summary(self) -> str:
+        s = self.state
+        share = s.feasible / max(1, s.finished)
+        rejected = f" (+{s.rejected} rejected)" if s.rejected else ""
+        return (f"feasible {share:.0%}, scored {s.evaluated}{rejected}, front {len(s.front_numbers())}, "
+                f"HV {s.hypervolume():.4g}")
 
     def close(self) -> None:
         if self.bar is not None:

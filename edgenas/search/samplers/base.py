@@ -115,6 +115,8 @@ class SpecSampler(optuna.samplers.BaseSampler):
         self.rng = random.Random(seed)
         self.history = History(context)
         self._plans: dict[int, dict[str, Any]] = {}
+        self._queue: list[ArchSpec] = []
+        """Proposals planned ahead (a batch, a generation), served in order by :meth:`next_queued`."""
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
 
     # -- subclass hook -----------------------------------------------------------------------
@@ -147,6 +149,20 @@ class SpecSampler(optuna.samplers.BaseSampler):
         self._plans.pop(trial.number, None)
 
     # -- helpers -----------------------------------------------------------------------------
+    def observe(self, study: Study) -> tuple[list[Observation], list[Observation], set[str], ArchSpec | None]:
+        """(finished, running, taken arch strings, the next queued proposal still free or None)."""
+        done, running = self.history.read(study)
+        taken = self.taken(done, running)
+        return done, running, taken, self.next_queued(taken)
+
+    def next_queued(self, taken: set[str]) -> ArchSpec | None:
+        """The next planned proposal that no trial has taken meanwhile (other workers), or None."""
+        while self._queue:
+            spec = self._queue.pop(0)
+            if str(spec) not in taken:
+                return spec
+        return None
+
     def taken(self, done: list[Observation], running: list[Observation]) -> set[str]:
         """Arch strings no proposal should repeat: evaluated or being evaluated."""
         return {o.arch for o in done} | {o.arch for o in running}

@@ -76,15 +76,11 @@ class EvolutionSampler(SpecSampler):
         self.n_parents = max(2, round(parent_ratio * population))
         self.n_mutants = round(mutate_ratio * population)
         self.mutation_prob = mutation_prob
-        self._queue: list[ArchSpec] = []
 
     def propose(self, study: Study, trial: FrozenTrial) -> ArchSpec:
-        done, running = self.history.read(study)
-        taken = self.taken(done, running)
-        while self._queue:
-            spec = self._queue.pop(0)
-            if str(spec) not in taken:
-                return spec
+        done, _, taken, queued = self.observe(study)
+        if queued is not None:
+            return queued
         feasible = [o for o in done if o.feasible and o.values is not None]
         if len(feasible) < self.population:
             return self.random_feasible(taken)[0]

@@ -34,6 +34,7 @@ import numpy as np
 from optuna.trial import FrozenTrial
 
 from edgenas.search.acquisition import ehvi
+from edgenas.search.fields import given_reference
 from edgenas.search.pareto import nondominated
 from edgenas.search.samplers.base import Observation, SearchContext, SpecSampler, minimised, register_sampler
 from edgenas.search.samplers.evolution import rank_observations
@@ -60,7 +61,6 @@ class FrontierSampler(SpecSampler):
             raise ValueError("need init >= 2, batch >= 1, pool >= 10")
         self.init, self.batch, self.pool_size = init, batch, pool
         self.reference = {**context.reference, **(reference or {})}
-        self._queue: list[ArchSpec] = []
         self._features: OrderedDict[str, np.ndarray] = OrderedDict()
         self._all_feasible: list[ArchSpec] | None = None
         self.surrogate = GPSurrogate(seed=seed or 0)
@@ -69,12 +69,9 @@ class FrontierSampler(SpecSampler):
 
     # -- proposal ----------------------------------------------------------------------------
     def propose(self, study: Study, trial: FrozenTrial) -> ArchSpec:
-        done, running = self.history.read(study)
-        taken = self.taken(done, running)
-        while self._queue:
-            spec = self._queue.pop(0)
-            if str(spec) not in taken:
-                return spec
+        done, running, taken, queued = self.observe(study)
+        if queued is not None:
+            return queued
         feasible = [o for o in done if o.feasible and o.values is not None]
         if self.context.accuracy_index is None:
             picks = self._cheap_front(feasible, taken)
@@ -158,15 +155,11 @@ class FrontierSampler(SpecSampler):
         both = np.vstack([pool_cost, obs_cost]) if len(obs_cost) else pool_cost
         ref = []
         for j, f in enumerate(cheap):
-            budget = next((b for b in self.context.budgets if b.field.name == f.name and b.upper != f.maximize), None)
-            if f.name in self.reference:
-                v = float(self.reference[f.name])
-                ref.append(-v if f.maximize else v)
-            elif budget is not None:
-                ref.append(-budget.limit if f.maximize else budget.limit)
-            else:
+            given = given_reference(f, self.context.budgets, self.reference)
+            if given is None:
                 hi, lo = both[:, j].max(), both[:, j].min()
-                ref.append(hi + 0.01 * (hi - lo) + 1e-12)
+                given = hi + 0.01 * (hi - lo) + 1e-12
+            ref.append(given)
         return np.array(ref, dtype=float)
 
     def _select(self, feasible: list[Observation], running: list[Observation], taken: set[str]) -> list[ArchSpec]:
