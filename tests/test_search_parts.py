@@ -98,9 +98,9 @@ def test_ehvi_equals_monte_carlo(k):
     got = ehvi(mu, sd, cost, front, ref)
     base = hypervolume(front, ref)
     for i in range(4):
-        e = rng.normal(mu[i], sd[i], 4000)
+        e = rng.normal(mu[i], sd[i], 1500)
         gain = np.mean([hypervolume(np.vstack([front, np.r_[x, cost[i]]]), ref) - base for x in e])
-        assert got[i] == pytest.approx(gain, abs=4e-3 + 0.05 * gain)
+        assert got[i] == pytest.approx(gain, abs=6e-3 + 0.08 * gain)
 
 
 def test_ehvi_ignores_dominated_front_points_and_is_zero_outside_the_box():

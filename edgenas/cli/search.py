@@ -164,8 +164,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                         devices_dir=devices_dir, command=["edgenas", *sys.argv[1:]])
     from edgenas.search.job import SearchJob
 
-    job_objectives = SearchJob(result.study.user_attrs["edgenas:config"], devices_dir=devices_dir).objectives
-    print(print_front(result.front, job_objectives, result.state))
+    job = SearchJob(result.study.user_attrs["edgenas:config"], devices_dir=devices_dir)
+    print(print_front(result.front, job.objectives, result.state, _estimator_label(job.config)))
     print(f"\nrun folder: {run_dir}  (front.csv, front.json, pareto.png, plots/*.html, run.json; "
           f"{result.wall_s:.0f} s)")
     print(f"re-print: edgenas pareto {run_dir}    dashboard: optuna-dashboard {run_dir / 'study.journal'}"
@@ -238,6 +238,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         raise EdgenasError(f"no study named {name!r} in {url}") from None
     job = SearchJob(st.load_config(study), devices_dir=None)
     state, trials = read_state(study, job.objectives, job.budgets, job.search.get("reference") or {})
+    label = _estimator_label(job.config)
     front = front_rows(trials, state)
     out = Path(args.out) if args.out else run_dir
     if out is not None:
@@ -247,7 +248,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(front, indent=1, default=str))
     else:
-        print(print_front(front, job.objectives, state))
+        print(print_front(front, job.objectives, state, label))
         if out is not None:
             plots = "" if args.no_plots else ", pareto.png, plots/"
             print(f"\nwrote {out}/front.csv, front.json, trials.csv, run.json{plots}")
@@ -264,6 +265,14 @@ def cmd_samplers(args: argparse.Namespace) -> int:
         if opts:
             print("  options: " + ", ".join(f"{k}={v!r}" for k, v in opts.items()))
     return 0
+
+
+def _estimator_label(cfg: dict[str, Any]) -> str:
+    est = cfg.get("estimator") or {}
+    if est.get("name") == "filter":
+        o = est.get("options", {})
+        return f"{o.get('cheap', 'synflow')}>{o.get('expensive', 'train')} (keep {o.get('keep', 0.25)})"
+    return str(est.get("name", ""))
 
 
 def _quiet_third_party(verbose: bool) -> None:
@@ -304,7 +313,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", help="weights of an external predictor (ofa-predictor)")
     g = p.add_argument_group("objectives and budgets")
     g.add_argument("--objectives", action="append", metavar="F,F,...",
-                   help="two or more of accuracy, latency_ms, macs, params, peak_ram_bytes, size_bytes "
+                   help="one or more of accuracy, latency_ms, macs, params, peak_ram_bytes, size_bytes "
                         "(default accuracy,latency_ms)")
     g.add_argument("--budget", action="append", metavar="FIELD<=VALUE",
                    help="hard budget, e.g. latency_ms<=2.5, peak_ram_bytes<=64KiB, macs<=30M (repeatable)")

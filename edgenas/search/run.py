@@ -266,9 +266,11 @@ class _Tracker:
             self.bar.close()
 
 
-def print_front(result_front: list[dict[str, Any]], job_objectives: list[Any], state: FrontState) -> str:
+def print_front(result_front: list[dict[str, Any]], job_objectives: list[Any], state: FrontState,
+                estimator: str = "") -> str:
     extra = ["macs", "params", "peak_ram_bytes_int8", "size_bytes_int8"]
     rejected = f", {state.rejected} rejected by the estimator" if state.rejected else ""
     head = (f"Pareto front: {len(result_front)} of {state.evaluated} scored candidates ({state.finished} trials, "
-            f"{state.feasible} within budgets{rejected}); hypervolume {state.hypervolume():.4g}")
+            f"{state.feasible} within budgets{rejected}); hypervolume {state.hypervolume():.4g}"
+            + (f"; accuracy = {estimator}" if estimator and any(not f.cheap for f in job_objectives) else ""))
     return head + "\n" + front_table(result_front, job_objectives, extra)
