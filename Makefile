@@ -37,6 +37,8 @@ bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python estimators.py
 	cd benchmarks && ../$(BIN)/python latency_fit.py
 	cd benchmarks && ../$(BIN)/python latency_fidelity.py
+	cd benchmarks && ../$(BIN)/python search_overhead.py
+	cd benchmarks && ../$(BIN)/python search.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
