@@ -26,6 +26,10 @@ silently fall back to a default)::
     budgets = ["latency_ms<=1.5", "peak_ram_bytes<=64KiB"]
     sampler = "frontier"
     trials = 60
+
+    [export]                # then export the front as verified files + model cards (see `edgenas export --help`)
+    formats = ["onnx", "tflite-int8", "tflm"]
+    train_epochs = 10
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "search": {"objectives": list, "budgets": list, "sampler": str, "sampler_options": dict, "seed": int,
                "trials": int, "timeout": (int, float), "workers": int, "storage": str, "study": str,
                "precision": str, "reference": dict, "out": str},
+    # after the search: export its front (see `edgenas export --help`)
+    "export": {"formats": list, "train_epochs": int, "trials": str, "out": str, "nhwc": bool, "float_io": bool,
+               "seed": int, "threads": int, "dataset": str},
 }
 REQUIRED = {"space": ("name",)}
 

@@ -51,6 +51,9 @@ class Dataset:
     seed: int
     val_fraction: float
     class_names: list[str] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    """Per-channel mean subtracted from the [0, 1] pixels (the training split's): deployments need it."""
+    std: list[float] = field(default_factory=list)
     _batches: dict[tuple[int, int, int, int, int], tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False)
 
@@ -87,6 +90,14 @@ class Dataset:
                 self._batches.pop(next(iter(self._batches)))
             self._batches[key] = (_maybe_adapt(self.x[t], shape), self.y[t])
         return self._batches[key]
+
+    def preprocessing(self) -> dict[str, Any]:
+        """How raw images become network input: what a deployment must reproduce."""
+        return {"scale": "raw pixels to [0, 1] (8-bit images: / 255; sklearn digits: / 16)", "mean": self.mean,
+                "std": self.std,
+                "normalize": "(x - mean) / std per channel", "layout": "C, H, W",
+                "resize": "bilinear to the model's input size (antialiased when shrinking)",
+                "source_size": [self.channels, self.resolution, int(self.x.shape[3])]}
 
     def split_record(self) -> dict[str, Any]:
         """What identifies the split: seed, val fraction, sizes and a digest of both index lists."""
@@ -306,4 +317,5 @@ def _finish(
     x = ((x - mean) / std).float().contiguous()
     return Dataset(name=name, x=x, y=y.long(), num_classes=num_classes, train_idx=train_idx, val_idx=val_idx,
                    seed=int(seed), val_fraction=float(val_fraction),
-                   class_names=class_names or [str(i) for i in range(num_classes)])
+                   class_names=class_names or [str(i) for i in range(num_classes)],
+                   mean=[float(v) for v in mean.flatten()], std=[float(v) for v in std.flatten()])

@@ -104,6 +104,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         out = Path(args.results)
         full = {"settings": settings, "machine": bm.machine(), "summary": summary, "records": recs,
                 "traces": [{"method": t.method, "seed": t.seed, "trials": t.trials, "times_s": t.times_s,
+                            "cpu_s": t.cpu_s,
                             "quality": t.quality} for t in all_traces]}
         atomic_write(out / f"{name}.json", json.dumps(full, indent=1, default=_json_default) + "\n")
         atomic_write(out / f"{name}.md", bm.markdown_report(name, settings, summary, budgets, key, full["machine"],

@@ -24,7 +24,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 # Each command module exposes ``add_parsers(sub)``; order here is the order of ``--help``.
-COMMAND_MODULES = ("describe", "latency", "estimate", "search", "benchmark", "run")
+COMMAND_MODULES = ("describe", "latency", "estimate", "search", "benchmark", "export", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -170,14 +170,18 @@ def cmd_search(args: argparse.Namespace) -> int:
           f"{result.wall_s:.0f} s)")
     print(f"re-print: edgenas pareto {run_dir}    dashboard: optuna-dashboard {run_dir / 'study.journal'}"
           if not cfg.get("search", {}).get("storage") else f"re-print: edgenas pareto {run_dir}")
+    args.finished_run_dir = run_dir
     return 0
 
 
-def search_from_config(path: str) -> int:
-    """``edgenas run CONFIG`` with a [search] table: the same as ``edgenas search CONFIG``."""
+def search_from_config(path: str) -> tuple[int, Path]:
+    """``edgenas run CONFIG`` with a [search] table: the same as ``edgenas search CONFIG``; returns the
+    exit code and the run folder."""
     parser = argparse.ArgumentParser()
     add_search_arguments(parser)
-    return cmd_search(parser.parse_args([path]))
+    args = parser.parse_args([path])
+    rc = cmd_search(args)
+    return rc, args.finished_run_dir
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

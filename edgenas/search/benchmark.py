@@ -75,6 +75,10 @@ class RunTrace:
     method: str
     seed: int
     times_s: list[float] = field(default_factory=list)
+    """Wall seconds since the run started, after each evaluation."""
+    cpu_s: list[float] = field(default_factory=list)
+    """CPU seconds of this process since the run started (what the method itself cost: unlike wall
+    time, not inflated when other jobs share the machine)."""
     quality: list[float] = field(default_factory=list)
     trials: int = 0
     archs: list[str] = field(default_factory=list)
@@ -102,6 +106,7 @@ def run_method(
     trace = RunTrace(m.name, seed)
     accs: list[float] = []
     t0 = time.perf_counter()
+    c0 = time.process_time()
     last_q = 0.0
     while len(trace.archs) < max_evaluations and trace.trials < MAX_TRIALS_FACTOR * max_evaluations:
         trial = study.ask()
@@ -118,12 +123,14 @@ def run_method(
         if n % every == 0 or n == max_evaluations:
             last_q = quality(trace.archs, accs)
         trace.times_s.append(t)
+        trace.cpu_s.append(time.process_time() - c0)
         trace.quality.append(last_q)
     if progress:
         secs = trace.times_s[-1] if trace.times_s else 0.0
         q = trace.quality[-1] if trace.quality else 0.0
+        cpu = trace.cpu_s[-1] if trace.cpu_s else 0.0
         progress(f"{m.name} seed {seed}: {len(trace.archs)} evaluations in {trace.trials} trials, "
-                 f"{secs:.1f} s, quality {q:.4f}")
+                 f"{secs:.1f} s wall, {cpu:.1f} s CPU, quality {q:.4f}")
     return trace
 
 
@@ -225,7 +232,7 @@ def default_ofa_paths() -> tuple[str, str]:
 
 # -- summaries ----------------------------------------------------------------------------------
 def summarise(traces: list[RunTrace], budgets: Sequence[int]) -> dict[str, dict[int, dict[str, float]]]:
-    """Per method and budget: median, quartiles, min, max over seeds (and median wall seconds)."""
+    """Per method and budget: median, quartiles, min, max over seeds (and median wall / CPU seconds)."""
     out: dict[str, dict[int, dict[str, float]]] = {}
     for name in dict.fromkeys(t.method for t in traces):
         runs = [t for t in traces if t.method == name]
@@ -233,11 +240,13 @@ def summarise(traces: list[RunTrace], budgets: Sequence[int]) -> dict[str, dict[
         for b in budgets:
             vals = [v for v in (t.at(b) for t in runs) if v is not None]
             secs = [t.times_s[b - 1] for t in runs if len(t.times_s) >= b]
+            cpu = [t.cpu_s[b - 1] for t in runs if len(t.cpu_s) >= b]
             if not vals:
                 continue
             q1, q3 = np.quantile(vals, [0.25, 0.75])
             out[name][b] = {"median": statistics.median(vals), "q1": float(q1), "q3": float(q3), "min": min(vals),
-                            "max": max(vals), "n": len(vals), "seconds": statistics.median(secs) if secs else math.nan}
+                            "max": max(vals), "n": len(vals), "seconds": statistics.median(secs) if secs else math.nan,
+                            "cpu_seconds": statistics.median(cpu) if cpu else math.nan}
     return out
 
 
@@ -260,7 +269,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         cpu = platform.processor()
     return {"cpu": cpu, "cores": os.cpu_count(), "versions": versions(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "load_average_1_5_15min": [round(v, 2) for v in os.getloadavg()]}
 
 
 def _proxy_front_ratio(self: NB201Task, archs: Sequence[str], proxy: Sequence[float]) -> float:
@@ -280,8 +290,9 @@ NB201Task.proxy_front_ratio = _proxy_front_ratio  # type: ignore[attr-defined]
 
 def markdown_table(summary: dict[str, dict[int, dict[str, float]]], budgets: Sequence[int], key: str) -> str:
     digits = 3 if key == "hv_ratio" else 4
-    head = "| method | " + " | ".join(f"{b} evals" for b in budgets) + f" | wall s @ {budgets[-1]} |"
-    lines = [head, "|---|" + "---|" * (len(budgets) + 1)]
+    head = ("| method | " + " | ".join(f"{b} evals" for b in budgets) + f" | wall s @ {budgets[-1]} | "
+            f"CPU s @ {budgets[-1]} |")
+    lines = [head, "|---|" + "---|" * (len(budgets) + 2)]
     for name, per in summary.items():
         cells = []
         for b in budgets:
@@ -290,7 +301,8 @@ def markdown_table(summary: dict[str, dict[int, dict[str, float]]], budgets: Seq
                          f"{s['median']:.{digits}f} [{s['q1']:.{digits}f}, {s['q3']:.{digits}f}]")
         last = per.get(budgets[-1])
         secs = f"{last['seconds']:.1f}" if last and math.isfinite(last["seconds"]) else "-"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {secs} |")
+        cpu = f"{last['cpu_seconds']:.1f}" if last and math.isfinite(last.get("cpu_seconds", math.nan)) else "-"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {secs} | {cpu} |")
     return "\n".join(lines)
 
 
@@ -300,7 +312,9 @@ def markdown_report(name: str, settings: dict[str, Any], summary: dict[str, dict
             else "best predicted accuracy (OFA predictor) under the latency budget")
     lines = [f"# {name}", "", f"Command: `{command}`", "",
              f"Quality: {what}; median over seeds [quartiles]; an evaluation is one accuracy query of a new "
-             f"candidate that meets the budgets.", "", markdown_table(summary, budgets, key), "",
+             f"candidate that meets the budgets. Time: wall seconds, and CPU seconds of the benchmark process "
+             f"(what the method itself cost; wall time is inflated when other jobs share the machine, see the "
+             f"load average under Machine).", "", markdown_table(summary, budgets, key), "",
              f"![{name}]({name}.png)", "", "## Settings", ""]
     for k, v in settings.items():
         lines.append(f"- {k}: {v}")
@@ -331,13 +345,14 @@ def plot(path: Path, traces: list[RunTrace], budgets: Sequence[int], key: str, s
         x = np.arange(1, n + 1)
         line = a1.plot(x, np.median(Q, 0), label=name)[0]
         a1.fill_between(x, *np.quantile(Q, [0.25, 0.75], axis=0), color=line.get_color(), alpha=0.15)
-        tmax = max(t.times_s[-1] for t in runs)
-        grid = np.geomspace(max(1e-3, min(t.times_s[0] for t in runs)), tmax, 200)
-        T = np.array([[t.quality[i] if (i := np.searchsorted(t.times_s, g, side="right") - 1) >= 0 else np.nan
+        tmax = max(t.cpu_s[-1] for t in runs)
+        grid = np.geomspace(max(1e-3, min(t.cpu_s[0] for t in runs)), max(tmax, 2e-3), 200)
+        T = np.array([[t.quality[i] if (i := np.searchsorted(t.cpu_s, g, side="right") - 1) >= 0 else np.nan
                        for g in grid] for t in runs], dtype=float)
         a2.plot(grid, np.nanmedian(T, 0), label=name, color=line.get_color())
     ylabel = "HV(found) / HV(true front)" if key == "hv_ratio" else "best predicted accuracy"
-    for ax, xl in ((a1, "accuracy evaluations"), (a2, "wall time (s)")):
+    cpu_label = "search time: CPU seconds of the process (= wall time on an idle core)"
+    for ax, xl in ((a1, "accuracy evaluations"), (a2, cpu_label)):
         ax.set_xscale("log")
         ax.set_xlabel(xl)
         ax.set_ylabel(ylabel)

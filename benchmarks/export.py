@@ -1,0 +1,161 @@
+"""Export benchmark: time per model and format, parity, file sizes vs the cost model, TFLM arena vs its
+estimate, for random `tiny` and `mbv3` specs.
+
+    cd benchmarks && python export.py [--specs 10] [--spaces tiny,mbv3]
+
+Each spec is trained briefly (digits for tiny; seeded synthetic 10-class images for mbv3) so parity is
+checked on a model with real margins, then exported to every format its space targets (tiny: onnx,
+tflite, tflite-int8, tflm; mbv3: onnx, tflite, tflite-int8) through the same exporters as `edgenas
+export`. Targets on this machine: ONNX <= 5 s and TFLite <= 30 s per model (build time: conversion and,
+for int8, quantization; verification and timing are reported separately). Torch runs on 1 thread.
+Writes results/export.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import torch  # noqa: E402
+
+from edgenas.datasets import load_dataset  # noqa: E402
+from edgenas.estimators.data import data_task  # noqa: E402
+from edgenas.exporters import ExportJob, ExportOptions, exporter_names, get_exporter  # noqa: E402
+from edgenas.exporters.weights import export_data, train_final  # noqa: E402
+from edgenas.search.benchmark import machine  # noqa: E402
+from edgenas.spaces import Task, get_space  # noqa: E402
+
+RESULTS = HERE / "results"
+SPACES = {
+    # space -> (space options, dataset, training epochs, formats)
+    "tiny": ({}, "digits", 3, ["onnx", "tflite", "tflite-int8", "tflm"]),
+    "mbv3": ({}, "synthetic:n=256,classes=10,channels=3,size=32,noise=0.6", 1, ["onnx", "tflite", "tflite-int8"]),
+}
+TARGET_S = {"onnx": 5.0, "tflite": 30.0, "tflite-int8": 30.0, "tflm": 30.0}
+
+
+def run_space(name: str, n: int, seed: int, out: Path) -> list[dict]:
+    opts, data, epochs, formats = SPACES[name]
+    formats = [f for f in formats if f in exporter_names()]
+    space = get_space(name, **opts)
+    ds = load_dataset(data, seed=0)
+    rows = []
+    for i, spec in enumerate(space.sample(n, seed=seed)):
+        task = data_task(space, Task(in_channels=ds.channels), ds)
+        t0 = time.perf_counter()
+        trained = train_final(space, spec, task, ds, epochs, seed=seed)
+        train_s = time.perf_counter() - t0
+        rep, vx, vy = export_data(ds, trained.input_shape, seed, representative=128, validation=256)
+        job = ExportJob(trained.module, trained.input_shape, rep, vx, vy, ExportOptions(measure_latency=True))
+        cost = space.cost(spec, task).as_record()
+        for fmt in formats:
+            ex = get_exporter(fmt)
+            art = ex.export(job, out / name / f"{i:02d}")
+            est = cost.get(ex.size_field)
+            row = {"space": name, "index": i, "arch": str(spec), "format": fmt, "ok": art.ok, "error": art.error,
+                   "build_s": round(art.build_seconds, 3), "total_s": round(art.seconds, 3), "bytes": art.bytes,
+                   "size_field": ex.size_field, "size_estimate": est,
+                   "size_ratio": round(art.bytes / est, 4) if est and art.bytes else None,
+                   "max_abs_diff": art.parity.max_abs_diff if art.parity else None,
+                   "top1_agreement": art.parity.top1_agreement if art.parity else None,
+                   "parity_passed": bool(art.parity and art.parity.passed), "accuracy": art.accuracy,
+                   "torch_accuracy": trained.accuracy, "latency_ms": art.latency_ms, "train_s": round(train_s, 2),
+                   "macs": cost["macs"], "params": cost["params"]}
+            if fmt == "tflm":
+                row["arena_bytes"] = art.extra.get("tflm_arena_bytes")
+                row["arena_estimate"] = cost.get("arena_bytes_tflm")
+                if row["arena_bytes"] and row["arena_estimate"]:
+                    row["arena_ratio"] = round(row["arena_estimate"] / row["arena_bytes"], 4)
+            rows.append(row)
+            status = "ok" if art.ok else f"FAILED: {art.error}"
+            ratio = f"size x{row['size_ratio']:.3f}" if row["size_ratio"] else ""
+            print(f"{name} {i:2d} {fmt:12s} build {art.build_seconds:6.2f} s  {ratio}  {status}", flush=True)
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    out = []
+    for space in dict.fromkeys(r["space"] for r in rows):
+        for fmt in dict.fromkeys(r["format"] for r in rows if r["space"] == space):
+            rs = [r for r in rows if r["space"] == space and r["format"] == fmt]
+            b = [r["build_s"] for r in rs if r["ok"]]
+            ratios = [r["size_ratio"] for r in rs if r["size_ratio"]]
+            arena = [r["arena_ratio"] for r in rs if r.get("arena_ratio")]
+            out.append({
+                "space": space, "format": fmt, "models": len(rs), "ok": sum(r["ok"] for r in rs),
+                "parity_passed": sum(r["parity_passed"] for r in rs),
+                "build_s_median": round(statistics.median(b), 2) if b else None, "build_s_max": max(b) if b else None,
+                "target_s": TARGET_S.get(fmt), "within_target": sum(x <= TARGET_S.get(fmt, 1e9) for x in b),
+                "size_ratio_min": min(ratios) if ratios else None, "size_ratio_max": max(ratios) if ratios else None,
+                "size_within_10pct": sum(abs(x - 1) <= 0.10 for x in ratios),
+                "max_abs_diff_max": max((r["max_abs_diff"] for r in rs if r["max_abs_diff"] is not None), default=None),
+                "top1_agreement_min": min((r["top1_agreement"] for r in rs if r["top1_agreement"] is not None),
+                                          default=None),
+                "arena_ratio_min": min(arena) if arena else None, "arena_ratio_max": max(arena) if arena else None,
+            })
+    return out
+
+
+def markdown(summary: list[dict], rows: list[dict], settings: dict, mach: dict) -> str:
+    def f(v: object, d: int = 3) -> str:
+        return "-" if v is None else f"{v:.{d}f}" if isinstance(v, float) else str(v)
+
+    lines = ["# Export benchmark", "", f"Command: `{settings['command']}`", "",
+             "Build time = conversion (+ quantization for int8; + arena bisection for tflm) per model; parity = "
+             "float files max |diff| vs torch, int8 files top-1 agreement with torch, on the validation batch; size "
+             "ratio = file bytes / the cost model's estimate (size_bytes_fp32 for float files, size_bytes_int8 for "
+             "int8); arena ratio = the cost model's arena_bytes_tflm / the minimal arena bisected in TFLM.", "",
+             "| space | format | ok | parity | build s median | build s max | target s | within target | "
+             "size ratio min | size ratio max | within ±10% | max diff | min top-1 agree | arena ratio min..max |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        arena = f"{f(s['arena_ratio_min'])}..{f(s['arena_ratio_max'])}" if s["arena_ratio_min"] else "-"
+        lines.append(f"| {s['space']} | {s['format']} | {s['ok']}/{s['models']} | {s['parity_passed']}/{s['models']} "
+                     f"| {f(s['build_s_median'], 2)} | {f(s['build_s_max'], 2)} | {f(s['target_s'], 0)} | "
+                     f"{s['within_target']}/{s['ok']} | {f(s['size_ratio_min'])} | {f(s['size_ratio_max'])} | "
+                     f"{s['size_within_10pct']}/{s['models']} | {f(s['max_abs_diff_max'], 7)} | "
+                     f"{f(s['top1_agreement_min'])} | {arena} |")
+    failures = [r for r in rows if not r["ok"]]
+    if failures:
+        lines += ["", "## Failures", ""]
+        lines += [f"- {r['space']} {r['index']} {r['format']}: {r['error']}" for r in failures]
+    lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in settings.items()]
+    lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in mach.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--specs", type=int, default=10, help="random specs per space (default 10)")
+    ap.add_argument("--spaces", default="tiny,mbv3")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", help="keep the exported files in this folder")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(a.keep) if a.keep else Path(tmp)
+        for name in a.spaces.split(","):
+            rows += run_space(name.strip(), a.specs, a.seed, out)
+    summary = summarise(rows)
+    settings = {"specs_per_space": a.specs, "seed": a.seed, "spaces": {k: SPACES[k][:3] for k in a.spaces.split(",")},
+                "torch_threads": 1, "command": "cd benchmarks && python export.py " + " ".join(sys.argv[1:])}
+    mach = machine()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "export.json").write_text(json.dumps({"settings": settings, "machine": mach, "summary": summary,
+                                                     "models": rows}, indent=1, default=str) + "\n")
+    md = markdown(summary, rows, settings, mach)
+    (RESULTS / "export.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

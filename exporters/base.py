@@ -1,0 +1,285 @@
+"""The exporter plug-in contract: one base class per artifact format, a registry, and verification.
+
+An :class:`Exporter` turns one trained torch module into one deployable file, then proves it: the file
+is loaded in its *target runtime* (ONNX Runtime, the LiteRT interpreter, the TFLite Micro
+interpreter), run on the validation batch and compared with torch (``parity``). Every exporter
+
+* builds its file's bytes in :meth:`Exporter.build` from an :class:`ExportJob` (the module, its input
+  shape, calibration/validation data, options, and a cache of intermediate results shared by the
+  formats of one model, e.g. the float .tflite that the int8 exporter quantizes);
+* loads a file for inference with :meth:`Exporter.runner`: a callable from float32 NCHW images
+  (N, C, H, W) to float32 logits (N, classes), hiding the file's own layout (NHWC) and quantization
+  (int8 input/output);
+* is verified by :meth:`Exporter.verify` against torch: ``kind = "exact"`` formats must agree to
+  ``max |diff| <= 1e-4`` on every validation example, ``"quantized"`` ones on top-1 for >= 98% of them.
+
+:meth:`Exporter.export` runs the whole step: build, atomic write, load, verify, accuracy on the
+validation labels, latency in the runtime on this host. It never raises for a model that fails to
+convert or verify: the :class:`Artifact` carries ``error`` and the caller moves on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edgenas.errors import UnknownNameError
+
+EXACT_TOLERANCE = 1e-4
+"""Largest |output difference| allowed between torch and a float artifact."""
+TOP1_AGREEMENT = 0.98
+"""Smallest share of validation examples on which a quantized artifact's top-1 must equal torch's."""
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class ExportOptions:
+    """What the user chose about the artifacts (not about the model)."""
+
+    nhwc: bool = False
+    """TFLite files take (1, H, W, C) input (what camera pipelines feed) instead of (1, C, H, W)."""
+    int8_io: bool = True
+    """int8 files take int8 input and give int8 output (scale / zero point in the model card);
+    otherwise float32 through QUANTIZE / DEQUANTIZE ops at the boundary."""
+    opset: int = 21
+    threads: int = 1
+    """Threads for the latency measurement of each artifact."""
+    runtime_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per runtime (``onnxruntime``, ``litert``): the options the runner times with (a device spec's
+    ``[runtime_options]``), so an artifact is timed as its device's table was."""
+    measure_latency: bool = True
+    verbose: bool = False
+
+
+@dataclass
+class ExportJob:
+    """One trained model on its way to every requested format."""
+
+    module: Any
+    """The eval-mode torch module, trained."""
+    input_shape: tuple[int, int, int]
+    """(C, H, W) of one example."""
+    representative: np.ndarray
+    """Calibration examples for quantization, float32 NCHW (N, C, H, W), from the training split."""
+    val_x: np.ndarray
+    """Validation examples, float32 NCHW."""
+    val_y: np.ndarray | None = None
+    """Their labels (None: accuracy is not reported)."""
+    options: ExportOptions = field(default_factory=ExportOptions)
+    cache: dict[str, Any] = field(default_factory=dict)
+    """Intermediate results shared across formats (keyed by what they are, e.g. ``tflite-fp32``)."""
+    _torch_logits: np.ndarray | None = None
+
+    def torch_logits(self) -> np.ndarray:
+        """The reference outputs: torch on the validation batch (computed once)."""
+        if self._torch_logits is None:
+            import torch
+
+            with torch.no_grad():
+                outs = [self.module(torch.from_numpy(self.val_x[i:i + 256])).numpy()
+                        for i in range(0, len(self.val_x), 256)]
+            self._torch_logits = np.concatenate(outs).astype(np.float32)
+        return self._torch_logits
+
+    def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
+
+
+@dataclass
+class Parity:
+    """How an artifact's outputs compare with torch's on the validation batch."""
+
+    kind: str
+    """"exact" (float artifact) or "quantized"."""
+    examples: int
+    max_abs_diff: float
+    top1_agreement: float
+    passed: bool
+    threshold: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "examples": self.examples, "max_abs_diff": self.max_abs_diff,
+                "top1_agreement": self.top1_agreement, "passed": self.passed, "threshold": self.threshold}
+
+
+@dataclass
+class Artifact:
+    """One exported file, or the reason it could not be made."""
+
+    format: str
+    path: Path | None = None
+    bytes: int = 0
+    sha256: str = ""
+    runtime: str = ""
+    parity: Parity | None = None
+    accuracy: float | None = None
+    """Top-1 accuracy of the artifact itself on the validation split."""
+    latency_ms: float | None = None
+    """Median latency of one batch-1 inference in its runtime on this host."""
+    seconds: float = 0.0
+    """Wall time of the whole step (build, write, verification, latency timing)."""
+    build_seconds: float = 0.0
+    """Wall time of building the file's bytes alone (conversion, quantization)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Format-specific facts (e.g. the TFLM arena, the int8 input scale / zero point)."""
+    companions: list[Path] = field(default_factory=list)
+    """Further files that belong to this artifact (e.g. the C source and header of a TFLM model)."""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def compare(kind: str, got: np.ndarray, ref: np.ndarray) -> Parity:
+    got = np.asarray(got, dtype=np.float32).reshape(ref.shape)
+    diff = float(np.max(np.abs(got - ref))) if ref.size else 0.0
+    agree = float(np.mean(got.argmax(1) == ref.argmax(1))) if len(ref) else 1.0
+    if kind == "exact":
+        return Parity(kind, len(ref), diff, agree, diff <= EXACT_TOLERANCE, f"max |diff| <= {EXACT_TOLERANCE:g}")
+    return Parity(kind, len(ref), diff, agree, agree >= TOP1_AGREEMENT, f"top-1 agreement >= {TOP1_AGREEMENT:.0%}")
+
+
+class Exporter(ABC):
+    """Base class of every artifact format."""
+
+    name: ClassVar[str]
+    """Format name used on the command line (``onnx``, ``tflite``, ``tflite-int8``, ``tflm``)."""
+    suffix: ClassVar[str]
+    runtime: ClassVar[str]
+    """The runtime that verifies the file (and the device runtime that times it, when timeable)."""
+    kind: ClassVar[str] = "exact"
+    """"exact" or "quantized": which parity rule applies."""
+    size_field: ClassVar[str] = "size_bytes_fp32"
+    """The cost-model field that estimates this file's size."""
+    summary: ClassVar[str] = ""
+    stem: ClassVar[str] = "model"
+    """File name (without suffix) inside a model's folder; unique per format."""
+    timeable: ClassVar[bool] = True
+    """Whether :meth:`latency_ms` can time the file on this host."""
+
+    @abstractmethod
+    def build(self, job: ExportJob) -> bytes:
+        """The file's content."""
+
+    @abstractmethod
+    def runner(self, path: Path, job: ExportJob) -> Runner:
+        """Load ``path`` in the target runtime; float NCHW batch -> float logits."""
+
+    def reference(self, job: ExportJob) -> np.ndarray:
+        """What the artifact's outputs are compared with (torch's logits by default)."""
+        return job.torch_logits()
+
+    def verify(self, path: Path, job: ExportJob) -> tuple[Parity, np.ndarray]:
+        out = self.runner(path, job)(job.val_x)
+        return compare(self.kind, out, self.reference(job)), out
+
+    def companions(self, path: Path, job: ExportJob) -> dict[str, bytes]:
+        """Further files to write beside ``path`` (name -> content)."""
+        return {}
+
+    def details(self, path: Path, job: ExportJob) -> dict[str, Any]:
+        """Format-specific facts for the model card."""
+        return {}
+
+    def latency_ms(self, path: Path, job: ExportJob) -> float | None:
+        if not self.timeable:
+            return None
+        from edgenas.devices.runner import time_model
+
+        opts = job.options.runtime_options.get(self.runtime, {})
+        times = time_model(str(path), self.runtime, job.options.threads, 10, 50, 10.0, opts)
+        return float(np.median(times))
+
+    def export(self, job: ExportJob, out_dir: Path, stem: str | None = None) -> Artifact:
+        """Build, write (atomically), verify, score and time one artifact; failures are recorded."""
+        art = Artifact(self.name, runtime=self.runtime)
+        t0 = time.perf_counter()
+        path = out_dir / ((stem or self.stem) + self.suffix)
+        try:
+            data = self.build(job)
+            art.build_seconds = time.perf_counter() - t0
+            atomic_write_bytes(path, data)
+            art.path, art.bytes, art.sha256 = path, len(data), hashlib.sha256(data).hexdigest()
+            for name, content in self.companions(path, job).items():
+                p = out_dir / name
+                atomic_write_bytes(p, content)
+                art.companions.append(p)
+            art.parity, out = self.verify(path, job)
+            if job.val_y is not None and len(job.val_y):
+                art.accuracy = float(np.mean(out.argmax(1) == job.val_y))
+            art.extra.update(self.details(path, job))
+            if not art.parity.passed:
+                p = art.parity
+                art.error = (f"verification failed: {p.threshold} not met (max |diff| {p.max_abs_diff:.3g}, "
+                             f"top-1 agreement {p.top1_agreement:.1%} on {p.examples} examples)")
+            elif job.options.measure_latency:
+                art.latency_ms = self.latency_ms(path, job)
+        except Exception as exc:  # a model that fails to convert is reported; the others still export
+            last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
+            art.error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}"
+        art.seconds = time.perf_counter() - t0
+        return art
+
+
+# -- registry ---------------------------------------------------------------------------------------
+_REGISTRY: dict[str, type[Exporter]] = {}
+
+
+def register_exporter(cls: type[Exporter]) -> type[Exporter]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    from edgenas.exporters import _load_builtins as load
+
+    load()
+
+
+def exporter_names() -> list[str]:
+    _load_builtins()
+    return list(_REGISTRY)
+
+
+def get_exporter(name: str) -> Exporter:
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise UnknownNameError(f"unknown export format {name!r}; choose from: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]()

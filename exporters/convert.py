@@ -1,0 +1,259 @@
+"""Low-level conversions shared by the exporters and by int8 latency profiling.
+
+* :func:`onnx_bytes` — ``torch.onnx.export`` (TorchScript exporter, which folds BatchNorm into the
+  convolutions in eval mode, ~1 s for a small model; the dynamo exporter as fallback), upgraded to
+  ``opset`` with ONNX's version converter, weights inside the file, debug strings dropped.
+* :func:`tflite_fp32_bytes` — litert-torch (no TensorFlow), NCHW or NHWC input.
+* :func:`quantize_int8` — ai-edge-quantizer's full-integer recipe (int8 weights per channel, int8
+  activations per tensor, int32 biases) calibrated on a representative set; int8 model input and
+  output, or float ones through QUANTIZE / DEQUANTIZE ops at the graph boundary.
+* :func:`compact_tflite` — drop what a runtime never reads: litert-torch names every tensor after its
+  torch module path (tens of KiB on a small model), and the quantizer leaves the float calibration
+  ranges (``min``/``max``) beside the scales.
+
+Every function returns bytes; writing files (atomically) is the caller's job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ONNX_OPSET = 21
+"""Default ONNX opset of exported models (ONNX Runtime >= 1.18 runs it)."""
+EXPORT_OPSET = 20
+"""The TorchScript exporter's newest opset; the model is converted to ``ONNX_OPSET`` afterwards."""
+
+
+@contextlib.contextmanager
+def quiet(verbose: bool = False) -> Iterator[None]:
+    """Capture third-party chatter (litert-torch progress lines, torchao load failures, absl/TF and
+    pytree logs, exporter warnings), at the file-descriptor level so C++ logs are caught too; with
+    ``verbose`` nothing is hidden."""
+    if verbose:
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    sink = tempfile.TemporaryFile()
+    levels = {}
+    try:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            for name in ("absl", "torch", "torch.onnx", "litert_torch", "jax", "ai_edge_quantizer", "onnxscript"):
+                lg = logging.getLogger(name)
+                levels[name] = lg.level
+                lg.setLevel(logging.ERROR)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        sink.close()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+# -- ONNX -----------------------------------------------------------------------------------------
+def onnx_bytes(module: Any, input_shape: Sequence[int], opset: int = ONNX_OPSET, verbose: bool = False) -> bytes:
+    """An eval-mode module with a static batch-1 float32 input ``x`` (N, C, H, W) and output ``y``."""
+    import onnx
+    import torch
+
+    module = module.eval()
+    x = torch.zeros(1, *input_shape)
+    with tempfile.TemporaryDirectory() as tmp, quiet(verbose):
+        path = Path(tmp) / "m.onnx"
+        try:
+            torch.onnx.export(module, (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                              opset_version=min(opset, EXPORT_OPSET), do_constant_folding=True)
+        except Exception:
+            torch.onnx.export(module, (x,), str(path), dynamo=True, input_names=["x"], output_names=["y"],
+                              opset_version=opset, external_data=False)
+        model = onnx.load(str(path))
+    if model.opset_import[0].version != opset:
+        from onnx import version_converter
+
+        model = version_converter.convert_version(model, opset)
+    _strip_onnx(model)
+    return model.SerializeToString()
+
+
+def _strip_onnx(model: Any) -> None:
+    """Drop doc strings, node metadata and intermediate value_info (debug data no runtime reads)."""
+    g = model.graph
+    del g.value_info[:]
+    model.doc_string = ""
+    g.doc_string = ""
+    for node in g.node:
+        node.doc_string = ""
+        del node.metadata_props[:]
+
+
+# -- TFLite ---------------------------------------------------------------------------------------
+def tflite_fp32_bytes(module: Any, input_shape: Sequence[int], nhwc: bool = False, verbose: bool = False) -> bytes:
+    """Convert with litert-torch; ``input_shape`` is (C, H, W). With ``nhwc`` the model takes
+    (1, H, W, C) input (the layout TFLite deployments feed), otherwise (1, C, H, W)."""
+    import torch
+
+    with quiet(verbose):
+        import litert_torch  # its import logs torchao load failures
+    module = module.eval()
+    x = torch.zeros(1, *input_shape)
+    if nhwc:
+        module = litert_torch.to_channel_last_io(module, args=[0]).eval()
+        x = x.permute(0, 2, 3, 1).contiguous()
+    with quiet(verbose), torch.no_grad():
+        edge = litert_torch.convert(module, (x,))
+        return compact_tflite(bytes(edge.model_content()))
+
+
+def _schema() -> Any:
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+def _unpack(S: Any, model: bytes) -> Any:
+    """The model as a mutable ``ModelT`` with every buffer inline: ai-edge-quantizer stores buffers of
+    models with more than 256 KiB of weights after the flatbuffer (``offset``/``size``), which
+    ``ModelT.Pack`` would drop."""
+    m = S.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    for b in m.buffers or []:
+        if b.offset and b.offset > 1:
+            b.data = np.frombuffer(model, dtype=np.uint8, count=b.size, offset=b.offset)
+            b.offset, b.size = 0, 0
+    return m
+
+
+def _pack(S: Any, m: Any) -> bytes:
+    import flatbuffers
+
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def compact_tflite(model: bytes) -> bytes:
+    """Short tensor names (``t<index>``; the signature keeps its own names) and no float calibration
+    ranges on quantized tensors. Semantics are unchanged: kernels read shapes, types, buffers and
+    scales / zero points only."""
+    S = _schema()
+    m = _unpack(S, model)
+    for sg in m.subgraphs:
+        for i, t in enumerate(sg.tensors):
+            t.name = f"t{i}".encode()
+            q = t.quantization
+            if q is not None and q.scale is not None and len(q.scale):
+                q.min = None
+                q.max = None
+        sg.name = None
+    return _pack(S, m)
+
+
+def input_layout_shape(input_shape: Sequence[int], nhwc: bool) -> tuple[int, ...]:
+    c, h, w = input_shape
+    return (1, h, w, c) if nhwc else (1, c, h, w)
+
+
+def quantize_int8(
+    fp32_model: bytes, representative: np.ndarray, int8_io: bool = True, verbose: bool = False
+) -> bytes:
+    """Full-integer int8 model from a float .tflite and a representative set (N examples in the
+    model's input layout, float32, batch dimension first)."""
+    with quiet(verbose):
+        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_quantizer import quantizer, recipe
+
+        sig = Interpreter(model_content=fp32_model).get_signature_list()
+        key = next(iter(sig))
+        name = sig[key]["inputs"][0]
+        q = quantizer.Quantizer(bytearray(fp32_model))
+        q.load_quantization_recipe(recipe.static_wi8_ai8())
+        rep = np.asarray(representative, dtype=np.float32)
+        data = {key: [{name: rep[i:i + 1]} for i in range(len(rep))]}
+        calibration = q.calibrate(data, num_threads=1)
+        result = q.quantize(calibration, enable_progress_report=False, enable_progress_bar=False)
+        model = bytes(result.quantized_model)
+    if not int8_io:
+        model = float_io(model)
+    return compact_tflite(model)
+
+
+def float_io(model: bytes) -> bytes:
+    """Give an int8-I/O model float32 input and output: a QUANTIZE op in front of each int8 graph
+    input and a DEQUANTIZE op behind each int8 graph output (what TFLite's converter emits for
+    ``inference_input_type=float32`` on an integer model)."""
+    S = _schema()
+    m = _unpack(S, model)
+    sg = m.subgraphs[0]
+
+    def opcode(builtin: int) -> int:
+        for i, oc in enumerate(m.operatorCodes):
+            if max(oc.builtinCode, oc.deprecatedBuiltinCode) == builtin:
+                return i
+        oc = S.OperatorCodeT()
+        oc.builtinCode = builtin
+        oc.deprecatedBuiltinCode = min(builtin, 127)
+        oc.version = 1
+        m.operatorCodes.append(oc)
+        return len(m.operatorCodes) - 1
+
+    def float_twin(t_index: int, suffix: str) -> int:
+        src = sg.tensors[t_index]
+        t = S.TensorT()
+        t.shape = list(src.shape)
+        t.shapeSignature = list(src.shapeSignature) if src.shapeSignature is not None else None
+        t.type = S.TensorType.FLOAT32
+        t.name = (src.name or b"") + suffix.encode()
+        buf = S.BufferT()
+        m.buffers.append(buf)
+        t.buffer = len(m.buffers) - 1
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    remap: dict[int, int] = {}
+    new_front, new_back = [], []
+    for pos, ti in enumerate(sg.inputs):
+        if sg.tensors[ti].type != S.TensorType.INT8:
+            continue
+        fi = float_twin(ti, "_f")
+        op = S.OperatorT()
+        op.opcodeIndex = opcode(S.BuiltinOperator.QUANTIZE)
+        op.inputs, op.outputs = [fi], [ti]
+        new_front.append(op)
+        sg.inputs[pos] = fi
+        remap[ti] = fi
+    for pos, ti in enumerate(sg.outputs):
+        if sg.tensors[ti].type != S.TensorType.INT8:
+            continue
+        fo = float_twin(ti, "_f")
+        op = S.OperatorT()
+        op.opcodeIndex = opcode(S.BuiltinOperator.DEQUANTIZE)
+        op.inputs, op.outputs = [ti], [fo]
+        new_back.append(op)
+        sg.outputs[pos] = fo
+        remap[ti] = fo
+    sg.operators = new_front + list(sg.operators) + new_back
+    for sd in m.signatureDefs or []:
+        for tm in list(sd.inputs or []) + list(sd.outputs or []):
+            tm.tensorIndex = remap.get(tm.tensorIndex, tm.tensorIndex)
+    return _pack(S, m)

@@ -1,0 +1,289 @@
+"""From a search's run folder (or one arch string) to verified artifacts with model cards.
+
+For each chosen model: final weights (trained on the run's dataset for ``train_epochs``, or loaded from
+a state dict), then every requested format through its exporter (build, atomic write, verification in
+the target runtime, accuracy, latency on this host), then ``model_card.json`` / ``model_card.md``.
+A model or format that fails is recorded with its reason and the rest still export.
+
+Folder layout: ``OUT/<model>/{weights.pt, model.onnx, model_fp32.tflite, model_int8.tflite,
+model_tflm.{tflite,cc,h}, model_card.json, model_card.md}`` plus ``OUT/export.json`` (the summary).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgenas.errors import EdgenasError
+from edgenas.exporters.base import Artifact, ExportJob, ExportOptions, atomic_write_bytes, get_exporter
+from edgenas.exporters.card import model_card, model_card_markdown
+from edgenas.exporters.weights import export_data, load_weights, save_weights, train_final
+from edgenas.spaces import ArchSpec, SearchSpace, Task
+
+DEFAULT_FORMATS = ("onnx", "tflite", "tflite-int8")
+WEIGHTS_FILE = "weights.pt"
+
+
+@dataclass
+class LatencyTarget:
+    """A device of the run: its table's prediction for the model, and which format it times."""
+
+    device: str
+    predicted_ms: float | None
+    format: str | None
+    """The artifact format this device runs (``onnx`` for ONNX Runtime, ``tflite`` / ``tflite-int8``
+    for LiteRT by the device's precision), or None when the device is not this host."""
+    threads: int = 1
+    runtime: str = ""
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExportRequest:
+    """One model to export and what the search knew about it."""
+
+    space: SearchSpace
+    spec: ArchSpec
+    task: Task
+    name: str
+    """Folder name (``trial_0022``, or the arch's short hash)."""
+    trial: int | None = None
+    estimate: dict[str, Any] = field(default_factory=dict)
+    """The search's record for the spec (estimated accuracy, estimator, its cost)."""
+    targets: list[LatencyTarget] = field(default_factory=list)
+    weights: Path | None = None
+
+
+@dataclass
+class ModelExport:
+    request: ExportRequest
+    folder: Path
+    artifacts: list[Artifact] = field(default_factory=list)
+    error: str | None = None
+    """Why the model itself failed (training, weights) before any format."""
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(a.ok for a in self.artifacts)
+
+
+# -- choosing models --------------------------------------------------------------------------------
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EdgenasError(f"{path} not found: is {path.parent} a search run folder (edgenas search --out)?") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EdgenasError(f"cannot read {what} {path}: {exc}") from None
+
+
+def _trial_rows(run_dir: Path) -> dict[int, dict[str, Any]]:
+    path = run_dir / "trials.csv"
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise EdgenasError(f"{path} not found: is {run_dir} a finished search run folder?") from None
+    out = {}
+    for r in rows:
+        try:
+            out[int(r["trial"])] = {k: _number(v) for k, v in r.items()}
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+def _number(v: str) -> Any:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return v
+    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
+
+
+def device_targets(config: dict[str, Any], row: dict[str, Any], devices_dir: str | None = None) -> list[LatencyTarget]:
+    """The run's devices with the row's predicted latency and, for a device that is this host, the
+    format that runs in its runtime."""
+    from edgenas.latency import DeviceStore
+
+    devices = [d for d in config.get("devices", []) if not d.get("csv")]
+    store = DeviceStore(devices_dir)
+    known = {d.name: d for d in store.devices()}
+    out = []
+    for d in devices:
+        name = d["name"]
+        key = "latency_ms" if len(config.get("devices", [])) == 1 else f"latency_ms@{name}"
+        pred = row.get(key)
+        spec = known.get(name)
+        fmt = None
+        if spec is not None and spec.local:
+            if spec.runtime == "onnxruntime":
+                fmt = "onnx"
+            elif spec.runtime == "litert":
+                fmt = "tflite-int8" if getattr(spec, "precision", "fp32") == "int8" else "tflite"
+        out.append(LatencyTarget(name, float(pred) if isinstance(pred, (int, float)) else None, fmt,
+                                 spec.threads if spec else 1, spec.runtime if spec else "",
+                                 dict(spec.runtime_options) if spec else {}))
+    return out
+
+
+def requests_from_run(run_dir: Path, trials: str = "pareto", devices_dir: str | None = None) -> tuple[
+        list[ExportRequest], dict[str, Any]]:
+    """The models to export from a run folder (``pareto`` = its feasible front, or trial numbers
+    ``3,17``) and the run's resolved configuration."""
+    from edgenas.search.job import SearchJob
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EdgenasError(f"run folder {run_dir} not found")
+    config = _read_json(run_dir / "config.json", "the run's configuration")
+    job = SearchJob(json.loads(json.dumps(config)), devices_dir=devices_dir)
+    if trials.strip() == "pareto":
+        rows = _read_json(run_dir / "front.json", "the run's front")
+        if not rows:
+            raise EdgenasError(f"{run_dir} has an empty Pareto front (no feasible scored trial); pass --trials IDS")
+    else:
+        try:
+            wanted = [int(t) for t in trials.split(",") if t.strip()]
+        except ValueError:
+            raise EdgenasError(f"--trials takes 'pareto' or trial numbers like 3,17; got {trials!r}") from None
+        table = _trial_rows(run_dir)
+        missing = [t for t in wanted if t not in table]
+        if missing:
+            raise EdgenasError(f"trial(s) {', '.join(map(str, missing))} not in {run_dir / 'trials.csv'} "
+                               f"(it has {len(table)} trials)")
+        rows = [table[t] for t in wanted]
+    out = []
+    for r in rows:
+        if not isinstance(r.get("arch"), str):
+            continue
+        spec = job.space.parse(r["arch"])
+        est = {k: r[k] for k in r if k == "accuracy" or k.startswith("estimat")}
+        out.append(ExportRequest(job.space, spec, job.task, f"trial_{int(r['trial']):04d}", int(r["trial"]), est,
+                                 device_targets(config, r, devices_dir)))
+    return out, config
+
+
+def run_dataset_source(config: dict[str, Any]) -> str | None:
+    """The dataset the run's estimator trained or scored on (None for data-free estimators)."""
+    est = config.get("estimator") or {}
+    src = est.get("dataset") or (est.get("options") or {}).get("dataset")
+    return str(src) if src else None
+
+
+# -- exporting --------------------------------------------------------------------------------------
+@dataclass
+class ExportSettings:
+    formats: Sequence[str] = DEFAULT_FORMATS
+    train_epochs: int = 10
+    seed: int = 0
+    options: ExportOptions = field(default_factory=ExportOptions)
+    dataset: str | None = None
+    command: str = ""
+    run_dir: str | None = None
+
+
+def export_models(
+    requests: Sequence[ExportRequest], out_dir: Path, settings: ExportSettings,
+    say: Callable[[str], None] | None = None,
+) -> list[ModelExport]:
+    """Export every request; returns one :class:`ModelExport` each (check ``.ok``)."""
+    from edgenas.estimators.data import data_task, resolve_dataset
+
+    say = say or (lambda m: print(m, file=sys.stderr, flush=True))
+    exporters = [get_exporter(f) for f in settings.formats]
+    dataset = resolve_dataset(settings.dataset) if settings.dataset else None
+    results = []
+    for i, req in enumerate(requests, 1):
+        folder = out_dir / req.name
+        result = ModelExport(req, folder)
+        results.append(result)
+        t0 = time.perf_counter()
+        try:
+            task = data_task(req.space, req.task, dataset) if dataset is not None else req.task
+            if req.weights is not None:
+                trained = load_weights(req.space, req.spec, task, req.weights, dataset)
+            elif dataset is None:
+                raise EdgenasError("no dataset to train on: pass --dataset (or --weights)")
+            else:
+                say(f"[{i}/{len(requests)}] {req.name}: training {req.spec} for {settings.train_epochs} epoch(s)")
+                trained = train_final(req.space, req.spec, task, dataset, settings.train_epochs, settings.seed)
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(folder / WEIGHTS_FILE, save_weights(trained.module, folder / WEIGHTS_FILE))
+        except EdgenasError as exc:
+            result.error = str(exc)
+            say(f"[{i}/{len(requests)}] {req.name}: FAILED: {exc}")
+            continue
+        rep, vx, vy = export_data(dataset, trained.input_shape, settings.seed)
+        trained.record["preprocessing"] = dataset.preprocessing() if dataset is not None else None
+        trained.record["class_names"] = list(dataset.class_names) if dataset is not None else None
+        _write_sample(folder, vx, vy)
+        job = ExportJob(trained.module, trained.input_shape, rep, vx, vy, _options_for(settings.options, req))
+        for ex in exporters:
+            job.options = _options_for(settings.options, req, ex.name)
+            art = ex.export(job, folder)
+            result.artifacts.append(art)
+            say(f"[{i}/{len(requests)}] {req.name}: {_artifact_line(art)}")
+        result.card = model_card(result, trained, settings, cost=req.space.cost(req.spec, task))
+        try:
+            atomic_write_bytes(folder / "model_card.json", (json.dumps(result.card, indent=1) + "\n").encode())
+            atomic_write_bytes(folder / "model_card.md", model_card_markdown(result.card).encode())
+        except OSError as exc:
+            result.error = f"cannot write the model card: {exc}"
+        say(f"[{i}/{len(requests)}] {req.name}: {'ok' if result.ok else 'FAILED'} in "
+            f"{time.perf_counter() - t0:.1f} s -> {folder}")
+    return results
+
+
+SAMPLE_FILE = "sample_input.npy"
+
+
+def _write_sample(folder: Path, vx: Any, vy: Any) -> None:
+    """One preprocessed validation example (float32, C x H x W) and its label, for the examples/
+    scripts and for a first on-device check."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(vx[0], dtype=np.float32))
+    atomic_write_bytes(folder / SAMPLE_FILE, buf.getvalue())
+    label = int(vy[0]) if vy is not None else None
+    atomic_write_bytes(folder / "sample_label.json", (json.dumps({"label": label}) + "\n").encode())
+
+
+def _options_for(base: ExportOptions, req: ExportRequest, fmt: str | None = None) -> ExportOptions:
+    """Time each format as the run's device that runs it (threads, runtime options) when there is one."""
+    target = next((t for t in req.targets if t.format == fmt), None) if fmt else None
+    if target is None:
+        return base
+    opts = {**base.runtime_options, target.runtime: target.runtime_options}
+    return ExportOptions(**{**base.__dict__, "threads": target.threads, "runtime_options": opts})
+
+
+def _artifact_line(a: Artifact) -> str:
+    if not a.ok:
+        return f"{a.format}: FAILED: {a.error}"
+    p = a.parity
+    check = (f"max |diff| {p.max_abs_diff:.1e}" if p and p.kind == "exact" else
+             f"top-1 agreement {p.top1_agreement:.1%}" if p else "")
+    acc = f", accuracy {a.accuracy:.4f}" if a.accuracy is not None else ""
+    lat = f", {a.latency_ms:.4f} ms" if a.latency_ms is not None else ""
+    arena = f", arena {a.extra['tflm_arena_bytes']} B" if "tflm_arena_bytes" in a.extra else ""
+    return f"{a.format}: {a.bytes:,} B, {check}{acc}{lat}{arena} ({a.seconds:.1f} s)"
+
+
+def summary_json(results: Sequence[ModelExport], settings: ExportSettings) -> dict[str, Any]:
+    return {
+        "command": settings.command, "run_dir": settings.run_dir, "formats": list(settings.formats),
+        "models": [{"name": r.request.name, "arch": str(r.request.spec), "folder": str(r.folder), "ok": r.ok,
+                    "error": r.error, "failed_formats": {a.format: a.error for a in r.artifacts if not a.ok}}
+                   for r in results],
+    }
