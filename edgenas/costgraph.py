@@ -1,4 +1,4 @@
-"""Exact analytic cost of a network from its op list: MACs, parameters, sizes and peak activation memory.
+"""Exact analytic cost of a network from its op list: MACs, parameters and peak activation memory.
 
 A :class:`OpGraph` records the primitive ops of a network (or of one layer) with their tensor shapes.
 Layer descriptors emit their ops into it without building any torch module; the same graph type is
@@ -10,11 +10,10 @@ Conventions (they follow MCUNet's peak-SRAM analysis and the conv+linear MAC con
 * MACs: conv ``Cout*Hout*Wout*(Cin/groups)*k*k``, linear ``in*out``; pooling, activations, BN,
   additions and biases count zero.
 * Parameters: every trainable parameter, BN affine weights included (running stats are buffers).
-* ``size_bytes_fp32`` = 4 bytes per parameter. ``size_bytes_int8`` is the weight payload of the
-  deployed int8 model: 1 byte per conv/linear weight, a 4-byte int32 bias per output channel of every
-  conv/linear that has a bias once the following BatchNorm is folded into it, and 1 byte per element of
-  a BatchNorm that cannot be folded (one that does not follow a conv). Quantisation scales and
-  flatbuffer overhead are not included; the exporter reports real file sizes.
+* Every op also records its *kind* (``("conv", k, stride, pad, groups, bias)``, ``("bn",)``,
+  ``("act", name)``, ``("add",)``, ...: :data:`KINDS`), the same vocabulary whether the graph comes from
+  layer descriptors or from an FX trace. :mod:`edgenas.deployed` lowers it to the op graph the
+  converters produce, which gives the deployed file sizes and the TFLite Micro arena.
 * Peak activation memory: tensors live from the op that writes them to their last reader. BN and
   activations run in place, reshapes are views. An element-wise binary op (residual add, SE scale)
   writes into an operand buffer that has no later reader, otherwise into a new buffer. The peak is the
@@ -35,6 +34,22 @@ Shape = tuple[int, ...]
 # an element-wise result that may reuse a dying operand's buffer.
 NEW, ALIAS, INPLACE = "new", "alias", "inplace"
 
+Kind = tuple
+"""What an op computes: ``(name, *attributes)``, see :data:`KINDS`."""
+KINDS = {
+    "conv": "(k, stride, pad, groups, has_bias) Conv2d, square kernel, symmetric padding",
+    "bn": "() BatchNorm2d (folded into a conv it follows)",
+    "act": "(name,) relu, relu6, hswish, hsigmoid, sigmoid, silu",
+    "linear": "(has_bias,) fully connected",
+    "pool": "(avg|max, k, stride, pad) pooling window",
+    "gap": "() global average pooling to C x 1 x 1",
+    "add": "() element-wise sum",
+    "mul": "() element-wise product (broadcasting)",
+    "view": "() flatten / reshape / identity: no data movement",
+    "copy": "() channel shuffle (a materialised permutation)",
+    "zeros": "() a zero tensor (NB201 node without live inputs)",
+}
+
 
 def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     """Spatial output size of a convolution or pooling window (floor mode)."""
@@ -54,14 +69,12 @@ class Cost:
 
     macs: int = 0
     params: int = 0
-    int8_bytes: int = 0
     peak_act_elems: int = 0
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(
             self.macs + other.macs,
             self.params + other.params,
-            self.int8_bytes + other.int8_bytes,
             max(self.peak_act_elems, other.peak_act_elems),
         )
 
@@ -73,10 +86,10 @@ class OpGraph:
         self.shapes: list[Shape] = []
         # (mode, inputs, output)
         self.ops: list[tuple[str, tuple[int, ...], int]] = []
+        self.kinds: list[Kind] = []
         self.outputs: list[int] = []
         self.macs = 0
         self.params = 0
-        self.int8_bytes = 0
 
     # -- recording ---------------------------------------------------------------------------
     def input(self, shape: Shape) -> int:
@@ -84,11 +97,12 @@ class OpGraph:
         self.shapes.append(tuple(shape))
         return len(self.shapes) - 1
 
-    def record(self, mode: str, inputs: Sequence[int], shape: Shape) -> int:
+    def record(self, mode: str, inputs: Sequence[int], shape: Shape, kind: Kind = ("view",)) -> int:
         """Record one op producing a tensor of ``shape`` from ``inputs``; returns the new tensor id."""
         self.shapes.append(tuple(shape))
         out = len(self.shapes) - 1
         self.ops.append((mode, tuple(inputs), out))
+        self.kinds.append(kind)
         return out
 
     def conv(
@@ -102,64 +116,66 @@ class OpGraph:
         bias: bool = False,
         bn: bool = True,
         padding: int | None = None,
+        act: str = "none",
     ) -> int:
-        """Conv2d (+ BatchNorm folded into it when ``bn``); activations after it are in place."""
+        """Conv2d (+ BatchNorm, folded by the exporters, when ``bn``) (+ activation ``act``); BN and
+        the activation run in place on the conv's output."""
         cin, h, w = self.shapes[x]
         pad = kernel // 2 if padding is None else padding
         oh, ow = conv_out(h, kernel, stride, pad), conv_out(w, kernel, stride, pad)
         weights = cout * (cin // groups) * kernel * kernel
         self.macs += weights * oh * ow
         self.params += weights + (cout if bias else 0) + (2 * cout if bn else 0)
-        self.int8_bytes += weights + (4 * cout if (bias or bn) else 0)
-        return self.record(NEW, (x,), (cout, oh, ow))
+        y = self.record(NEW, (x,), (cout, oh, ow), ("conv", kernel, stride, pad, groups, bias))
+        if bn:
+            y = self.record(INPLACE, (y,), (cout, oh, ow), ("bn",))
+        return self.act(y, act) if act != "none" else y
 
     def linear(self, x: int, out_features: int, *, bias: bool = True) -> int:
         in_features = numel(self.shapes[x])
         self.macs += in_features * out_features
         self.params += in_features * out_features + (out_features if bias else 0)
-        self.int8_bytes += in_features * out_features + (4 * out_features if bias else 0)
-        return self.record(NEW, (x,), (out_features,))
+        return self.record(NEW, (x,), (out_features,), ("linear", bias))
 
     def batchnorm(self, x: int) -> int:
         """A BatchNorm that cannot be folded into a preceding conv (in place when ``x`` dies here)."""
         c = self.shapes[x][0]
         self.params += 2 * c
-        self.int8_bytes += 2 * c
-        return self.record(INPLACE, (x,), self.shapes[x])
+        return self.record(INPLACE, (x,), self.shapes[x], ("bn",))
 
-    def act(self, x: int) -> int:
-        """An activation whose input may still be read later (a pre-activation, as in ReLU-Conv-BN):
-        it runs in place only when ``x`` dies here. Activations right after a conv need not be
-        recorded: the conv output always dies at them."""
-        return self.record(INPLACE, (x,), self.shapes[x])
+    def act(self, x: int, name: str = "relu") -> int:
+        """An activation; in place when ``x`` dies here (after a conv it always does; a pre-activation,
+        as in ReLU-Conv-BN, may have later readers of ``x``)."""
+        return self.record(INPLACE, (x,), self.shapes[x], ("act", name))
 
-    def pool(self, x: int, kernel: int, stride: int, padding: int) -> int:
+    def pool(self, x: int, kernel: int, stride: int, padding: int, mode: str = "avg") -> int:
         c, h, w = self.shapes[x]
         return self.record(
-            NEW, (x,), (c, conv_out(h, kernel, stride, padding), conv_out(w, kernel, stride, padding))
+            NEW, (x,), (c, conv_out(h, kernel, stride, padding), conv_out(w, kernel, stride, padding)),
+            ("pool", mode, kernel, stride, padding),
         )
 
     def global_pool(self, x: int) -> int:
-        return self.record(NEW, (x,), (self.shapes[x][0], 1, 1))
+        return self.record(NEW, (x,), (self.shapes[x][0], 1, 1), ("gap",))
 
     def flatten(self, x: int) -> int:
-        return self.record(ALIAS, (x,), (numel(self.shapes[x]),))
+        return self.record(ALIAS, (x,), (numel(self.shapes[x]),), ("view",))
 
     def add(self, a: int, b: int) -> int:
-        return self.record(INPLACE, (a, b), self.shapes[a])
+        return self.record(INPLACE, (a, b), self.shapes[a], ("add",))
 
     def mul(self, a: int, b: int) -> int:
         """Element-wise product with broadcasting (SE scale); output has the larger operand's shape."""
         big = a if numel(self.shapes[a]) >= numel(self.shapes[b]) else b
-        return self.record(INPLACE, (a, b), self.shapes[big])
+        return self.record(INPLACE, (a, b), self.shapes[big], ("mul",))
 
     def zeros(self, like: int) -> int:
         """A zero tensor shaped like ``like`` (NB201 node whose every input edge is ``none``)."""
-        return self.record(NEW, (), self.shapes[like])
+        return self.record(NEW, (), self.shapes[like], ("zeros",))
 
     def copy(self, x: int) -> int:
         """A materialised permutation of ``x`` (channel shuffle)."""
-        return self.record(NEW, (x,), self.shapes[x])
+        return self.record(NEW, (x,), self.shapes[x], ("copy",))
 
     # -- evaluation --------------------------------------------------------------------------
     def peak_act_elems(self) -> int:
@@ -215,4 +231,4 @@ class OpGraph:
         return peak
 
     def cost(self) -> Cost:
-        return Cost(self.macs, self.params, self.int8_bytes, self.peak_act_elems())
+        return Cost(self.macs, self.params, self.peak_act_elems())

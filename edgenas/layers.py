@@ -98,6 +98,17 @@ def layer_cost(layer: Layer) -> tuple[Cost, tuple[int, int, int]]:
     return g.cost(), out_shape
 
 
+def network_graph(layers: tuple[Layer, ...] | list[Layer]) -> OpGraph:
+    """The op graph of a whole network: its layers traced one after the other."""
+    g = OpGraph()
+    first = layers[0]
+    x = g.input((first.cin, first.hw, first.hw))
+    for layer in layers:
+        x = layer.trace(g, x)
+    g.outputs.append(x)
+    return g
+
+
 def _check_act(act: str) -> None:
     if act not in ACTIVATIONS:
         raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
@@ -117,7 +128,7 @@ class ConvLayer(Layer):
     bias: bool = False
 
     def trace(self, g: OpGraph, x: int) -> int:
-        return g.conv(x, self.cout, self.k, self.s, self.g, bias=self.bias, bn=self.bn)
+        return g.conv(x, self.cout, self.k, self.s, self.g, bias=self.bias, bn=self.bn, act=self.act)
 
     def build(self) -> nn.Module:
         from edgenas import nn_blocks
@@ -151,14 +162,14 @@ class MBConvLayer(Layer):
     def trace(self, g: OpGraph, x: int) -> int:
         h = x
         if self.expand:
-            h = g.conv(h, self.mid, 1, 1, self.pg)
+            h = g.conv(h, self.mid, 1, 1, self.pg, act=self.act)
             if self.pg > 1:
                 h = g.copy(h)
-        h = g.conv(h, self.mid, self.k, self.s, self.mid)
+        h = g.conv(h, self.mid, self.k, self.s, self.mid, act=self.act)
         if self.se:
             s = g.global_pool(h)
-            s = g.conv(s, self.se, 1, bias=True, bn=False)
-            s = g.conv(s, self.mid, 1, bias=True, bn=False)
+            s = g.conv(s, self.se, 1, bias=True, bn=False, act="relu")
+            s = g.conv(s, self.mid, 1, bias=True, bn=False, act="hsigmoid")
             h = g.mul(h, s)
         h = g.conv(h, self.cout, 1, 1, self.pg)
         if self.res:
@@ -214,7 +225,8 @@ class BNActLayer(Layer):
     act: str = "relu"
 
     def trace(self, g: OpGraph, x: int) -> int:
-        return g.batchnorm(x)
+        y = g.batchnorm(x)
+        return g.act(y, self.act) if self.act != "none" else y
 
     def build(self) -> nn.Module:
         from edgenas import nn_blocks

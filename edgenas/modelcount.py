@@ -3,7 +3,8 @@
 Used to check :meth:`SearchSpace.cost` (tests, ``benchmarks/cost_model.py``) and usable on any
 FX-traceable CNN: MACs from ``torch.utils.flop_counter`` (FLOPs / 2, conv + linear), parameters from
 ``module.parameters()``, and peak activation memory from a liveness pass over the ``torch.fx`` graph
-with real tensor shapes, under the conventions documented in :mod:`edgenas.costgraph`.
+with real tensor shapes, under the conventions documented in :mod:`edgenas.costgraph`; file sizes and the
+TFLite Micro arena by lowering that graph (:mod:`edgenas.deployed`) exactly as the analytic model does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from torch.utils.flop_counter import FlopCounterMode
 
 from edgenas.costgraph import ALIAS, INPLACE, NEW, OpGraph
+from edgenas.deployed import lower
 
 _NEW_MODULES = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool2d)
 _UNARY_MODULES = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.SiLU)
@@ -47,13 +49,13 @@ def _shape(node: torch.fx.Node) -> tuple[int, ...] | None:
     return tuple(meta.shape[1:])  # drop the batch dimension
 
 
-def trace_graph(model: nn.Module, x: torch.Tensor) -> tuple[OpGraph, int]:
-    """The module's op graph (for peak memory) and its int8 weight bytes, from an FX trace."""
+def trace_graph(model: nn.Module, x: torch.Tensor) -> OpGraph:
+    """The module's op graph with each op's kind (for peak memory and the deployed graph), from an
+    FX trace."""
     gm = torch.fx.symbolic_trace(model)
     ShapeProp(gm).propagate(x)
     g = OpGraph()
     env: dict[torch.fx.Node, int] = {}
-    int8_bytes = 0
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             env[node] = g.input(_shape(node) or ())
@@ -70,12 +72,8 @@ def trace_graph(model: nn.Module, x: torch.Tensor) -> tuple[OpGraph, int]:
         tensor_args = [env[a] for a in node.args if isinstance(a, torch.fx.Node) and a in env]
         if node.target in _NEW_FUNCS:
             tensor_args = []  # zeros_like reads only the shape: its argument's buffer may already be gone
-        mode = _classify(gm, node)
-        if node.op == "call_module":
-            mod = gm.get_submodule(str(node.target))
-            int8_bytes += _int8_bytes(gm, node, mod)
-        env[node] = g.record(mode, tensor_args, shape)
-    return g, int8_bytes
+        env[node] = g.record(_classify(gm, node), tensor_args, shape, _kind(gm, node))
+    return g
 
 
 def _classify(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str:
@@ -105,37 +103,67 @@ def _classify(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str:
     raise ValueError(f"modelcount: unexpected node {node.op}")
 
 
-def _int8_bytes(gm: torch.fx.GraphModule, node: torch.fx.Node, mod: nn.Module) -> int:
-    """Deployed int8 weight bytes of one module (BN folded into a preceding conv)."""
-    if isinstance(mod, (nn.Conv2d, nn.Linear)):
-        cout = mod.out_channels if isinstance(mod, nn.Conv2d) else mod.out_features
-        users = list(node.users)
-        folds_bn = len(users) == 1 and users[0].op == "call_module" and isinstance(
-            gm.get_submodule(str(users[0].target)), nn.BatchNorm2d
-        )
-        return mod.weight.numel() + (4 * cout if (mod.bias is not None or folds_bn) else 0)
-    if isinstance(mod, nn.BatchNorm2d):
-        src = node.args[0]
-        after_conv = (
-            isinstance(src, torch.fx.Node) and src.op == "call_module"
-            and isinstance(gm.get_submodule(str(src.target)), nn.Conv2d)
-        )
-        return 0 if after_conv else 2 * mod.num_features
-    return 0
+_ACT_NAMES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hswish", nn.Hardsigmoid: "hsigmoid",
+              nn.Sigmoid: "sigmoid", nn.SiLU: "silu"}
+
+
+def _pair(v: Any) -> int:
+    """A square kernel / stride / padding as one int (the cost model's convention)."""
+    if isinstance(v, (tuple, list)):
+        if len(set(v)) != 1:
+            raise ValueError(f"modelcount: non-square window {v}")
+        return int(v[0])
+    return int(v)
+
+
+def _kind(gm: torch.fx.GraphModule, node: torch.fx.Node) -> tuple:
+    """The op's kind in :data:`edgenas.costgraph.KINDS` vocabulary, read from the module."""
+    if node.op == "call_module":
+        mod = gm.get_submodule(str(node.target))
+        if isinstance(mod, nn.Conv2d):
+            return ("conv", _pair(mod.kernel_size), _pair(mod.stride), _pair(mod.padding), mod.groups,
+                    mod.bias is not None)
+        if isinstance(mod, nn.BatchNorm2d):
+            return ("bn",)
+        if type(mod) in _ACT_NAMES:
+            return ("act", _ACT_NAMES[type(mod)])
+        if isinstance(mod, nn.Linear):
+            return ("linear", mod.bias is not None)
+        if isinstance(mod, nn.AdaptiveAvgPool2d):
+            return ("gap",)
+        if isinstance(mod, (nn.AvgPool2d, nn.MaxPool2d)):
+            return ("pool", "avg" if isinstance(mod, nn.AvgPool2d) else "max", _pair(mod.kernel_size),
+                    _pair(mod.stride), _pair(mod.padding))
+        return ("view",)
+    if node.op == "call_function":
+        if node.target in (operator.add, operator.iadd, torch.add):
+            return ("add",)
+        if node.target in (operator.mul, operator.imul, torch.mul):
+            return ("mul",)
+        if node.target in _NEW_FUNCS:
+            return ("zeros",)
+        return ("view",)
+    if node.op == "call_method" and node.target == "contiguous":
+        return ("copy",)
+    if node.op == "call_method" and node.target in ("mean",):
+        return ("gap",)
+    return ("view",)
 
 
 def count_module(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, Any]:
     """Cost record of a built module for one (C, H, W) input, same fields as ``CostReport``."""
     model = model.eval()
     x = torch.randn(1, *input_shape)
-    g, int8_bytes = trace_graph(model, x)
+    g = trace_graph(model, x)
     params = count_params(model)
     peak = g.peak_act_elems()
+    net = lower(g)
     return {
         "macs": count_macs(model, x),
         "params": params,
-        "size_bytes_fp32": 4 * params,
-        "size_bytes_int8": int8_bytes,
+        "size_bytes_fp32": net.size_bytes_fp32(),
+        "size_bytes_int8": net.size_bytes_int8(),
         "peak_ram_bytes_fp32": 4 * peak,
         "peak_ram_bytes_int8": peak,
+        "arena_bytes_tflm": net.arena_bytes_tflm(),
     }

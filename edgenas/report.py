@@ -31,6 +31,7 @@ TABLE_FORMAT: dict[str, tuple[str, str]] = {
     "size_bytes_int8": ("size int8", "B"),
     "peak_ram_bytes_fp32": ("peak RAM fp32", "B"),
     "peak_ram_bytes_int8": ("peak RAM int8", "B"),
+    "arena_bytes_tflm": ("TFLM arena", "B"),
     "latency_ms": ("latency ms", "ms"),
     "score": ("score", "score"),
 }

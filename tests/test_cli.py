@@ -13,7 +13,8 @@ import pytest
 from edgenas.cli.describe import COST_FIELDS
 from edgenas.cli.main import main
 
-FIELDS = ["arch", "macs", "params", "size_bytes_fp32", "size_bytes_int8", "peak_ram_bytes_fp32", "peak_ram_bytes_int8"]
+FIELDS = ["arch", "macs", "params", "size_bytes_fp32", "size_bytes_int8", "peak_ram_bytes_fp32", "peak_ram_bytes_int8",
+          "arena_bytes_tflm"]
 TUTORIAL = "mbv3:w1.2:r192:k5e3-k3e3_k5e4-k3e4_k7e6-k7e3-k3e4_k5e4-k5e4-k7e4-k3e3_k3e6-k3e6-k5e6"
 
 

@@ -10,10 +10,9 @@ from edgenas.archio import read_archs
 from edgenas.errors import EdgenasError
 from edgenas.report import check_writable, format_table, write_csv, write_json
 from edgenas.spaces import ArchSpec, SearchSpace, Task, get_space, space_names
+from edgenas.spaces.base import RECORD_FIELDS
 
-COST_FIELDS = [
-    "arch", "macs", "params", "size_bytes_fp32", "size_bytes_int8", "peak_ram_bytes_fp32", "peak_ram_bytes_int8",
-]
+COST_FIELDS = list(RECORD_FIELDS)
 
 
 def parse_space_options(items: list[str] | None) -> dict[str, Any]:
@@ -133,7 +132,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_spaces)
 
-    p = sub.add_parser("describe", help="canonical string and exact cost (MACs, params, sizes, peak RAM) of specs")
+    p = sub.add_parser("describe", help="canonical string and cost (MACs, params, file sizes, peak RAM, TFLM arena)")
     add_space_arguments(p)
     add_arch_arguments(p)
     p.add_argument("--device", help="add the predicted latency on this device (see 'edgenas devices')")

@@ -4,7 +4,8 @@ A field is one number per candidate. Cost fields come from the exact cost model,
 device's latency table (``latency_ms@<device>`` names one of several devices), ``accuracy`` from the
 estimator. All but ``accuracy`` are *cheap*: known before any training, so budgets on them are checked
 before the estimator runs. ``peak_ram_bytes`` and ``size_bytes`` mean the deployment precision's
-variant (``[search] precision``, default int8, what edge runtimes ship).
+variant (``[search] precision``, default int8, what edge runtimes ship). ``arena_bytes_tflm`` is the
+TFLite Micro tensor arena the int8 model needs on a microcontroller (``arena_bytes_tflm<=256KiB``).
 
 Budgets read ``FIELD<=VALUE`` or ``FIELD>=VALUE`` with optional units: ``latency_ms<=2.5``,
 ``peak_ram_bytes<=64KiB``, ``macs<=30M``, ``accuracy>=0.9``.
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 
 from edgenas.errors import EdgenasError
 
-COST_FIELDS = ("macs", "params", "size_bytes_fp32", "size_bytes_int8", "peak_ram_bytes_fp32", "peak_ram_bytes_int8")
+COST_FIELDS = ("macs", "params", "size_bytes_fp32", "size_bytes_int8", "peak_ram_bytes_fp32", "peak_ram_bytes_int8",
+               "arena_bytes_tflm")
 ALIASES = ("size_bytes", "peak_ram_bytes")
 PRECISIONS = ("int8", "fp32")
 UNITS = {"macs": "", "params": "", "latency_ms": "ms", "accuracy": ""}

@@ -12,18 +12,20 @@ from __future__ import annotations
 import json
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache, partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgenas.costgraph import Cost
 from edgenas.errors import ArchParseError
-from edgenas.layers import Layer, layer_cost
+from edgenas.layers import Layer, layer_cost, network_graph
 
 if TYPE_CHECKING:
     import optuna
     import torch.nn as nn
+
+    from edgenas.deployed import Deployed
 
 
 @dataclass(frozen=True)
@@ -56,20 +58,50 @@ class Task:
     resolution: int | None = None
 
 
+RECORD_FIELDS = ("arch", "macs", "params", "size_bytes_fp32", "size_bytes_int8", "peak_ram_bytes_fp32",
+                 "peak_ram_bytes_int8", "arena_bytes_tflm")
+"""The fields of a cost record, in output order."""
+
+
 @dataclass(frozen=True)
 class CostReport:
-    """Exact analytic cost of one spec; field names match the CLI's output records."""
+    """Analytic cost of one spec; field names match the CLI's output records.
+
+    MACs, params and peak RAM are exact counts. The deployment fields — ``size_bytes_fp32`` /
+    ``size_bytes_int8`` (the exported ``.tflite`` / ``.onnx`` files) and ``arena_bytes_tflm`` (the
+    minimal TFLite Micro arena of the int8 model) — come from the emulated deployed graph
+    (:mod:`edgenas.deployed`), built on first access.
+    """
 
     arch: str
     macs: int
     params: int
-    size_bytes_fp32: int
-    size_bytes_int8: int
     peak_ram_bytes_fp32: int
     peak_ram_bytes_int8: int
+    deployed_graph: Callable[[], Deployed] = field(repr=False, compare=False)
+    """Builds the deployed TFLite graph of the spec (called at most once)."""
+
+    @cached_property
+    def deployed(self) -> Deployed:
+        return self.deployed_graph()
+
+    @cached_property
+    def size_bytes_fp32(self) -> int:
+        """Estimated bytes of the float32 ``.tflite`` / ``.onnx`` (BN folded: 4 bytes per weight and bias)."""
+        return self.deployed.size_bytes_fp32()
+
+    @cached_property
+    def size_bytes_int8(self) -> int:
+        """Estimated bytes of the full-integer ``.tflite`` (weights, int32 biases, quantisation tables)."""
+        return self.deployed.size_bytes_int8()
+
+    @cached_property
+    def arena_bytes_tflm(self) -> int:
+        """Estimated minimal TFLite Micro tensor arena of the int8 model (:mod:`edgenas.tflm_arena`)."""
+        return self.deployed.arena_bytes_tflm()
 
     def as_record(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {f: getattr(self, f) for f in RECORD_FIELDS}
 
 
 class SearchSpace(ABC):
@@ -211,18 +243,18 @@ class SearchSpace(ABC):
 
     # -- cost --------------------------------------------------------------------------------
     def cost(self, spec: ArchSpec, task: Task | None = None) -> CostReport:
-        """Exact analytic cost (no module is built)."""
+        """Analytic cost (no module is built; see :class:`CostReport`)."""
         total = Cost()
-        for layer in self.layers(spec, task):
+        layers = self.layers(spec, task)
+        for layer in layers:
             total = total + layer_cost(layer)[0]
         return CostReport(
             arch=str(spec),
             macs=total.macs,
             params=total.params,
-            size_bytes_fp32=4 * total.params,
-            size_bytes_int8=total.int8_bytes,
             peak_ram_bytes_fp32=4 * total.peak_act_elems,
             peak_ram_bytes_int8=total.peak_act_elems,
+            deployed_graph=partial(_deployed, tuple(layers)),
         )
 
     def resolve_task(self, task: Task | None) -> Task:
@@ -232,6 +264,12 @@ class SearchSpace(ABC):
             in_channels=task.in_channels,
             resolution=task.resolution or self.default_resolution,
         )
+
+
+def _deployed(layers: tuple[Layer, ...]) -> Deployed:
+    from edgenas.deployed import lower
+
+    return lower(network_graph(layers))
 
 
 @lru_cache(maxsize=1 << 16)

@@ -1,0 +1,315 @@
+"""What the exporters make of a network: the TFLite op graph, the deployed file sizes, the TFLM arena.
+
+:func:`lower` turns an :class:`~edgenas.costgraph.OpGraph` (from layer descriptors or from the FX trace
+of a built module: both record the same op kinds) into the graph litert-torch and ai-edge-quantizer
+produce for it, as observed on converted models of every space (``edgenas export``):
+
+* the NCHW model input goes through a ``TRANSPOSE`` to NHWC; BatchNorm after a conv is folded into it
+  and every conv / linear gets a bias; ReLU / ReLU6 right after a conv, an addition, a pooling or a
+  standalone BN are fused into it when they are the only reader of its output; any other activation is
+  an op of its own (``HARD_SWISH``, ``RELU``; h-sigmoid is a fused ReLU6 and a ``MUL`` by 1/6);
+* a conv whose symmetric torch padding is not TensorFlow's ``SAME`` (stride 2 on an even side) is an
+  explicit ``PAD`` then a ``VALID`` conv; depthwise convs are ``DEPTHWISE_CONV_2D``, grouped ones
+  ``CONV_2D``; global pooling is ``MEAN``, linear ``FULLY_CONNECTED``, a standalone BN ``SUB`` +
+  ``MUL``; a channel shuffle is ``TRANSPOSE, RESHAPE, TRANSPOSE, RESHAPE, TRANSPOSE``; views are free;
+* int8: weights per output channel (conv, depthwise, linear) with their int32 biases, activations per
+  tensor; identical small constants (paddings, permutations, axes) are stored once; a zero tensor (an
+  NB201 node without live inputs) is a constant, activations of it fold, ``x + 0`` is ``x``.
+
+:class:`Deployed` then gives
+
+* the **file sizes** of the fp32 and int8 ``.tflite``: the constant payload plus the flatbuffer's own
+  structure, from counts: see :data:`TFLITE_INT8_BYTES` / :data:`TFLITE_FP32_BYTES`;
+* the **TFLite Micro arena**: :mod:`edgenas.tflm_arena` (TFLM's greedy memory planner over the
+  activation tensors plus its persistent allocations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from edgenas.costgraph import OpGraph, conv_out, numel
+
+TFLITE_INT8_BYTES = {"per_const_tensor": 101, "per_act_tensor": 128, "per_quant_channel": 12, "fixed": 717}
+"""Bytes of a full-integer ``.tflite`` beyond its constant payload: each constant tensor (its Tensor
+table, shape, name, its Buffer entry and alignment), each activation tensor (table, shape, name, its
+per-tensor scale / zero point table, and the operator writing it), 12 bytes per quantisation channel
+(a float32 scale and an int64 zero point, on every per-channel weight *and* its int32 bias), and the
+model's fixed part (signature, operator codes, metadata). Least-squares fit on 14 exported models
+(7 ``tiny``, 2 ``fbnet``, 2 ``mbv3``, 2 ``nb201``, 1 ``proxyless``; 39 KB to 7.5 MB): every file within
+0.06%; the per-channel 12.01 bytes is the schema's 4 + 8."""
+TFLITE_FP32_BYTES = {"per_const_tensor": 82, "per_act_tensor": 121, "fixed": 318}
+"""The same for the float32 ``.tflite`` (no quantisation tables; every tensor has its own Buffer
+entry). Same 14 models: within 0.06%. The ``.onnx`` carries the same float payload with ~150 bytes per
+node and ~30 per initializer, within 0.2% of this estimate on those models."""
+
+CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+_FUSABLE = {"relu", "relu6"}
+_PRODUCERS_THAT_FUSE = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "AVERAGE_POOL_2D", "MUL", "FULLY_CONNECTED"}
+
+
+@dataclass
+class TflOp:
+    """One deployed op: its name, the activation tensors it reads and writes, its per-channel count."""
+
+    name: str
+    inputs: tuple[int, ...]
+    output: int
+    channels: int = 0
+    """Output channels of a conv / linear (per-channel requantisation data in TFLM)."""
+
+
+@dataclass
+class Deployed:
+    """The deployed TFLite graph of one network (see module docstring)."""
+
+    act_elems: list[int] = field(default_factory=list)
+    """Elements of each activation tensor (tensor 0 is the model input)."""
+    ops: list[TflOp] = field(default_factory=list)
+    output: int = 0
+    n_const: int = 0
+    const_bytes_int8: int = 0
+    const_bytes_fp32: int = 0
+    quant_channels: int = 0
+    """Per-channel quantisation entries of constants (weights and biases) in the int8 file."""
+    _shared: dict[tuple, tuple[int, int, int]] = field(default_factory=dict)
+
+    # -- building ---------------------------------------------------------------------------------
+    def act(self, elems: int) -> int:
+        self.act_elems.append(elems)
+        return len(self.act_elems) - 1
+
+    def op(self, name: str, inputs: tuple[int, ...], elems: int, channels: int = 0) -> int:
+        out = self.act(elems)
+        self.ops.append(TflOp(name, inputs, out, channels))
+        return out
+
+    def const(self, elems: int, int8_bytes_per: int = 1, channels: int = 1, key: tuple | None = None) -> None:
+        """A constant tensor: ``elems`` values, int8 (or int32: ``int8_bytes_per`` 4), ``channels``
+        quantisation entries (0: not quantised); ``key`` names constants stored once per model."""
+        if key is not None:
+            if key in self._shared:
+                return
+            self._shared[key] = (elems, int8_bytes_per, channels)
+        self.n_const += 1
+        self.const_bytes_int8 += elems * int8_bytes_per
+        self.const_bytes_fp32 += elems * 4
+        self.quant_channels += channels
+
+    # -- results ----------------------------------------------------------------------------------
+    @property
+    def n_act(self) -> int:
+        return len(self.act_elems)
+
+    @property
+    def n_tensors(self) -> int:
+        return self.n_act + self.n_const
+
+    def size_bytes_int8(self) -> int:
+        """Estimated bytes of the full-integer ``.tflite`` (see :data:`TFLITE_INT8_BYTES`)."""
+        c = TFLITE_INT8_BYTES
+        return (self.const_bytes_int8 + c["per_quant_channel"] * (self.quant_channels + self.n_act)
+                + c["per_const_tensor"] * self.n_const + c["per_act_tensor"] * self.n_act + c["fixed"])
+
+    def size_bytes_fp32(self) -> int:
+        """Estimated bytes of the float32 ``.tflite`` (and ``.onnx``): see :data:`TFLITE_FP32_BYTES`."""
+        c = TFLITE_FP32_BYTES
+        return (self.const_bytes_fp32 + c["per_const_tensor"] * self.n_const
+                + c["per_act_tensor"] * self.n_act + c["fixed"])
+
+    @cached_property
+    def _arena(self) -> int:
+        from edgenas.tflm_arena import arena_bytes
+
+        return arena_bytes(self)
+
+    def arena_bytes_tflm(self) -> int:
+        """Estimated minimal TFLite Micro tensor arena of the int8 model (:mod:`edgenas.tflm_arena`)."""
+        return self._arena
+
+
+def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
+    """TensorFlow's SAME padding (before, after) of one spatial side."""
+    out = -(-size // s)
+    total = max((out - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
+    """The deployed TFLite graph of ``g`` (see the module docstring for the rules)."""
+    n_ops = len(g.ops)
+    # dead-code elimination: converters drop what the output does not depend on
+    needed = [False] * n_ops
+    live = set(g.outputs)
+    producer = {out: i for i, (_, _, out) in enumerate(g.ops)}
+    for i in range(n_ops - 1, -1, -1):
+        _, inputs, out = g.ops[i]
+        if out in live:
+            needed[i] = True
+            live.update(inputs)
+    readers: dict[int, list[int]] = {}
+    for i, (_, inputs, _) in enumerate(g.ops):
+        if needed[i]:
+            for t in set(inputs):
+                readers.setdefault(t, []).append(i)
+
+    d = Deployed()
+    where: dict[int, int] = {}  # graph tensor -> deployed activation tensor
+    zero: set[int] = set()  # graph tensors that are constant zeros
+    cse: dict[tuple, int] = {}
+    fused: set[int] = set()  # graph ops absorbed into their producer
+
+    for t, shape in enumerate(g.shapes):
+        if t not in producer and t in live:
+            x = d.act(numel(shape))
+            if nchw_input and len(shape) == 3:
+                d.const(4, 4, 0, key=("perm", "nhwc"))
+                x = d.op("TRANSPOSE", (x,), numel(shape))
+            where[t] = x
+
+    def source(t: int) -> int:
+        return where[t]
+
+    def sole_reader(t: int) -> int | None:
+        rs = readers.get(t, [])
+        return rs[0] if len(rs) == 1 else None
+
+    def fuse_act(i: int, out: int, name: str) -> None:
+        """Absorb a ReLU/ReLU6 that is the only reader of op ``i``'s result (after a folded BN)."""
+        t = out
+        j = sole_reader(t)
+        if j is not None and g.kinds[j][0] == "bn" and name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            fused.add(j)
+            where[g.ops[j][2]] = where[t]
+            t = g.ops[j][2]
+            j = sole_reader(t)
+        if j is None or g.kinds[j][0] != "act" or name not in _PRODUCERS_THAT_FUSE:
+            return
+        if g.kinds[j][1] in _FUSABLE:
+            fused.add(j)
+            where[g.ops[j][2]] = where[t]
+        elif g.kinds[j][1] == "hsigmoid" and name in CONV_OPS:  # +3 in the bias, fused ReLU6, then / 6
+            fused.add(j)
+            d.const(1, 1, 1, key=("scalar", "1/6"))
+            where[g.ops[j][2]] = d.op("MUL", (where[t],), numel(g.shapes[t]))
+
+    for i, ((_, inputs, out), kind) in enumerate(zip(g.ops, g.kinds)):
+        if not needed[i] or i in fused:
+            continue
+        k0 = kind[0]
+        shape = g.shapes[out]
+        elems = numel(shape)
+        if k0 == "view":
+            if inputs[0] in zero:
+                zero.add(out)
+            else:
+                where[out] = source(inputs[0])
+            continue
+        if k0 == "zeros":
+            zero.add(out)
+            continue
+        if k0 in ("act", "bn", "pool") and inputs[0] in zero:
+            zero.add(out)  # folded constant
+            continue
+        if k0 == "add":
+            live_in = [t for t in inputs if t not in zero]
+            if not live_in:
+                zero.add(out)
+            elif len(live_in) == 1 and len(inputs) == 2 and inputs[0] != inputs[1]:
+                where[out] = source(live_in[0])  # x + 0
+            else:
+                a, b = inputs
+                where[out] = d.op("ADD", (source(a), source(b)), elems)
+                fuse_act(i, out, "ADD")
+            continue
+        if k0 == "mul":
+            if any(t in zero for t in inputs):
+                zero.add(out)
+                continue
+            a, b = inputs
+            where[out] = d.op("MUL", (source(a), source(b)), elems)
+            fuse_act(i, out, "MUL")
+            continue
+        x = inputs[0]
+        if x in zero:  # an op reading a zero tensor reads it from a constant (stored once per shape)
+            d.const(numel(g.shapes[x]), key=("zeros", g.shapes[x]))
+            xin: tuple[int, ...] = ()
+        else:
+            xin = (source(x),)
+        if k0 == "conv":
+            k, s, p, groups, _ = kind[1:]
+            cin, h, w = g.shapes[x]
+            cout = shape[0]
+            if p and (_same_pads(h, k, s) != (p, p) or _same_pads(w, k, s) != (p, p)
+                      or conv_out(h, k, s, p) != -(-h // s)):
+                d.const(8, 4, 0, key=("pad", p))
+                xin = (d.op("PAD", xin, cin * (h + 2 * p) * (w + 2 * p)),)
+            name = "DEPTHWISE_CONV_2D" if groups == cin and groups > 1 and cout == cin else "CONV_2D"
+            d.const(cout * (cin // groups) * k * k, 1, cout)
+            d.const(cout, 4, cout)
+            where[out] = d.op(name, xin, elems, cout)
+            fuse_act(i, out, name)
+        elif k0 == "linear":
+            cin = numel(g.shapes[x])
+            d.const(shape[0] * cin, 1, shape[0])
+            d.const(shape[0], 4, shape[0])
+            where[out] = d.op("FULLY_CONNECTED", xin, elems, shape[0])
+            fuse_act(i, out, "FULLY_CONNECTED")
+        elif k0 == "bn":  # not after a conv: x - mean, times scale (per-channel int8 constants)
+            c = shape[0]
+            d.const(c, 1, 1)
+            d.const(c, 1, 1)
+            y = d.op("SUB", xin, elems)
+            where[out] = d.op("MUL", (y,), elems)
+            fuse_act(i, out, "MUL")
+        elif k0 == "act":
+            name = kind[1]
+            key = ("act", name, xin)
+            if key in cse:
+                where[out] = cse[key]
+                continue
+            if name == "hsigmoid":  # relu6(x + 3) / 6: ADD of 3 then a fused ReLU6, then MUL by 1/6
+                d.const(1, 1, 1, key=("scalar", "3"))
+                y = d.op("ADD", xin, elems)
+                d.const(1, 1, 1, key=("scalar", "1/6"))
+                y = d.op("MUL", (y,), elems)
+            else:
+                op_name = {"relu": "RELU", "relu6": "RELU6", "hswish": "HARD_SWISH", "sigmoid": "LOGISTIC",
+                           "silu": "LOGISTIC"}[name]
+                y = d.op(op_name, xin, elems)
+                if name == "silu":
+                    y = d.op("MUL", (y, *xin), elems)
+            cse[key] = where[out] = y
+        elif k0 == "pool":
+            mode, k, s, p = kind[1:]
+            c, h, w = g.shapes[x]
+            if p and (_same_pads(h, k, s) != (p, p) or _same_pads(w, k, s) != (p, p)):
+                d.const(8, 4, 0, key=("pad", p))
+                xin = (d.op("PAD", xin, c * (h + 2 * p) * (w + 2 * p)),)
+            name = "AVERAGE_POOL_2D" if mode == "avg" else "MAX_POOL_2D"
+            where[out] = d.op(name, xin, elems)
+            fuse_act(i, out, name)
+        elif k0 == "gap":
+            d.const(2, 4, 0, key=("axes", "hw"))
+            where[out] = d.op("MEAN", xin, elems)
+        elif k0 == "copy":  # channel shuffle: NHWC->NCHW, 5-D reshape, transpose, reshape, back
+            d.const(4, 4, 0, key=("perm", "nchw"))
+            d.const(4, 4, 0, key=("perm", "nhwc"))
+            d.const(5, 4, 0, key=("perm5",))
+            d.const(5, 4, 0, key=("shape5", shape))
+            d.const(4, 4, 0, key=("shape4", shape))
+            y = xin
+            for name in ("TRANSPOSE", "RESHAPE", "TRANSPOSE", "RESHAPE", "TRANSPOSE"):
+                y = (d.op(name, y, elems),)
+            where[out] = y[0]
+        else:
+            raise ValueError(f"deployed: no lowering for op kind {kind!r}")
+    if g.outputs:
+        t = g.outputs[0]
+        if t in zero:  # a constant network: its output is a constant read by nothing
+            d.const(numel(g.shapes[t]), key=("zeros", g.shapes[t]))
+            d.output = d.act(numel(g.shapes[t]))
+        else:
+            d.output = where[t]
+    return d
