@@ -1,0 +1,254 @@
+"""``tflm``: the full-integer ``.tflite`` for TensorFlow Lite Micro, with a C source / header pair and the
+minimal tensor arena, verified in the real TFLM interpreter (``tflite-micro`` package) against LiteRT.
+
+* The model is the ``tflite-int8`` file of the same job (built once, shared), normally with int8 input
+  and output.
+* :func:`measure_arena` finds the smallest arena TFLM accepts by bisection (to the byte) in a helper
+  process: TFLM may crash, not fail, when an arena is far too small, so each probe runs in a forked
+  child of that helper. It also reads TFLM's own split of that arena (head: planned activations; tail:
+  persistent allocations) from the recording allocator.
+* Companions ``<stem>.cc`` / ``<stem>.h``: the model as a 16-byte aligned byte array, its arena size and
+  the input / output shape, scale and zero point, ready to compile into a TFLM application.
+* Verification: the TFLM outputs on the validation split must have exactly LiteRT's int8 top-1 (the
+  same file in both interpreters); the LiteRT int8 file itself is checked against torch by
+  ``tflite-int8``. Not timeable: TFLM on this host says nothing about an MCU's latency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgenas.errors import EdgenasError
+from edgenas.exporters.base import Exporter, ExportJob, Parity, Runner, compare, register_exporter
+from edgenas.exporters.tflite import int8_tflite, litert_runner
+
+MAX_ARENA_BYTES = 1 << 30
+"""Bisection gives up above this (no microcontroller has 1 GiB of SRAM)."""
+
+
+# -- arena measurement (runs in a helper process) ---------------------------------------------------
+def _probe(data: bytes, arena: int) -> bool:
+    """Whether TFLM allocates ``data`` in an arena of ``arena`` bytes (in a forked child: crash-safe)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        try:
+            from tflite_micro import runtime
+
+            runtime.Interpreter.from_bytes(data, arena_size=arena)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def _bisect(data: bytes) -> dict[str, Any]:
+    lo, hi = 0, 1 << 14
+    while not _probe(data, hi):
+        lo, hi = hi, hi * 2
+        if hi > MAX_ARENA_BYTES:
+            return {"error": f"TFLite Micro cannot allocate this model in {MAX_ARENA_BYTES >> 20} MiB "
+                             "(an op it does not support, or a model far too large for a microcontroller)"}
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _probe(data, mid):
+            hi = mid
+        else:
+            lo = mid
+    return {"arena_bytes": hi}
+
+
+def _main(path: str) -> int:  # pragma: no cover - run as a helper process
+    data = Path(path).read_bytes()
+    result = _bisect(data)
+    if "arena_bytes" in result:
+        from tflite_micro import runtime
+
+        it = runtime.Interpreter.from_bytes(data, arena_size=result["arena_bytes"])
+        sys.stderr.flush()
+        it.print_allocations()  # C++ log on stderr, parsed by the parent
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+def measure_arena(model: bytes) -> dict[str, int]:
+    """Minimal TFLM arena of an int8 model: ``arena_bytes``, and TFLM's ``head_bytes`` (planned
+    activations and scratch) and ``tail_bytes`` (persistent allocations) at that size."""
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "model.tflite"
+        p.write_bytes(model)
+        proc = subprocess.run([sys.executable, "-m", "edgenas.exporters.tflm", str(p)], capture_output=True,
+                              text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EdgenasError(f"TFLite Micro arena measurement failed: {tail}")
+    result = json.loads(lines[-1])
+    if "error" in result:
+        raise EdgenasError(result["error"])
+    out = {"arena_bytes": int(result["arena_bytes"])}
+    for part in ("head", "tail"):
+        m = re.search(rf"Arena allocation {part} (\d+) bytes", proc.stderr)
+        if m:
+            out[f"{part}_bytes"] = int(m.group(1))
+    return out
+
+
+# -- inference ----------------------------------------------------------------------------------
+def tflm_runner(model: bytes, arena_bytes: int) -> Runner:
+    """The TFLM interpreter as float NCHW -> float logits (int8 / float I/O and NHWC handled here)."""
+    from tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(model, arena_size=arena_bytes)
+    d, o = it.get_input_details(0), it.get_output_details(0)
+    in_shape = tuple(int(v) for v in d["shape"])
+
+    def quant(det: dict[str, Any]) -> tuple[float, int]:
+        q = det.get("quantization_parameters") or {}
+        scales, zeros = q.get("scales"), q.get("zero_points")
+        return (float(scales[0]), int(zeros[0])) if scales is not None and len(scales) else (1.0, 0)
+
+    (s_in, z_in), (s_out, z_out) = quant(d), quant(o)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        outs = []
+        for i in range(len(x)):
+            xi = x[i:i + 1]
+            if xi.shape != in_shape:
+                xi = xi.transpose(0, 2, 3, 1)  # NCHW -> NHWC
+            if np.dtype(d["dtype"]) == np.int8:
+                xi = np.clip(np.round(xi / s_in + z_in), -128, 127).astype(np.int8)
+            else:
+                xi = xi.astype(np.float32)
+            it.set_input(np.ascontiguousarray(xi), 0)
+            it.invoke()
+            y = np.array(it.get_output(0))
+            outs.append((y.astype(np.float32) - z_out) * s_out if y.dtype == np.int8 else y.astype(np.float32))
+        return np.concatenate(outs).reshape(len(x), -1)
+
+    return run
+
+
+def _ident(stem: str) -> str:
+    return re.sub(r"\W", "_", stem)
+
+
+def c_source(model: bytes, stem: str) -> str:
+    """The model as a C++ array (16-byte aligned, what TFLM requires of flatbuffer data)."""
+    name = _ident(stem)
+    rows = [", ".join(f"0x{b:02x}" for b in model[i:i + 16]) for i in range(0, len(model), 16)]
+    body = ",\n  ".join(rows)
+    return (f"// Generated by edgenas: the int8 TFLite Micro model {stem}.tflite ({len(model)} bytes).\n"
+            f'#include "{stem}.h"\n\n'
+            f"alignas(16) const unsigned char g_{name}[] = {{\n  {body}\n}};\n"
+            f"const unsigned int g_{name}_len = {len(model)};\n")
+
+
+def c_header(stem: str, arena: dict[str, int], io: dict[str, Any]) -> str:
+    """Declarations, the minimal arena and the I/O quantisation of the model."""
+    name = _ident(stem)
+    guard = f"EDGENAS_{name.upper()}_H_"
+    k = "k" + "".join(p.capitalize() for p in name.split("_"))
+    lines = [
+        f"// Generated by edgenas: the int8 TFLite Micro model {stem}.tflite.",
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        "",
+        "#include <cstddef>",
+        "#include <cstdint>",
+        "",
+        f"extern const unsigned char g_{name}[];",
+        f"extern const unsigned int g_{name}_len;",
+        "",
+        "// Smallest tensor arena the TFLite Micro interpreter accepted (bisection, reference kernels, 64-bit",
+        "// host build: a 32-bit MCU needs no more; optimised kernels may add scratch buffers).",
+        f"constexpr size_t {k}ArenaBytes = {arena['arena_bytes']};",
+    ]
+    for key, label in (("input", "Input"), ("output", "Output")):
+        d = io[key]
+        shape = d["shape"]
+        lines.append(f"constexpr int {k}{label}Shape[{len(shape)}] = {{{', '.join(map(str, shape))}}};")
+        if "scale" in d:
+            lines.append(f"constexpr float {k}{label}Scale = {d['scale']!r}f;")
+            lines.append(f"constexpr int {k}{label}ZeroPoint = {d['zero_point']};")
+    lines += ["", f"#endif  // {guard}", ""]
+    return "\n".join(lines)
+
+
+@register_exporter
+class TflmExporter(Exporter):
+    name = "tflm"
+    suffix = ".tflite"
+    stem = "model_tflm"
+    runtime = "tflite-micro"
+    kind = "quantized"
+    size_field = "size_bytes_int8"
+    summary = ("TFLite Micro: the int8 .tflite + C source/header, minimal arena by bisection, verified in the "
+               "TFLM interpreter against LiteRT")
+    timeable = False
+
+    def build(self, job: ExportJob) -> bytes:
+        return int8_tflite(job)
+
+    def _arena(self, path: Path, job: ExportJob) -> dict[str, int]:
+        """The measured minimal arena of the file at ``path`` (once per job and file content)."""
+        data = path.read_bytes()
+        key = "tflm-arena:" + hashlib.sha256(data).hexdigest()
+        return job.cached(key, lambda: measure_arena(data))
+
+    def runner(self, path: Path, job: ExportJob) -> Runner:
+        return tflm_runner(path.read_bytes(), self._arena(path, job)["arena_bytes"])
+
+    def reference(self, job: ExportJob) -> np.ndarray:
+        """LiteRT's outputs for the same int8 file (set by :meth:`verify`)."""
+        return job.cache["tflm-reference"]
+
+    def verify(self, path: Path, job: ExportJob) -> tuple[Parity, np.ndarray]:
+        """Identical top-1 with the LiteRT int8 interpreter on every validation example."""
+        job.cache["tflm-reference"] = litert_runner(path, job.options.threads)(job.val_x)
+        out = self.runner(path, job)(job.val_x)
+        p = compare(self.kind, out, self.reference(job))
+        p.passed = p.top1_agreement == 1.0
+        p.threshold = "top-1 identical to LiteRT int8"
+        torch_p = compare(self.kind, out, job.torch_logits())
+        job.cache["tflm-torch-agreement"] = torch_p.top1_agreement
+        return p, out
+
+    def companions(self, path: Path, job: ExportJob) -> dict[str, bytes]:
+        from edgenas.exporters.tflite import io_details
+
+        data = path.read_bytes()
+        stem = path.stem
+        header = c_header(stem, self._arena(path, job), io_details(data))
+        return {f"{stem}.h": header.encode(), f"{stem}.cc": c_source(data, stem).encode()}
+
+    def details(self, path: Path, job: ExportJob) -> dict[str, Any]:
+        from edgenas.exporters.tflite import io_details
+
+        arena = self._arena(path, job)
+        d = io_details(path)
+        d["input"]["layout"] = "NHWC" if job.options.nhwc else "NCHW"
+        d["tflm_arena_bytes"] = arena["arena_bytes"]
+        if "head_bytes" in arena:
+            d["tflm_arena_head_bytes"] = arena["head_bytes"]
+            d["tflm_arena_tail_bytes"] = arena.get("tail_bytes")
+        if "tflm-torch-agreement" in job.cache:
+            d["torch_top1_agreement"] = job.cache["tflm-torch-agreement"]
+        return d
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(_main(sys.argv[1]))
