@@ -231,27 +231,23 @@ def float_io(model: bytes) -> bytes:
         return len(sg.tensors) - 1
 
     remap: dict[int, int] = {}
-    new_front, new_back = [], []
-    for pos, ti in enumerate(sg.inputs):
-        if sg.tensors[ti].type != S.TensorType.INT8:
-            continue
-        fi = float_twin(ti, "_f")
-        op = S.OperatorT()
-        op.opcodeIndex = opcode(S.BuiltinOperator.QUANTIZE)
-        op.inputs, op.outputs = [fi], [ti]
-        new_front.append(op)
-        sg.inputs[pos] = fi
-        remap[ti] = fi
-    for pos, ti in enumerate(sg.outputs):
-        if sg.tensors[ti].type != S.TensorType.INT8:
-            continue
-        fo = float_twin(ti, "_f")
-        op = S.OperatorT()
-        op.opcodeIndex = opcode(S.BuiltinOperator.DEQUANTIZE)
-        op.inputs, op.outputs = [ti], [fo]
-        new_back.append(op)
-        sg.outputs[pos] = fo
-        remap[ti] = fo
+
+    def boundary(ends: list[int], builtin: int, is_input: bool) -> list[Any]:
+        """A conversion op per int8 graph input (float -> int8) or output (int8 -> float)."""
+        ops = []
+        for pos, ti in enumerate(ends):
+            if sg.tensors[ti].type != S.TensorType.INT8:
+                continue
+            fi = float_twin(ti, "_f")
+            op = S.OperatorT()
+            op.opcodeIndex = opcode(builtin)
+            op.inputs, op.outputs = ([fi], [ti]) if is_input else ([ti], [fi])
+            ops.append(op)
+            ends[pos] = remap[ti] = fi
+        return ops
+
+    new_front = boundary(sg.inputs, S.BuiltinOperator.QUANTIZE, True)
+    new_back = boundary(sg.outputs, S.BuiltinOperator.DEQUANTIZE, False)
     sg.operators = new_front + list(sg.operators) + new_back
     for sd in m.signatureDefs or []:
         for tm in list(sd.inputs or []) + list(sd.outputs or []):

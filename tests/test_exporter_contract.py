@@ -107,3 +107,17 @@ def test_latency_is_timed_in_the_runtime(out_root):
         art = exported("tiny", fmt, out_root)
         ms = get_exporter(fmt).latency_ms(art.path, t.job)
         assert ms is not None and 0 < ms < 1000
+
+
+def test_tflite_options_nhwc_input_and_float_io(tmp_path):
+    """The deployment options: NHWC input (camera layout) and float I/O around an int8 model."""
+    from dataclasses import replace
+
+    t = trained("tiny")
+    job = replace(t.job, options=ExportOptions(nhwc=True, int8_io=False, measure_latency=False), cache={})
+    c, h, w = t.job.input_shape
+    for fmt, dtype in (("tflite", "float32"), ("tflite-int8", "float32")):
+        art = get_exporter(fmt).export(job, tmp_path)
+        assert art.ok, art.error
+        assert art.extra["input"]["shape"] == [1, h, w, c] and art.extra["input"]["layout"] == "NHWC"
+        assert art.extra["input"]["dtype"] == dtype and art.extra["output"]["dtype"] == dtype
