@@ -71,40 +71,70 @@ def _bisect(data: bytes) -> dict[str, Any]:
     return {"arena_bytes": hi}
 
 
-def _main(path: str) -> int:  # pragma: no cover - run as a helper process
-    data = Path(path).read_bytes()
-    result = _bisect(data)
-    if "arena_bytes" in result:
-        from tflite_micro import runtime
+def _allocations(data: bytes, arena: int) -> dict[str, int]:
+    """TFLM's head / tail split at ``arena`` bytes (its recording allocator's log, read from fd 2)."""
+    from tflite_micro import runtime
 
-        it = runtime.Interpreter.from_bytes(data, arena_size=result["arena_bytes"])
-        sys.stderr.flush()
-        it.print_allocations()  # C++ log on stderr, parsed by the parent
-    sys.stdout.write(json.dumps(result) + "\n")
-    return 0
-
-
-def measure_arena(model: bytes) -> dict[str, int]:
-    """Minimal TFLM arena of an int8 model: ``arena_bytes``, and TFLM's ``head_bytes`` (planned
-    activations and scratch) and ``tail_bytes`` (persistent allocations) at that size."""
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "model.tflite"
-        p.write_bytes(model)
-        proc = subprocess.run([sys.executable, "-m", "edgenas.exporters.tflm", str(p)], capture_output=True,
-                              text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise EdgenasError(f"TFLite Micro arena measurement failed: {tail}")
-    result = json.loads(lines[-1])
-    if "error" in result:
-        raise EdgenasError(result["error"])
-    out = {"arena_bytes": int(result["arena_bytes"])}
+    it = runtime.Interpreter.from_bytes(data, arena_size=arena)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            it.print_allocations()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        log = sink.read().decode(errors="replace")
+    out = {}
     for part in ("head", "tail"):
-        m = re.search(rf"Arena allocation {part} (\d+) bytes", proc.stderr)
+        m = re.search(rf"Arena allocation {part} (\d+) bytes", log)
         if m:
             out[f"{part}_bytes"] = int(m.group(1))
     return out
+
+
+def _main(paths: list[str]) -> int:  # pragma: no cover - run as a helper process
+    for path in paths:
+        data = Path(path).read_bytes()
+        result = _bisect(data)
+        if "arena_bytes" in result:
+            result.update(_allocations(data, result["arena_bytes"]))
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def measure_arenas(models: list[bytes]) -> list[dict[str, int]]:
+    """Minimal TFLM arena of each int8 model: ``arena_bytes``, and TFLM's ``head_bytes`` (planned
+    activations and scratch) and ``tail_bytes`` (persistent allocations) at that size; one helper
+    process for all of them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, model in enumerate(models):
+            p = Path(tmp) / f"m{i}.tflite"
+            p.write_bytes(model)
+            paths.append(str(p))
+        proc = subprocess.run([sys.executable, "-m", "edgenas.exporters.tflm", *paths], capture_output=True,
+                              text=True, timeout=600 + 60 * len(models),
+                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or len(lines) != len(models):
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EdgenasError(f"TFLite Micro arena measurement failed: {tail}")
+    out = []
+    for line in lines:
+        result = json.loads(line)
+        if "error" in result:
+            raise EdgenasError(result["error"])
+        out.append({k: int(v) for k, v in result.items()})
+    return out
+
+
+def measure_arena(model: bytes) -> dict[str, int]:
+    """:func:`measure_arenas` of one model."""
+    return measure_arenas([model])[0]
 
 
 # -- inference ----------------------------------------------------------------------------------
@@ -251,4 +281,37 @@ class TflmExporter(Exporter):
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(_main(sys.argv[1]))
+    sys.exit(_main(sys.argv[1:]))
+
+
+# -- many models at once (arena validation) -----------------------------------------------------
+def batch_int8_tflite(modules: list[Any], input_shapes: list[tuple[int, int, int]], calibration: int = 8,
+                      seed: int = 0, verbose: bool = False) -> list[bytes]:
+    """Full-integer .tflite files (int8 I/O, NCHW input) of several eval-mode modules, converted in one
+    litert-torch call as independent branches of one model (conversion time is mostly per call) and
+    quantized together on seeded standard-normal calibration inputs, then cut apart per branch. Each
+    branch keeps exactly its own operators and tensors: what converting it alone produces."""
+    import litert_torch
+    import torch
+    from ai_edge_quantizer import quantizer, recipe
+
+    from edgenas.exporters.convert import compact_tflite, quiet
+    from edgenas.latency.runtimes.litert import Branches
+    from edgenas.latency.runtimes.tflite_split import split_branches
+
+    rng = np.random.default_rng(seed)
+    args = tuple(torch.zeros(1, *s) for s in input_shapes)
+    with quiet(verbose), torch.no_grad():
+        fp32 = bytes(litert_torch.convert(Branches([m.eval() for m in modules]).eval(), args).model_content())
+        q = quantizer.Quantizer(bytearray(fp32))
+        q.load_quantization_recipe(recipe.static_wi8_ai8())
+        from ai_edge_litert.interpreter import Interpreter
+
+        sig = Interpreter(model_content=fp32).get_signature_list()
+        key = next(iter(sig))
+        names = sorted(sig[key]["inputs"], key=lambda n: int(n.split("_")[-1]))
+        samples = [{n: rng.standard_normal((1, *s)).astype(np.float32) for n, s in zip(names, input_shapes)}
+                   for _ in range(calibration)]
+        calib = q.calibrate({key: samples}, num_threads=1)
+        model = bytes(q.quantize(calib, enable_progress_report=False, enable_progress_bar=False).quantized_model)
+    return [compact_tflite(b) for b in split_branches(compact_tflite(model), len(modules))]
