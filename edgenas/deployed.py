@@ -74,6 +74,13 @@ class Deployed:
     quant_channels: int = 0
     """Per-channel quantisation entries of constants (weights and biases) in the int8 file."""
     _shared: dict[tuple, tuple[int, int, int]] = field(default_factory=dict)
+    # boundary facts of a one-layer graph, for :func:`chain`
+    open_producer: str | None = None
+    """The op writing the output, when a ReLU reading it in the next layer would be fused into it."""
+    head_act: tuple[int, int] | None = None
+    """(op index, output tensor) of a ReLU / ReLU6 that is the input's only reader."""
+    input_live: bool = True
+    output_zero: bool = False
 
     # -- building ---------------------------------------------------------------------------------
     def act(self, elems: int) -> int:
@@ -160,6 +167,8 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
     cse: dict[tuple, int] = {}
     fused: set[int] = set()  # graph ops absorbed into their producer
 
+    inputs_of_graph = {t for t in range(len(g.shapes)) if t not in producer}
+    d.input_live = all(t in live for t in inputs_of_graph)
     for t, shape in enumerate(g.shapes):
         if t not in producer and t in live:
             x = d.act(numel(shape))
@@ -184,6 +193,8 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
             where[g.ops[j][2]] = where[t]
             t = g.ops[j][2]
             j = sole_reader(t)
+        if j is None and t in g.outputs:
+            d.open_producer = name
         if j is None or g.kinds[j][0] != "act" or name not in _PRODUCERS_THAT_FUSE:
             return
         if g.kinds[j][1] in _FUSABLE:
@@ -278,6 +289,8 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
                 op_name = {"relu": "RELU", "relu6": "RELU6", "hswish": "HARD_SWISH", "sigmoid": "LOGISTIC",
                            "silu": "LOGISTIC"}[name]
                 y = d.op(op_name, xin, elems)
+                if name in _FUSABLE and x in inputs_of_graph and len(readers.get(x, [])) == 1:
+                    d.head_act = (len(d.ops) - 1, y)
                 if name == "silu":
                     y = d.op("MUL", (y, *xin), elems)
             cse[key] = where[out] = y
@@ -308,8 +321,55 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
     if g.outputs:
         t = g.outputs[0]
         if t in zero:  # a constant network: its output is a constant read by nothing
+            d.output_zero = True
             d.const(numel(g.shapes[t]), key=("zeros", g.shapes[t]))
             d.output = d.act(numel(g.shapes[t]))
         else:
             d.output = where[t]
+    return d
+
+
+def chain(fragments: list[Deployed], input_elems: int, nchw_input: bool = True,
+          with_ops: bool = True) -> Deployed | None:
+    """The deployed graph of a chain of layers from their one-layer graphs (``lower`` of each layer,
+    ``nchw_input=False``): tensors and ops concatenated, shared constants stored once, and a ReLU that
+    opens a layer fused into the op closing the previous one, as :func:`lower` does on the whole
+    network. None when a layer ignores its input or outputs a constant (then only the whole network
+    tells what the converter drops). Without ``with_ops`` only the counts (file sizes) are right."""
+    d = Deployed()
+    x = d.act(input_elems)
+    if nchw_input:
+        d.const(4, 4, 0, key=("perm", "nhwc"))
+        x = d.op("TRANSPOSE", (x,), input_elems)
+    open_producer: str | None = None
+    for f in fragments:
+        if f.output_zero or not f.input_live:
+            return None
+        skip = -1
+        fuse = f.head_act is not None and open_producer in _PRODUCERS_THAT_FUSE
+        if not with_ops:
+            d.act_elems.extend(f.act_elems[1:])
+            if fuse:
+                d.act_elems.pop()
+        else:
+            remap = {0: x}
+            if fuse:
+                skip, fused_t = f.head_act
+                remap[fused_t] = x
+            for t in range(1, f.n_act):
+                if t not in remap:
+                    remap[t] = d.act(f.act_elems[t])
+            for k, op in enumerate(f.ops):
+                if k != skip:
+                    d.ops.append(TflOp(op.name, tuple(remap[i] for i in op.inputs), remap[op.output], op.channels))
+        shared_bytes8 = sum(e * b for e, b, _ in f._shared.values())
+        d.n_const += f.n_const - len(f._shared)
+        d.const_bytes_int8 += f.const_bytes_int8 - shared_bytes8
+        d.const_bytes_fp32 += f.const_bytes_fp32 - 4 * sum(e for e, _, _ in f._shared.values())
+        d.quant_channels += f.quant_channels - sum(c for _, _, c in f._shared.values())
+        for key, (e, b, c) in f._shared.items():
+            d.const(e, b, c, key=key)
+        x = remap[f.output] if with_ops else x
+        open_producer = f.open_producer
+    d.output = x
     return d

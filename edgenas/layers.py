@@ -23,6 +23,8 @@ from edgenas.costgraph import Cost, OpGraph, conv_out
 if TYPE_CHECKING:
     import torch.nn as nn
 
+    from edgenas.deployed import Deployed
+
 ACTIVATIONS = ("relu", "relu6", "hswish", "none")
 
 
@@ -96,6 +98,18 @@ def layer_cost(layer: Layer) -> tuple[Cost, tuple[int, int, int]]:
     shape = g.shapes[out]
     out_shape = (shape[0], shape[1], shape[2]) if len(shape) == 3 else (shape[0], 0, 0)
     return g.cost(), out_shape
+
+
+@lru_cache(maxsize=1 << 16)
+def layer_deployed(layer: Layer) -> Deployed:
+    """The deployed graph of one layer (input not transposed), cached by descriptor value: networks
+    chain these (:func:`edgenas.deployed.chain`)."""
+    from edgenas.deployed import lower
+
+    g = OpGraph()
+    x = g.input((layer.cin, layer.hw, layer.hw))
+    g.outputs.append(layer.trace(g, x))
+    return lower(g, nchw_input=False)
 
 
 def network_graph(layers: tuple[Layer, ...] | list[Layer]) -> OpGraph:

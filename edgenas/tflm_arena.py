@@ -52,29 +52,29 @@ def align(n: int) -> int:
 
 def greedy_plan(buffers: list[tuple[int, int, int]]) -> int:
     """Arena bytes TFLM's ``GreedyMemoryPlanner`` needs for ``buffers`` = (size, first, last) in
-    tensor order: largest first (stable), each at the first gap, in offset order, between buffers
-    alive at overlapping times."""
-    order = sorted(range(len(buffers)), key=lambda i: -buffers[i][0])
-    placed: list[tuple[int, int, int, int]] = []  # (offset, end, first, last), kept sorted by offset
+    tensor order: largest first (stable), each at the first gap, in offset order, between the placed
+    buffers alive at overlapping times (only those are visited: lifetimes are short)."""
+    n = len(buffers)
+    by_first = sorted(range(n), key=lambda i: buffers[i][1])
+    overlapping: list[list[int]] = [[] for _ in range(n)]
+    for pos, i in enumerate(by_first):
+        last = buffers[i][2]
+        for j in by_first[pos + 1:]:
+            if buffers[j][1] > last:
+                break
+            overlapping[i].append(j)
+            overlapping[j].append(i)
+    offsets: list[int | None] = [None] * n
     high = 0
-    for i in order:
-        size, first, last = buffers[i]
+    for i in sorted(range(n), key=lambda i: -buffers[i][0]):
+        size = buffers[i][0]
+        placed = sorted((offsets[j], offsets[j] + buffers[j][0]) for j in overlapping[i] if offsets[j] is not None)
         offset = 0
-        for p_off, p_end, p_first, p_last in placed:
-            if p_first > last or first > p_last:
-                continue
+        for p_off, p_end in placed:
             if p_off - offset >= size:
                 break
             offset = max(offset, p_end)
-        entry = (offset, offset + size, first, last)
-        lo, hi = 0, len(placed)
-        while lo < hi:  # insert after entries with a smaller or equal offset (TFLM's list order)
-            mid = (lo + hi) // 2
-            if placed[mid][0] <= offset:
-                lo = mid + 1
-            else:
-                hi = mid
-        placed.insert(lo, entry)
+        offsets[i] = offset
         high = max(high, offset + size)
     return high
 

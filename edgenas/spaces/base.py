@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgenas.costgraph import Cost
 from edgenas.errors import ArchParseError
-from edgenas.layers import Layer, layer_cost, network_graph
+from edgenas.layers import Layer, layer_cost, layer_deployed, network_graph
 
 if TYPE_CHECKING:
     import optuna
@@ -78,22 +78,27 @@ class CostReport:
     params: int
     peak_ram_bytes_fp32: int
     peak_ram_bytes_int8: int
-    deployed_graph: Callable[[], Deployed] = field(repr=False, compare=False)
-    """Builds the deployed TFLite graph of the spec (called at most once)."""
+    deployed_graph: Callable[[bool], Deployed] = field(repr=False, compare=False)
+    """Builds the deployed TFLite graph of the spec (with its ops, or only its counts)."""
 
     @cached_property
     def deployed(self) -> Deployed:
-        return self.deployed_graph()
+        """The deployed TFLite graph (:mod:`edgenas.deployed`)."""
+        return self.deployed_graph(True)
+
+    @cached_property
+    def _counts(self) -> Deployed:
+        return self.__dict__.get("deployed") or self.deployed_graph(False)
 
     @cached_property
     def size_bytes_fp32(self) -> int:
         """Estimated bytes of the float32 ``.tflite`` / ``.onnx`` (BN folded: 4 bytes per weight and bias)."""
-        return self.deployed.size_bytes_fp32()
+        return self._counts.size_bytes_fp32()
 
     @cached_property
     def size_bytes_int8(self) -> int:
         """Estimated bytes of the full-integer ``.tflite`` (weights, int32 biases, quantisation tables)."""
-        return self.deployed.size_bytes_int8()
+        return self._counts.size_bytes_int8()
 
     @cached_property
     def arena_bytes_tflm(self) -> int:
@@ -266,10 +271,14 @@ class SearchSpace(ABC):
         )
 
 
-def _deployed(layers: tuple[Layer, ...]) -> Deployed:
-    from edgenas.deployed import lower
+def _deployed(layers: tuple[Layer, ...], with_ops: bool = True) -> Deployed:
+    """The network's deployed graph: its layers' cached deployed graphs chained (the whole network
+    lowered at once when a layer's boundary needs it; the same result, checked in the tests)."""
+    from edgenas.deployed import chain, lower
 
-    return lower(network_graph(layers))
+    first = layers[0]
+    d = chain([layer_deployed(layer) for layer in layers], first.cin * first.hw * first.hw, with_ops=with_ops)
+    return d if d is not None else lower(network_graph(layers))
 
 
 @lru_cache(maxsize=1 << 16)
