@@ -4,10 +4,11 @@
 of a built module: both record the same op kinds) into the graph litert-torch and ai-edge-quantizer
 produce for it, as observed on converted models of every space (``edgenas export``):
 
-* the NCHW model input goes through a ``TRANSPOSE`` to NHWC; BatchNorm after a conv is folded into it
-  and every conv / linear gets a bias; ReLU / ReLU6 right after a conv, an addition, a pooling or a
-  standalone BN are fused into it when they are the only reader of its output; any other activation is
-  an op of its own (``HARD_SWISH``, ``RELU``; h-sigmoid is a fused ReLU6 and a ``MUL`` by 1/6);
+* the NCHW model input goes through a ``TRANSPOSE`` to NHWC (a ``RESHAPE`` with one channel);
+  BatchNorm after a conv is folded into it and every conv / linear gets a bias; ReLU / ReLU6 right
+  after a conv, an addition, a pooling or a standalone BN are fused into it when they are the only
+  reader of its output; any other activation is an op of its own (``HARD_SWISH``, ``RELU``;
+  h-sigmoid is a fused ReLU6 and a ``MUL`` by 1/6);
 * a conv whose symmetric torch padding is not TensorFlow's ``SAME`` (stride 2 on an even side) is an
   explicit ``PAD`` then a ``VALID`` conv; depthwise convs are ``DEPTHWISE_CONV_2D``, grouped ones
   ``CONV_2D``; global pooling is ``MEAN``, linear ``FULLY_CONNECTED``, a standalone BN ``SUB`` +
@@ -143,6 +144,15 @@ def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _to_nhwc(d: Deployed, x: int, shape: tuple[int, ...]) -> int:
+    """The NCHW model input to NHWC: a TRANSPOSE, or a RESHAPE when there is one channel."""
+    if shape[0] == 1:
+        d.const(4, 4, 0, key=("shape4", tuple(shape)))
+        return d.op("RESHAPE", (x,), numel(shape))
+    d.const(4, 4, 0, key=("perm", "nhwc"))
+    return d.op("TRANSPOSE", (x,), numel(shape))
+
+
 def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
     """The deployed TFLite graph of ``g`` (see the module docstring for the rules)."""
     n_ops = len(g.ops)
@@ -173,8 +183,7 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
         if t not in producer and t in live:
             x = d.act(numel(shape))
             if nchw_input and len(shape) == 3:
-                d.const(4, 4, 0, key=("perm", "nhwc"))
-                x = d.op("TRANSPOSE", (x,), numel(shape))
+                x = _to_nhwc(d, x, shape)
             where[t] = x
 
     def source(t: int) -> int:
@@ -329,7 +338,7 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
     return d
 
 
-def chain(fragments: list[Deployed], input_elems: int, nchw_input: bool = True,
+def chain(fragments: list[Deployed], input_shape: tuple[int, int, int], nchw_input: bool = True,
           with_ops: bool = True) -> Deployed | None:
     """The deployed graph of a chain of layers from their one-layer graphs (``lower`` of each layer,
     ``nchw_input=False``): tensors and ops concatenated, shared constants stored once, and a ReLU that
@@ -337,10 +346,9 @@ def chain(fragments: list[Deployed], input_elems: int, nchw_input: bool = True,
     network. None when a layer ignores its input or outputs a constant (then only the whole network
     tells what the converter drops). Without ``with_ops`` only the counts (file sizes) are right."""
     d = Deployed()
-    x = d.act(input_elems)
+    x = d.act(numel(input_shape))
     if nchw_input:
-        d.const(4, 4, 0, key=("perm", "nhwc"))
-        x = d.op("TRANSPOSE", (x,), input_elems)
+        x = _to_nhwc(d, x, input_shape)
     open_producer: str | None = None
     for f in fragments:
         if f.output_zero or not f.input_live:

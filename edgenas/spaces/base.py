@@ -277,7 +277,7 @@ def _deployed(layers: tuple[Layer, ...], with_ops: bool = True) -> Deployed:
     from edgenas.deployed import chain, lower
 
     first = layers[0]
-    d = chain([layer_deployed(layer) for layer in layers], first.cin * first.hw * first.hw, with_ops=with_ops)
+    d = chain([layer_deployed(layer) for layer in layers], (first.cin, first.hw, first.hw), with_ops=with_ops)
     return d if d is not None else lower(network_graph(layers))
 
 
