@@ -315,3 +315,27 @@ def batch_int8_tflite(modules: list[Any], input_shapes: list[tuple[int, int, int
         calib = q.calibrate({key: samples}, num_threads=1)
         model = bytes(q.quantize(calib, enable_progress_report=False, enable_progress_bar=False).quantized_model)
     return [compact_tflite(b) for b in split_branches(compact_tflite(model), len(modules))]
+
+
+def cached_batch_int8_tflite(space: Any, specs: list[Any], cache_dir: Path | None = None) -> list[bytes]:
+    """:func:`batch_int8_tflite` of ``specs`` (random init, seeded calibration), kept in ``cache_dir``
+    (default ``$EDGENAS_TEST_CACHE`` or ``~/.cache/edgenas-tests``) under a key of the specs, their
+    modules' structure (``repr``) and the converter versions: arena checks (tests, benchmarks/tflm_arena.py)
+    rerun on the same machine without reconverting (~10 s per spec)."""
+    from importlib.metadata import version
+
+    from edgenas.exporters.base import atomic_write_bytes
+
+    modules = [space.build(s) for s in specs]
+    h = hashlib.sha256()
+    for part in [*map(str, specs), *map(repr, modules),
+                 *(version(p) for p in ("torch", "litert-torch", "ai-edge-quantizer"))]:
+        h.update(part.encode())
+    root = cache_dir or Path(os.environ.get("EDGENAS_TEST_CACHE", Path.home() / ".cache" / "edgenas-tests"))
+    files = [root / "tflm-arena" / f"{h.hexdigest()[:16]}-{i}.tflite" for i in range(len(specs))]
+    if all(f.is_file() for f in files):
+        return [f.read_bytes() for f in files]
+    blobs = batch_int8_tflite(modules, [space.input_shape(s) for s in specs])
+    for f, b in zip(files, blobs):
+        atomic_write_bytes(f, b)
+    return blobs
