@@ -1,0 +1,33 @@
+"""Exported file sizes agree with the cost model: every image space's trained model, exported as .onnx,
+fp32 .tflite and int8 .tflite, is within 10% of ``size_bytes_fp32`` / ``size_bytes_int8``.
+
+The artifacts are exportkit's (one conversion per space and format per session, shared with the
+exporter contract suite)."""
+
+from __future__ import annotations
+
+import pytest
+from exportkit import IMAGE_SPACES, exported, trained
+
+from edgenas.exporters import get_exporter
+
+FORMATS = ("onnx", "tflite", "tflite-int8")
+TOLERANCE = 0.10
+
+
+@pytest.fixture(scope="module")
+def out_root(tmp_path_factory: pytest.TempPathFactory):
+    return tmp_path_factory.mktemp("sizes")
+
+
+@pytest.mark.parametrize("space", IMAGE_SPACES)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_file_size_matches_cost_model(space, fmt, out_root):
+    t = trained(space)
+    art = exported(space, fmt, out_root)
+    assert art.ok, art.error
+    field = get_exporter(fmt).size_field
+    estimate = getattr(t.space.cost(t.spec, t.task), field)
+    ratio = art.bytes / estimate
+    assert abs(ratio - 1) <= TOLERANCE, f"{t.spec} {fmt}: {art.bytes} B vs {field} {estimate} B ({ratio:.3f})"
+
