@@ -61,8 +61,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     if args.mode == "kit":
         return cmd_profile_kit(args)
-    if args.out:
-        raise EdgenasError("--out is for 'edgenas profile kit'; plain 'profile' writes the device's table")
+    if args.out or args.runner != "python":
+        raise EdgenasError("--out and --runner are for 'edgenas profile kit'; plain 'profile' writes the device's "
+                           "table")
 
     store, device, space, task, specs = _profile_inputs(args)
     t0 = time.time()
@@ -108,9 +109,16 @@ def cmd_profile_kit(args: argparse.Namespace) -> int:
         raise EdgenasError("'edgenas profile kit' needs --out DIR (the kit folder to create)")
     _, device, space, task, specs = _profile_inputs(args)
     nets = space.sample(args.networks, args.seed) if args.networks else []
-    m = write_kit(device, space, Path(args.out), nets, task, specs=specs, jobs=args.jobs)
+    m = write_kit(device, space, Path(args.out), nets, task, specs=specs, jobs=args.jobs, runner=args.runner,
+                  warmup=args.warmup, repeats=args.repeats)
     print(f"kit {m['kit_id']}: {len(m['entries'])} unit models and {len(m['networks'])} networks in {args.out}")
-    print(f"on the board: python3 runner.py {args.out}  ->  then: edgenas lut import-kit {args.out}/results.json")
+    if args.runner == "native":
+        tool = m["native"]["tool"]
+        print(f"{tool} {' '.join(m['native']['args'])}")
+        print(f"on the device: sh native_runner.sh (or from this host: sh {args.out}/native_adb.sh --tool "
+              f"/path/to/{tool})  ->  then: edgenas lut import-kit {args.out}")
+    else:
+        print(f"on the board: python3 runner.py {args.out}  ->  then: edgenas lut import-kit {args.out}/results.json")
     return 0
 
 
@@ -188,10 +196,12 @@ def cmd_lut_import(args: argparse.Namespace) -> int:
 
 
 def cmd_lut_import_kit(args: argparse.Namespace) -> int:
-    from edgenas.latency.kit import import_kit
+    from edgenas.latency.kit import load_results, table_from_results
+    from edgenas.latency.native import profile_summary
 
     store = store_from(args)
-    table = import_kit(Path(args.results))
+    data, origin = load_results(Path(args.results))
+    table = table_from_results(data, origin)
     if args.device:
         table.device = args.device
     runtime = table.runtime.get("name") if table.runtime.get("name") in ("onnxruntime", "litert") else "litert"
@@ -200,6 +210,15 @@ def cmd_lut_import_kit(args: argparse.Namespace) -> int:
     path = store.write_path(device, table.space)
     table.save(path)
     print(f"imported {len(table.entries)} entries for {table.device}/{table.space} into {path}")
+    if data.get("host", {}).get("runner") == "native":
+        print(f"from {len(data.get('logs', {}))} raw {data['host'].get('tool')} logs ({table.runtime.get('version')})")
+    prof = profile_summary(data)
+    if prof:
+        share = ", ".join(f"{t} {v:.0%}" for t, v in list(prof["network_op_share"].items())[:4])
+        gap = prof["unit_outside_ops_ms_median"]
+        print(f"per-operator profiles of {prof['profiled_models']} models: network operator time {share or '-'}"
+              + (f"; per-invoke time outside the operators (median over units) {gap * 1e3:.1f} us" if gap is not None
+                 else ""))
     if table.validation:
         print_validation(table.validation)
     return 0
@@ -238,6 +257,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="kit: folder to create")
     p.add_argument("--networks", type=int, default=20,
                    help="kit: whole networks to include for fitting/validating the device model (default 20)")
+    p.add_argument("--runner", choices=["python", "native"], default="python",
+                   help="kit: 'native' adds a POSIX sh script (and an adb wrapper) timing the models with the "
+                        "runtime's own tool: LiteRT benchmark_model / onnxruntime_perf_test (default python)")
     add_measure_arguments(p)
     p.set_defaults(func=cmd_profile, arch=None, arch_json=None)
 
@@ -284,8 +306,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_store_argument(im)
     im.set_defaults(func=cmd_lut_import)
 
-    ik = lsub.add_parser("import-kit", help="turn an on-device runner's results.json into a table")
-    ik.add_argument("results")
+    ik = lsub.add_parser("import-kit", help="turn a kit's results (runner.py's results.json, or a native kit's "
+                                            "raw benchmark_model / onnxruntime_perf_test logs) into a table")
+    ik.add_argument("results", help="results.json, or a native kit folder (its manifest.json / logs/)")
     ik.add_argument("--device", help="store under this device name instead of the kit's")
     add_store_argument(ik)
     ik.set_defaults(func=cmd_lut_import_kit)

@@ -2,8 +2,10 @@
 
 ``write_kit`` exports every unit of a space (and a few whole networks, for fitting the device model
 on the board) in the device's runtime format, copies ``runner.py`` beside them and writes
-``manifest.json``. On the board: ``python3 runner.py KIT_DIR``. Back on the host,
-``import_kit(results.json)`` turns the results into a validated latency table.
+``manifest.json``. On the board: ``python3 runner.py KIT_DIR``. With ``runner="native"`` it also writes
+the device script and adb wrapper that time the models with the runtime's own benchmark tool
+(:mod:`edgenas.latency.native`). Back on the host, ``import_kit`` turns a ``results.json`` or the
+native tools' raw logs into a validated latency table.
 """
 
 from __future__ import annotations
@@ -28,11 +30,21 @@ KIT_FORMAT = "edgenas-kit"
 RESULTS_FORMAT = "edgenas-kit-results"
 
 
+RUNNERS = ("python", "native")
+
+
 def write_kit(
     device: DeviceSpec, space: SearchSpace, out_dir: Path, networks: list[ArchSpec], task: Task | None = None,
     specs: list[ArchSpec] | None = None, jobs: int = 2, show_progress: bool | None = None,
+    runner: str = "python", warmup: int = 10, repeats: int = 50, max_seconds: float = 10.0,
 ) -> dict[str, Any]:
-    """Write a kit for ``device`` covering the units of ``specs`` (default: the whole space)."""
+    """Write a kit for ``device`` covering the units of ``specs`` (default: the whole space).
+    ``runner="native"`` adds the native benchmark-tool scripts (the Python runner is always included)."""
+    from edgenas.latency import native
+
+    if runner not in RUNNERS:
+        raise EdgenasError(f"unknown kit runner {runner!r}; choose {' or '.join(RUNNERS)}")
+    settings = native.native_settings(device, warmup, repeats, max_seconds) if runner == "native" else None
     runtime = get_runtime(device.runtime, device.threads, device.runtime_options)
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "manifest.json").exists():
@@ -64,40 +76,90 @@ def write_kit(
              "features": spec_features(list(CONTEXT_FEATURES), space, s, task)}
             for k, s in ((str(s), s) for s in networks)
         ],
+        "runner": runner,
     }
+    if settings is not None:
+        manifest["native"] = settings.to_json()
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    runner = resources.files("edgenas.devices") / "runner.py"
-    shutil.copyfile(str(runner), out_dir / "runner.py")
-    (out_dir / "README.txt").write_text(
-        f"edgenas profiling kit for device {device.name}, space {space.name} ({len(unit_paths)} units, "
-        f"{len(net_paths)} networks).\n\nOn the board (Python 3.8+, numpy, and {device.runtime}):\n"
-        f"    python3 runner.py .            # writes results.json\n\nBack on the host:\n"
-        f"    edgenas lut import-kit results.json\n"
-    )
+    runner_py = resources.files("edgenas.devices") / "runner.py"
+    shutil.copyfile(str(runner_py), out_dir / "runner.py")
+    text = (f"edgenas profiling kit for device {device.name}, space {space.name} ({len(unit_paths)} units, "
+            f"{len(net_paths)} networks).\n\nOn a board with Python 3.8+, numpy, and {device.runtime}:\n"
+            f"    python3 runner.py .            # writes results.json\n"
+            f"then on the host:\n    edgenas lut import-kit results.json\n")
+    if settings is not None:
+        native.write_native_scripts(out_dir, manifest, settings)
+        text += (f"\nWithout Python, with {settings.tool} ({settings.threads} thread(s): "
+                 f"{' '.join(settings.args)}):\n"
+                 f"    sh native_adb.sh --tool /path/to/{settings.tool}   # Android, from this host (adb)\n"
+                 f"    sh native_runner.sh .                              # or on the device itself\n"
+                 f"Raw logs land in logs/; then on the host:\n    edgenas lut import-kit <this folder>\n")
+    (out_dir / "README.txt").write_text(text)
     return manifest
 
 
-def import_kit(results_path: Path) -> LatencyTable:
-    """A latency table from a runner's results; with >= 10 timed networks the device model is fitted
-    on half of them and validated on the other half (then refitted on all)."""
+def import_kit(path: Path) -> LatencyTable:
+    """A latency table from a kit's results: a runner's ``results.json``, or a native kit's raw tool
+    logs (``path`` is the kit folder, its ``manifest.json`` or its ``logs/`` folder). With >= 10 timed
+    networks the device model is fitted on half of them and validated on the other half (then refitted
+    on all). Any bad input raises before anything is written."""
+    data, origin = load_results(Path(path))
+    return table_from_results(data, origin)
+
+
+def load_results(path: Path) -> tuple[dict[str, Any], str]:
+    """The kit results behind ``path`` (see :func:`import_kit`) and a name for messages. A native kit's
+    logs are parsed into the same results format (plus per-operator profiles)."""
+    from edgenas.latency import native
+
+    path = Path(path)
+    if path.is_dir() or path.name == "manifest.json":
+        kit_dir, log_dir = (path if path.is_dir() else path.parent), None
+        if path.is_dir() and path.name == native.LOG_DIR and (path.parent / "manifest.json").exists():
+            kit_dir, log_dir = path.parent, path
+        manifest_path = kit_dir / "manifest.json"
+        if not manifest_path.exists():
+            if (kit_dir / "results.json").exists():
+                return load_results(kit_dir / "results.json")
+            raise EdgenasError(f"{str(path)!r} is not a kit folder (no manifest.json)")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError:
+            raise EdgenasError(f"{str(manifest_path)!r} is not valid JSON") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != KIT_FORMAT:
+            raise EdgenasError(f"{str(manifest_path)!r} is not an edgenas kit manifest")
+        if manifest.get("runner") != "native":
+            if (kit_dir / "results.json").exists():
+                return load_results(kit_dir / "results.json")
+            raise EdgenasError(f"kit {str(kit_dir)!r} has no results.json yet; run 'python3 runner.py' on the board")
+        return native.results_from_logs(kit_dir, manifest, log_dir), str(kit_dir)
     try:
-        data = json.loads(Path(results_path).read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise EdgenasError(f"kit results {str(results_path)!r} not found") from None
-    except json.JSONDecodeError:
-        raise EdgenasError(f"kit results {str(results_path)!r} are not valid JSON") from None
+        raise EdgenasError(f"kit results {str(path)!r} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise EdgenasError(f"kit results {str(path)!r} are not valid JSON") from None
+    return data, str(path)
+
+
+def table_from_results(data: Any, origin: str) -> LatencyTable:
+    """The validated table of kit results (:func:`import_kit`)."""
     if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
-        raise EdgenasError(f"{str(results_path)!r} is not an edgenas kit results file (runner.py output)")
+        raise EdgenasError(f"{origin!r} is not an edgenas kit results file (runner.py output)")
     for key in ("device", "space", "runtime", "entries"):
         if key not in data:
-            raise EdgenasError(f"kit results {str(results_path)!r} lack {key!r}")
+            raise EdgenasError(f"kit results {origin!r} lack {key!r}")
     try:
         entries = {k: Entry(float(v["mean_ms"]), float(v["std_ms"]), float(v["p50_ms"]), int(v["n"]))
                    for k, v in data["entries"].items()}
-    except (KeyError, TypeError, ValueError):
-        raise EdgenasError(f"kit results {str(results_path)!r} have a malformed entry") from None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise EdgenasError(f"kit results {origin!r} have a malformed entry") from None
     table = LatencyTable(device=data["device"], space=data["space"], runtime=data["runtime"], entries=entries,
                          host=data.get("host", {}), source=f"kit:{data.get('kit')}")
+    if data.get("host", {}).get("runner") == "native":
+        statistic = data.get("protocol", {}).get("statistic")
+        table.notes = (f"imported from {data['host'].get('tool')} raw logs ({statistic})"
+                       + ("; per-operator profiles parsed" if data.get("op_profiles") else ""))
     nets = data.get("networks") or {}
     units = data.get("network_units") or {}
     keys = [k for k in nets if units.get(k) and not table.missing(units[k])]
