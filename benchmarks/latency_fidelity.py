@@ -4,10 +4,11 @@ For each (device, space): profile every unit of the space's default search grid 
 (wall time, export and measurement), fit the device model on 20 random networks measured
 end to end, then validate on 100 *other* random networks: MAPE, RMSE, share within ±5% / ±10%,
 Kendall tau, Spearman (nn-Meter's bar: 99% within ±10%). The machine must be otherwise idle: timing
-under CPU contention measures the contention.
+under CPU contention measures the contention; each row records the sentinel's load report and the
+system load average seen while it ran (``--note`` records the conditions with the rows it measures).
 
-    python benchmarks/latency_fidelity.py [--devices local-cpu-ort local-cpu-litert] [--spaces tiny mbv3]
-        [--validate 100] [--calibrate 20] [--seed 0] [--store DIR]
+    python benchmarks/latency_fidelity.py [--devices local-cpu-ort local-cpu-litert local-cpu-litert-int8]
+        [--spaces tiny mbv3] [--validate 100] [--calibrate 20] [--seed 0] [--store DIR] [--merge] [--note TEXT]
 
 The end-to-end-fit results (``edgenas lut fit`` on public NB201/FBNet measurements) are produced by
 benchmarks/latency_fit.py and summarised here when present.
@@ -18,9 +19,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,14 +37,14 @@ from edgenas.latency.workflow import calibrate_and_validate, profile_units
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--devices", nargs="+", default=["local-cpu-ort", "local-cpu-litert"])
+    ap.add_argument("--devices", nargs="+", default=["local-cpu-ort", "local-cpu-litert", "local-cpu-litert-int8"])
     ap.add_argument("--spaces", nargs="+", default=["tiny", "mbv3"])
     ap.add_argument("--validate", type=int, default=100)
     ap.add_argument("--calibrate", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--store", help="keep tables in this user dir (default: a temporary one)")
-    ap.add_argument("--note", default="", help="measurement conditions to record with the results")
+    ap.add_argument("--note", default="", help="measurement conditions, recorded with the rows this run measures")
     ap.add_argument("--merge", action="store_true",
                     help="keep rows of the existing results for (device, space) pairs not measured in this run")
     ap.add_argument("--render-only", action="store_true",
@@ -49,6 +52,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.render_only:
         previous = json.loads((RESULTS / "latency_fidelity.json").read_text())
+        for r in previous["rows"]:
+            r.setdefault("conditions", _old_conditions(previous.get("notes", "")))
         report(previous["rows"], args)
         return 0
     tmp = None
@@ -59,13 +64,17 @@ def main() -> int:
     previous = RESULTS / "latency_fidelity.json"
     if args.merge and previous.exists():
         measured_now = {(d, s) for d in args.devices for s in args.spaces}
-        kept = [r for r in json.loads(previous.read_text())["rows"] if (r["device"], r["space"]) not in measured_now]
+        old = json.loads(previous.read_text())
+        kept = [r for r in old["rows"] if (r["device"], r["space"]) not in measured_now]
+        for r in kept:  # rows from before conditions were recorded per row: the old shared paragraph
+            r.setdefault("conditions", _old_conditions(old.get("notes", "")))
     try:
         for dev_name in args.devices:
             device = store.device(dev_name)
             for space_name in args.spaces:
                 space = get_space(space_name)
                 prof = Profiler(device, store, jobs=args.jobs, show_progress=False)
+                load = LoadSampler()
                 t0 = time.time()
                 table, path, measured, total = profile_units(prof, space)
                 t_units = time.time() - t0
@@ -73,8 +82,10 @@ def main() -> int:
                 v, per_net = calibrate_and_validate(prof, space, table, path, args.validate, args.calibrate,
                                                     args.seed)
                 t_val = time.time() - t1
+                load.stop()
                 row = {
-                    "device": dev_name, "space": space_name, "units": total, "measured": measured,
+                    "device": dev_name, "precision": device.precision, "space": space_name, "units": total,
+                    "measured": measured,
                     "profile_s": round(t_units, 1), "validate_s": round(t_val, 1), "n_val": v["n"],
                     "mape_pct": v["mape_pct"], "rmse_ms": v["rmse_ms"], "within_5pct": v["within_5pct"],
                     "within_10pct": v["within_10pct"], "kendall_tau": v.get("kendall_tau"),
@@ -85,6 +96,10 @@ def main() -> int:
                     "remeasured": sum(r.remeasured for r in prof.reports),
                     "unsettled": sum(len(r.unsettled) for r in prof.reports),
                     "median_ms": sorted(r["measured_ms"] for r in per_net)[len(per_net) // 2],
+                    # the system's 1-minute load average, sampled every 30 s while the row ran (2 cores)
+                    "loadavg_mean": load.mean, "loadavg_max": load.max,
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+                    "conditions": args.note,
                     "model": table.model.to_json(),
                 }
                 rows.append(row)
@@ -103,6 +118,40 @@ def main() -> int:
     return 0
 
 
+class LoadSampler:
+    """The 1-minute load average, sampled every ``period_s`` in a background thread until ``stop``."""
+
+    def __init__(self, period_s: float = 30.0) -> None:
+        self.samples = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, period_s: float) -> None:
+        while not self._stop.wait(period_s):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(os.getloadavg()[0])
+
+    @property
+    def mean(self) -> float:
+        return round(sum(self.samples) / len(self.samples), 2)
+
+    @property
+    def max(self) -> float:
+        return round(max(self.samples), 2)
+
+
+def _old_conditions(notes: str) -> str:
+    for para in notes.split("\n\n"):
+        if para.startswith("Conditions: "):
+            return para[len("Conditions: "):]
+    return ""
+
+
 def report(rows: list[dict], args: argparse.Namespace) -> None:
     notes = [
         "Profile = export + time every unit of the default search grid (tiny: 3 widths x 32..128 step 16; "
@@ -113,24 +162,37 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
         f"networks (seed {args.seed}+1000) that fit the device model (latency = overhead + scale * sum + "
         "per_unit * n_units, plus a unit-boundary term `unit_io_melems` when leave-one-out on the "
         "calibration networks prefers it; the fitted models are in the JSON).",
+        "`local-cpu-litert-int8` (precision int8) times full-integer models: every unit and every calibration "
+        "and validation network is converted like the fp32 LiteRT device, then quantized by the int8 "
+        "exporter's own function (edgenas.exporters.convert.quantize_int8: ai-edge-quantizer static_wi8_ai8, "
+        "int8 input and output) calibrated on 8 seeded N(0, 1) inputs of the model's input shape (standing "
+        "for standardised images, and for a unit's incoming activation; see edgenas/latency/runtimes/litert.py "
+        "for why the calibration data does not move int8 timings). Its profile_s includes the quantization.",
         "Timing runs in blocks with a sentinel model timed between them; `loaded_blocks` counts blocks whose "
         "sentinel ran >15% slower than its quietest reading (background load), `remeasured` the units and "
         "networks timed again because of it or because their passes disagreed, `unsettled` those whose passes "
-        "still disagreed after 3 extra passes (they keep their lowest median).",
+        "still disagreed after 3 extra passes (they keep their lowest median). `loadavg_mean`/`loadavg_max`: "
+        "the 1-minute load average (2 cores) sampled every 30 s during the row (rows measured before it was "
+        "recorded show none).",
         "Plots: latency_fidelity_<device>_<space>.png; per-network measured and predicted latency: "
         "latency_fidelity_<device>_<space>.csv.",
     ]
-    if args.note:
-        notes.append(f"Conditions: {args.note}")
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("conditions"):
+            groups.setdefault(r["conditions"], []).append(f"{r['device']}/{r['space']}")
+    for text, which in groups.items():
+        notes.append(f"Conditions ({', '.join(which)}): {text}")
     fit = RESULTS / "latency_fit.md"
     if fit.exists():
         notes.append(f"End-to-end fits on public measurements: see {fit.name}.")
     cols = ["device", "space", "units", "profile_s", "validate_s", "n_val", "mape_pct", "rmse_ms", "within_5pct",
-            "within_10pct", "kendall_tau", "spearman", "median_ms", "loaded_blocks", "remeasured", "unsettled"]
+            "within_10pct", "kendall_tau", "spearman", "median_ms", "loaded_blocks", "remeasured", "unsettled",
+            "loadavg_mean", "loadavg_max"]
     write_results("latency_fidelity", "Latency tables: profiling time and end-to-end fidelity on this host", rows,
                   cols, {"validate": args.validate, "calibrate": args.calibrate, "seed": args.seed,
                          "jobs": args.jobs}, "\n\n".join(notes), packages=("onnxruntime", "ai-edge-litert",
-                                                                            "litert-torch"))
+                                                                            "litert-torch", "ai-edge-quantizer"))
 
 
 if __name__ == "__main__":

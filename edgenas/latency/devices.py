@@ -26,12 +26,20 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 RUNTIMES = ("onnxruntime", "litert")
+PRECISIONS = ("fp32", "int8")
+INT8_RUNTIMES = ("litert",)  # runtimes whose profiler can time full-integer models
 DEVICES_ENV = "EDGENAS_DEVICES_DIR"
 
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """One target: how to run models on it and what it can hold."""
+    """One target: how to run models on it and what it can hold.
+
+    ``precision = "int8"`` means the device runs full-integer models (int8 weights and activations,
+    int8 input and output), quantized the way ``edgenas export --formats tflite-int8`` quantizes them;
+    its table and validation time such models. The runtime learns it through ``runtime_options``
+    (``{"precision": "int8"}`` is added there), so every place that builds the device's runtime
+    (profiling, kits) exports the same kind of model."""
 
     name: str
     runtime: str
@@ -44,12 +52,14 @@ class DeviceSpec:
     energy: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)
     path: str = ""
+    precision: str = "fp32"
 
     def table_name(self, space: str) -> str:
         return self.tables.get(space, f"{self.name}__{space}.json")
 
 
-_KEYS = {"name", "runtime", "threads", "local", "description", "runtime_options", "memory", "energy", "tables"}
+_KEYS = {"name", "runtime", "threads", "local", "description", "precision", "runtime_options", "memory", "energy",
+         "tables"}
 
 
 def parse_device(data: dict[str, Any], origin: str) -> DeviceSpec:
@@ -74,11 +84,21 @@ def parse_device(data: dict[str, Any], origin: str) -> DeviceSpec:
     tables = data.get("tables", {})
     if not all(isinstance(v, str) for v in tables.values()):
         raise bad("[tables] maps space names to table file names")
+    precision = data.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise bad(f"'precision' must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and data["runtime"] not in INT8_RUNTIMES:
+        raise bad(f"precision int8 needs runtime {' or '.join(INT8_RUNTIMES)} (full-integer TFLite models)")
+    options = dict(data.get("runtime_options", {}))
+    if "precision" in options:
+        raise bad("'precision' belongs at the top level of the spec, not in [runtime_options]")
+    if precision != "fp32":
+        options["precision"] = precision
     return DeviceSpec(
         name=data["name"], runtime=data["runtime"], threads=threads, local=bool(data.get("local", False)),
-        description=str(data.get("description", "")), runtime_options=dict(data.get("runtime_options", {})),
+        description=str(data.get("description", "")), runtime_options=options,
         ram_bytes=memory.get("ram_bytes"), flash_bytes=memory.get("flash_bytes"),
-        energy=dict(data.get("energy", {})), tables=dict(tables), path=origin,
+        energy=dict(data.get("energy", {})), tables=dict(tables), path=origin, precision=precision,
     )
 
 

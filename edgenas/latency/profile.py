@@ -221,12 +221,18 @@ class Profiler:
     def _time(self, path: Path) -> Entry:
         return Entry.from_samples(self.runtime.time(path, self.warmup, self.repeats, self.max_seconds))
 
-    def _sentinel(self, space: str) -> Callable[[], float]:
-        """A fixed small convolution timed between blocks (see :mod:`edgenas.latency.passes`)."""
-        from edgenas.layers import ConvLayer
+    def _probes(self, space: str) -> tuple[Path, Path]:
+        """Model files of the sentinel (a fixed small convolution) and of the trivial model that measures
+        the per-invoke cost, exported together (one conversion) and cached in the work dir."""
+        from edgenas.layers import BNActLayer, ConvLayer
 
-        unit = ConvLayer(32, 16, cout=32, k=3)
-        path = export_units(self.runtime, [unit], self.work_dir(space) / "units", jobs=1)[unit.key]
+        sentinel, trivial = ConvLayer(32, 16, cout=32, k=3), BNActLayer(1, 1)
+        paths = export_units(self.runtime, [sentinel, trivial], self.work_dir(space) / "units", jobs=1)
+        return paths[sentinel.key], paths[trivial.key]
+
+    def _sentinel(self, space: str) -> Callable[[], float]:
+        """The sentinel model timed between blocks (see :mod:`edgenas.latency.passes`)."""
+        path = self._probes(space)[0]
         return lambda: Entry.from_samples(self.runtime.time(path, 3, 20, self.max_seconds)).p50_ms
 
     def _note(self, report: PassReport, what: str) -> None:
@@ -237,10 +243,7 @@ class Profiler:
     def invoke_overhead_ms(self, space: str) -> float:
         """Median time of one inference of a trivial model (a ReLU on 1 element): the runtime's fixed
         per-invoke cost, which every isolated unit measurement includes once."""
-        from edgenas.layers import BNActLayer
-
-        unit = BNActLayer(1, 1)
-        path = export_units(self.runtime, [unit], self.work_dir(space) / "units", jobs=1)[unit.key]
+        path = self._probes(space)[1]
         return Entry.from_samples(self.runtime.time(path, self.warmup, max(self.repeats, 100),
                                                     self.max_seconds)).p50_ms
 
