@@ -1,17 +1,25 @@
-"""Benchmark: latency tables fitted from end-to-end measurements (``edgenas lut fit``).
+"""Benchmark: few-shot latency tables from end-to-end measurements (``edgenas lut fit``), leave one
+device out.
 
 For each space and device of the public dev data (NB201: raspi4, pixel3, gold_6226; FBNet CIFAR-100:
-raspi4, pixel3), train on N random measured architectures (N = 20, 50, 100, 500), predict ALL the
-others, and report Spearman and the share within +-10% (median over seeds) for
+raspi4, pixel3) the device is *left out*: it contributes only N random measured networks (N = 10, 20,
+50; seeds 0-4: the first N of a seeded permutation), and the priors are the tables shipped in
+latency_tables/ for the OTHER devices (fitted by benchmarks/fit_priors.py on those devices' rows; the
+left-out device's own shipped table is excluded). Every other network of the left-out device is
+predicted and scored (Spearman, share within +-10%, median |error|; medians over the seeds, ``*_min``
+the worst seed). Methods:
 
-* ``naive``: non-negative least squares with one weight per (edge, op) of the NB201 cell (per (layer,
-  block) for FBNet), plain ms residuals: the baseline of issue 3;
-* ``ours``: :func:`edgenas.latency.fit.fit_latency_table` without a prior (analytic proxy base costs);
-* ``ours+prior``: the same with a prior table fitted on ALL measurements of ANOTHER device of the same
-  dev CSV (see ``PRIOR_DEVICE``). The target device contributes only its N training rows.
+* ``no prior``: ``fit_latency_table`` with no prior tables (analytic bases only);
+* ``auto``: ``fit_latency_table`` offered every other device's shipped table: what ``lut fit
+  --prior-device auto`` does on an install where the left-out device has no table.
+
+The data's ceiling: for NB201, pairs of arch strings that are the same computation graph measured as
+different archs give the measurement noise; a perfect predictor would score ``ceiling_*`` (the noise
+applied to the full-data fit of the device, i.e. its own shipped table). FBNet latencies are exact sums
+of per-layer table entries (HW-NAS-Bench), so their ceiling is 1.
 
     python benchmarks/latency_fit.py                 # full run (writes benchmarks/results/latency_fit.*)
-    python benchmarks/latency_fit.py --quick         # 2 seeds, N in {20, 100}, no writing
+    python benchmarks/latency_fit.py --quick         # 2 seeds, N in {10, 20}, no writing
 """
 
 from __future__ import annotations
@@ -25,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import nnls
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,154 +40,108 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import write_results
 
-from edgenas.latency.fit import (
-    SPACE_FEATURES,
-    build_design,
-    fit_latency_table,
-    predict_design,
-    space_unit_layers,
-)
+from edgenas.latency.fit import SPACE_FEATURES, SPACE_TIES, build_design, fit_latency_table, predict_design
+from edgenas.latency.fit import space_unit_layers as unit_layers
+from edgenas.latency.priors import shipped_dir
 from edgenas.latency.table import LatencyTable
 from edgenas.paths import shared_data_dir
 from edgenas.spaces import ArchSpec, SearchSpace, get_space
 
-SIZES = (20, 50, 100, 500)
+SIZES = (10, 20, 50)
 SEEDS = (0, 1, 2, 3, 4)
 DEVICES = {"nb201": ("raspi4", "pixel3", "gold_6226"), "fbnet": ("raspi4", "pixel3")}
-# prior table for each target device: fitted on all measurements of this other device
-PRIOR_DEVICE = {
-    "nb201": {"raspi4": "pixel3", "pixel3": "raspi4", "gold_6226": "pixel3"},
-    "fbnet": {"raspi4": "pixel3", "pixel3": "raspi4"},
-}
+FILES = {"nb201": "nb201_latency_dev.csv", "fbnet": "fbnet_cifar100_latency_dev.csv"}
+TARGET_N, TARGET_SPEARMAN = 20, 0.95
 
 
 def load(space_name: str, data: Path) -> tuple[SearchSpace, list[ArchSpec], dict[str, np.ndarray]]:
+    rows = list(csv.DictReader(open(data / "latency" / FILES[space_name])))
     if space_name == "nb201":
         space = get_space("nb201", table=data / "nb201" / "nb201_cifar10.csv")
-        rows = list(csv.DictReader(open(data / "latency" / "nb201_latency_dev.csv")))
         specs = [space.parse("#" + r["index"]) for r in rows]
     else:
         space = get_space("fbnet")
-        rows = list(csv.DictReader(open(data / "latency" / "fbnet_cifar100_latency_dev.csv")))
         specs = [space.parse(r["op_idx_list"]) for r in rows]
-    lat = {d: np.array([float(r[d]) for r in rows]) for d in DEVICES[space_name]}
-    return space, specs, lat
+    return space, specs, {d: np.array([float(r[d]) for r in rows]) for d in DEVICES[space_name]}
 
 
-def naive_design(space: SearchSpace, specs: list[ArchSpec]) -> np.ndarray:
-    """One-hot (edge, op) / (layer, block): ``space.encode``, which is exactly that for nb201 and fbnet."""
-    return np.array([space.encode(s) for s in specs], float)
-
-
-def naive_predict(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    coef, _ = nnls(X[train], y[train])
-    return X[test] @ coef
+def shipped_priors(space_name: str) -> dict[str, LatencyTable]:
+    """Shipped prior tables for the space, by the data column they were fitted on."""
+    out = {}
+    for p in sorted(shipped_dir().glob(f"*__{space_name}.json")):
+        t = LatencyTable.load(p)
+        col = (t.host or {}).get("data_column")
+        if col and (t.host or {}).get("data_file") == f"latency/{FILES[space_name]}":
+            out[col] = t
+    return out
 
 
 def metrics(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
     rel = np.abs(pred - meas) / meas
     return {"spearman": float(spearmanr(pred, meas).statistic), "within_10pct": float((rel <= 0.10).mean()),
-            "mape_pct": float(100 * np.median(rel))}
+            "median_ape_pct": float(100 * np.median(rel))}
 
 
-def run(sizes: tuple[int, ...], seeds: tuple[int, ...], spaces: tuple[str, ...]) -> list[dict[str, Any]]:
-    data = shared_data_dir()
-    if data is None:
-        raise SystemExit("public dev data not found (../shared/data or $EDGENAS_DATA)")
+def top_base(table: LatencyTable) -> str:
+    sel = (table.validation or {}).get("prior_selection") or {}
+    w = sel.get("ensemble_weights") or {}
+    return max(w, key=w.get) if w else sel.get("chosen", "-")
+
+
+def run(sizes: tuple[int, ...], seeds: tuple[int, ...], spaces: tuple[str, ...],
+        data: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
+    full_fits: dict[str, dict[str, Any]] = {}
     for space_name in spaces:
         space, specs, lat = load(space_name, data)
-        feats = sorted({f for fs in SPACE_FEATURES.get(space_name, []) for f in fs})
-        keys = sorted(space_unit_layers(space))
+        feats = sorted({f for fs in SPACE_FEATURES.get(space_name, []) for f in fs}
+                       | set(SPACE_TIES.get(space_name, {})))
+        shipped = shipped_priors(space_name)
+        missing = [d for d in DEVICES[space_name] if d not in shipped]
+        if missing:
+            raise SystemExit(f"no shipped {space_name} prior for {missing}; run benchmarks/fit_priors.py first")
+        keys = sorted(set(unit_layers(space)) | {k for t in shipped.values() for k in t.entries})
         full = build_design(space, specs, feats, keys=keys)  # every network, every unit: for scoring
-        X_naive = naive_design(space, specs)
-        priors: dict[str, LatencyTable] = {}
         for dev in DEVICES[space_name]:
-            src = PRIOR_DEVICE[space_name][dev]
-            if src not in priors:
-                t0 = time.time()
-                priors[src] = fit_latency_table(space, specs, lat[src], src, seed=0)
-                print(f"[{space_name}] prior from {src}: {priors[src].validation['model']} "
-                      f"({time.time() - t0:.0f}s)", flush=True)
             y = lat[dev]
+            others = [shipped[d] for d in DEVICES[space_name] if d != dev]
+            full_fits[f"{space_name}/{dev}"] = {"pred": predict_design(shipped[dev], full), "y": y}
             for n in sizes:
-                per: dict[str, list[dict[str, float]]] = {"naive": [], "ours": [], "ours+prior": []}
-                chosen: dict[str, Counter[str]] = {"ours": Counter(), "ours+prior": Counter()}
+                per: dict[str, list[dict[str, float]]] = {"no prior": [], "auto": []}
+                chosen: dict[str, Counter[str]] = {"no prior": Counter(), "auto": Counter()}
+                t0 = time.time()
                 for seed in seeds:
                     perm = np.random.default_rng(seed).permutation(len(specs))
                     train, test = perm[:n], perm[n:]
-                    per["naive"].append(metrics(naive_predict(X_naive, y, train, test), y[test]))
-                    for method, prior in (("ours", None), ("ours+prior", priors[src])):
-                        table = fit_latency_table(space, [specs[i] for i in train], y[train], dev, prior=prior,
+                    for method, priors in (("no prior", []), ("auto", others)):
+                        table = fit_latency_table(space, [specs[i] for i in train], y[train], dev, priors=priors,
                                                   seed=seed)
-                        pred = predict_design(table, full.subset(test))
-                        per[method].append(metrics(pred, y[test]))
-                        chosen[method][table.validation["model"]] += 1
+                        per[method].append(metrics(predict_design(table, full.subset(test)), y[test]))
+                        chosen[method][top_base(table)] += 1
                 for method, ms in per.items():
                     row = {
                         "space": space_name, "device": dev, "n_train": n, "method": method,
-                        "prior": f"{src} (all {len(specs)} rows)" if method == "ours+prior" else "-",
                         "spearman": float(np.median([m["spearman"] for m in ms])),
-                        "within_10pct": float(np.median([m["within_10pct"] for m in ms])),
-                        "median_ape_pct": float(np.median([m["mape_pct"] for m in ms])),
                         "spearman_min": float(np.min([m["spearman"] for m in ms])),
+                        "within_10pct": float(np.median([m["within_10pct"] for m in ms])),
                         "within_10pct_min": float(np.min([m["within_10pct"] for m in ms])),
+                        "median_ape_pct": float(np.median([m["median_ape_pct"] for m in ms])),
                         "n_test": len(specs) - n,
-                        "models": "; ".join(f"{k} x{v}" for k, v in chosen[method].most_common())
-                        if method in chosen else "NNLS one-hot",
+                        "priors": ", ".join(t.device for t in others) if method == "auto" else "-",
+                        "largest_weight": "; ".join(f"{k} x{v}" for k, v in chosen[method].most_common()),
                     }
                     rows.append(row)
-                    print(f"{space_name} {dev} N={n} {method}: Spearman {row['spearman']:.3f} "
-                          f"within10 {row['within_10pct']:.1%}  [{row['models']}]", flush=True)
-    return rows
+                    print(f"{space_name} {dev} N={n} {method}: Spearman {row['spearman']:.4f} (min "
+                          f"{row['spearman_min']:.4f}) within10 {row['within_10pct']:.1%} [{row['largest_weight']}] "
+                          f"({time.time() - t0:.0f}s)", flush=True)
+    return rows, full_fits
 
 
-NOTES = """
-Train on N random measured architectures (seeds 0-4: the first N of a seeded permutation), predict all
-the others (n_test); figures are medians over the 5 seeds (`*_min`: worst seed). `median_ape_pct` is
-the median absolute percentage error. Methods:
-
-* `naive`: NNLS over one-hot (edge, op) of the NB201 cell ((layer, block) for FBNet), plain ms.
-* `ours`: `fit_latency_table` without a prior: analytic proxy base costs (MACs + 8 x activations) per
-  latency unit (`space.units` keys, shared across edges and cells), rescaled per group (one scale, per
-  unit kind, or per unit) with a ridge toward the common scale, NB201 dead-branch feature terms
-  (`nb201_const_in_*`, `nb201_dead_zero_*`, `nb201_dead_*`, `nb201_disconnected`), robust
-  (Huber) relative-error weighting, model chosen by 5-fold CV on the N training rows only.
-* `ours+prior`: the same, also offered a prior table: the table `fit_latency_table` fits on ALL rows of
-  the prior device named in `prior` (another device's column of the same dev CSV). No row of the target
-  device beyond the N training rows is used (the prior never sees the target column; the CV that picks
-  the model runs on the N rows).
-
-NB201 raspi4/pixel3 (HW-NAS-Bench TFLite) are not additive over live units: the exported nets still run
-some dead branches and ops on all-zero nodes, and disconnected cells fold to ~0.01 ms. Part of this is
-captured by the dead-branch features. The rest is measurement noise, and the section "Repeatability of
-the NB201 measurements" below measures it directly: pairs of arch strings that are the *same computation
-graph* (edge 2<-1 `none`, nodes 1 and 2 swapped) were measured as different archs, and on raspi4 / pixel3
-only about 71% / 62% of those pairs agree within +-10% of each other (gold_6226: 85%). Fitting the noise
-distribution to those pairs puts the share of measurements within +-10% of their own noise-free value, the
-score of a perfect predictor, at about 86% (raspi4) and 78% (pixel3): the 80% target at N=100 lies above
-the pixel3 ceiling and close to the raspi4 one. A gradient-boosted model on the one-hot encoding trained on
-10,000 archs reaches 72% / 74% (column `gbm_10k_within_10pct`), about what `ours` reaches from 100-500.
-FBNet latencies are exact sums of per-layer LUT entries (HW-NAS-Bench), so a per-unit table recovers
-them once the units are pinned down.
-"""
-
-
-def repeatability(space: SearchSpace, specs: list[ArchSpec], lat: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """How well the NB201 measurements agree with themselves: a ceiling for any predictor.
-
-    When edge 2<-1 is ``none``, swapping nodes 1 and 2 (edges 1<-0 with 2<-0, 3<-1 with 3<-2) gives a
-    different arch string for the *same computation graph* (same ops, same shapes, same data flow). Any
-    difference between the two measured latencies is measurement noise (or run order), not architecture.
-    From these pairs: the share agreeing within +-10% of each other, and, fitting a two-component normal
-    mixture to the per-measurement log-noise (pair log-ratios are its self-convolution), the expected share
-    of measurements within +-10% of their noise-free value, i.e. what a perfect predictor would score.
-    A high-capacity reference: gradient boosting on the one-hot (edge, op) encoding, trained on 10,000
-    connected archs and scored on the other connected ones.
-    """
+def noise_mixture(space: SearchSpace, specs: list[ArchSpec], lat: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per device, from identical-computation NB201 pairs: the share agreeing within +-10%, and a
+    two-normal mixture fitted to the per-measurement log-noise (pair log-ratios are its self-convolution)."""
     from scipy.optimize import minimize
     from scipy.stats import norm
-    from sklearn.ensemble import HistGradientBoostingRegressor
 
     pos = {s.ops: i for i, s in enumerate(specs)}  # type: ignore[attr-defined]
     pairs = []
@@ -190,10 +151,7 @@ def repeatability(space: SearchSpace, specs: list[ArchSpec], lat: dict[str, np.n
         if o[2] == "none" and t != o and s.is_connected and pos[t] > i:  # type: ignore[attr-defined]
             pairs.append((i, pos[t]))
     a, b = np.array(pairs).T
-    conn = np.array([s.is_connected for s in specs])  # type: ignore[attr-defined]
-    ops = sorted({o for s in specs for o in s.ops})  # type: ignore[attr-defined]
-    onehot = np.array([[float(o == op) for o in s.ops for op in ops] for s in specs])  # type: ignore[attr-defined]
-    rows = []
+    out = {}
     for dev, y in lat.items():
         r = np.log(y[a] / y[b])
 
@@ -206,48 +164,131 @@ def repeatability(space: SearchSpace, specs: list[ArchSpec], lat: dict[str, np.n
         fit = min((minimize(nll, [p0, np.log(s1), np.log(s2)], method="Nelder-Mead")
                    for p0 in (-2.0, 0.0) for s1 in (0.02, 0.05) for s2 in (0.2, 0.5)), key=lambda z: z.fun)
         p, s1, s2 = 1 / (1 + np.exp(-fit.x[0])), float(np.exp(fit.x[1])), float(np.exp(fit.x[2]))
-        t = np.log(1.1)
-        ceiling = (1 - p) * (2 * norm.cdf(t / s1) - 1) + p * (2 * norm.cdf(t / s2) - 1)
-        idx = np.flatnonzero(conn)
-        np.random.default_rng(0).shuffle(idx)
-        tr, te = idx[:10000], idx[10000:]
-        gbm = HistGradientBoostingRegressor(max_iter=600, learning_rate=0.05, loss="absolute_error", random_state=0)
-        gbm.fit(onehot[tr], np.log(y[tr]))
-        gbm_within = float((np.abs(np.exp(gbm.predict(onehot[te])) / y[te] - 1) <= 0.10).mean())
-        rows.append({"device": dev, "pairs": len(pairs),
-                     "pairs_within_10pct": float((np.abs(np.expm1(r)) <= 0.10).mean()),
-                     "pair_median_diff_pct": float(100 * np.median(np.abs(np.expm1(r)))),
-                     "noise_mixture": f"{1 - p:.2f} x N(0, {s1:.3f}) + {p:.2f} x N(0, {s2:.3f})",
-                     "ceiling_within_10pct": float(ceiling), "gbm_10k_within_10pct": gbm_within})
-        print(f"repeatability {dev}: {rows[-1]}", flush=True)
-    return rows
+        out[dev] = {"pairs": len(pairs), "pairs_within_10pct": float((np.abs(np.expm1(r)) <= 0.10).mean()),
+                    "pair_median_diff_pct": float(100 * np.median(np.abs(np.expm1(r)))), "p": p, "s1": s1, "s2": s2}
+    return out
+
+
+def ceilings(spaces: tuple[str, ...], data: Path, full_fits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the data allows: a perfect predictor under the measured noise (NB201), and the full-data fit."""
+    from scipy.stats import norm
+
+    out = []
+    for space_name in spaces:
+        space, specs, lat = load(space_name, data)
+        noise = noise_mixture(space, specs, lat) if space_name == "nb201" else {}
+        for dev in DEVICES[space_name]:
+            ff = full_fits.get(f"{space_name}/{dev}")
+            if ff is None:
+                continue
+            f, y = ff["pred"], ff["y"]
+            full = metrics(f, y)
+            row: dict[str, Any] = {"space": space_name, "device": dev, "full_fit_spearman": full["spearman"],
+                                   "full_fit_within_10pct": full["within_10pct"]}
+            if dev in noise:
+                nz = noise[dev]
+                rng = np.random.default_rng(0)
+                truth = np.maximum(f, 1e-6)
+                rhos = []
+                for _ in range(20):
+                    wide = rng.random(len(truth)) < nz["p"]
+                    eps = np.where(wide, rng.normal(0, nz["s2"], len(truth)), rng.normal(0, nz["s1"], len(truth)))
+                    rhos.append(spearmanr(truth, truth * np.exp(eps)).statistic)
+                t = np.log(1.1)
+                row.update({
+                    "pairs": nz["pairs"], "pairs_within_10pct": nz["pairs_within_10pct"],
+                    "noise_mixture": f"{1 - nz['p']:.2f} x N(0, {nz['s1']:.3f}) + {nz['p']:.2f} x N(0, {nz['s2']:.3f})",
+                    "ceiling_spearman": float(np.median(rhos)),
+                    "ceiling_within_10pct": float((1 - nz["p"]) * (2 * norm.cdf(t / nz["s1"]) - 1)
+                                                  + nz["p"] * (2 * norm.cdf(t / nz["s2"]) - 1)),
+                })
+            else:
+                row.update({"noise_mixture": "none (exact per-layer table sums)", "ceiling_spearman": 1.0,
+                            "ceiling_within_10pct": 1.0})
+            out.append(row)
+            print(f"ceiling {space_name}/{dev}: {row}", flush=True)
+    return out
+
+
+def summary(rows: list[dict[str, Any]], ceil: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per left-out device at N = TARGET_N: auto vs no prior, and the target."""
+    out = []
+    for c in ceil:
+        pick = {r["method"]: r for r in rows
+                if r["space"] == c["space"] and r["device"] == c["device"] and r["n_train"] == TARGET_N}
+        if len(pick) < 2:
+            continue
+        a, z = pick["auto"], pick["no prior"]
+        allows = c["ceiling_spearman"] >= TARGET_SPEARMAN
+        out.append({"space": c["space"], "device": c["device"], "n_train": TARGET_N,
+                    "auto_spearman": a["spearman"], "no_prior_spearman": z["spearman"],
+                    "gain": a["spearman"] - z["spearman"], "ceiling_spearman": c["ceiling_spearman"],
+                    "target": f">= {TARGET_SPEARMAN}" if allows else f"ceiling {c['ceiling_spearman']:.3f} < target",
+                    "met": ("yes" if a["spearman"] >= TARGET_SPEARMAN else "no") if allows else "n/a",
+                    "above_no_prior": "yes" if a["spearman"] > z["spearman"] else "no"})
+    return out
+
+
+NOTES = """
+Leave one device out: the left-out device gives N measured networks (seeded random draws, seeds 0-4);
+its priors are the tables shipped in latency_tables/ for the other devices of the same data (fitted on
+all their rows by benchmarks/fit_priors.py); its own shipped table is never used. All its other networks
+are predicted (`n_test`). Figures are medians over the seeds; `*_min` is the worst seed;
+`largest_weight` counts, over the seeds, the base with the largest weight in the fitted table.
+
+What `fit_latency_table` does (the same code as `edgenas lut fit`): per-unit base costs (an analytic
+proxy, a fitted non-negative mix of MACs / activation traffic / weights / a per-op constant, each prior
+table rescaled, or a fitted non-negative mix of all priors and the analytic parts) rescaled per group
+(one scale, per unit kind, or per unit) with a ridge toward the common scale; NB201 cells either as
+pruned live units plus 13 free dead-branch terms, or "dense" (dead ops priced as the live op they
+duplicate, for runtimes that run every op); robust relative-error weighting. Candidates are scored by
+5-fold CV on the N rows; the table averages the candidates the CV cannot tell from the best (weight
+exp(-t), t the paired t-statistic of the excess CV error), after a one-standard-error rule that keeps the
+priors' own shape (each prior rescaled whole, with its own terms) unless the rows clearly say otherwise.
+
+Ceilings: NB201 pairs of arch strings that are the same computation graph (edge 2<-1 `none`, nodes 1
+and 2 swapped) were measured as different archs; their disagreement is measurement noise. A two-normal
+mixture fitted to it gives `ceiling_within_10pct` (the share of measurements within +-10% of their
+noise-free value) and `ceiling_spearman` (the Spearman of the device's full-data fit against itself with
+that noise added: what a perfect predictor would score). `full_fit_*` is the device's shipped table
+(fitted on all its rows) scored in-sample: what this model family reaches with every row. FBNet
+latencies are exact sums of per-layer LUT entries (HW-NAS-Bench): no noise, ceiling 1.
+"""
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="2 seeds, N in {20, 100}; print only")
+    ap.add_argument("--quick", action="store_true", help="2 seeds, N in {10, 20}; print only")
     ap.add_argument("--spaces", nargs="+", default=["nb201", "fbnet"], choices=["nb201", "fbnet"])
     args = ap.parse_args()
-    sizes, seeds = ((20, 100), (0, 1)) if args.quick else (SIZES, SEEDS)
+    data = shared_data_dir()
+    if data is None:
+        raise SystemExit("public dev data not found (../shared/data or $EDGENAS_DATA_DIR)")
+    sizes, seeds = ((10, 20), (0, 1)) if args.quick else (SIZES, SEEDS)
     t0 = time.time()
-    rows = run(sizes, seeds, tuple(args.spaces))
-    extra = {}
-    if "nb201" in args.spaces:
-        space, specs, lat = load("nb201", shared_data_dir())  # type: ignore[arg-type]
-        extra["Repeatability of the NB201 measurements"] = (
-            repeatability(space, specs, lat),
-            ["device", "pairs", "pairs_within_10pct", "pair_median_diff_pct", "noise_mixture",
-             "ceiling_within_10pct", "gbm_10k_within_10pct"])
+    rows, full_fits = run(sizes, seeds, tuple(args.spaces), data)
+    ceil = ceilings(tuple(args.spaces), data, full_fits)
+    summ = summary(rows, ceil)
     print(f"total {time.time() - t0:.0f}s")
     if args.quick:
+        for s in summ:
+            print(s)
         return
-    cols = ["space", "device", "n_train", "method", "spearman", "within_10pct", "median_ape_pct", "spearman_min",
-            "within_10pct_min", "prior", "models"]
-    write_results("latency_fit", "Latency tables fitted from end-to-end measurements (lut fit)", rows, cols,
-                  params={"sizes": list(sizes), "seeds": list(seeds), "prior_device": PRIOR_DEVICE,
-                          "data": "shared/data/latency/{nb201_latency_dev,fbnet_cifar100_latency_dev}.csv"},
-                  notes=NOTES,
-                  packages=("scipy", "scikit-learn"), extra_tables=extra)
+    cols = ["space", "device", "n_train", "method", "spearman", "spearman_min", "within_10pct", "within_10pct_min",
+            "median_ape_pct", "priors", "largest_weight"]
+    write_results(
+        "latency_fit", "Few-shot latency tables (lut fit), leave one device out", rows, cols,
+        params={"sizes": list(sizes), "seeds": list(seeds), "priors": "shipped latency_tables/ of the other devices",
+                "data": "shared/data/latency/{nb201_latency_dev,fbnet_cifar100_latency_dev}.csv",
+                "target": f"Spearman >= {TARGET_SPEARMAN} at N={TARGET_N} where the ceiling allows"},
+        notes=NOTES, packages=("scipy",),
+        extra_tables={
+            f"Summary at N={TARGET_N}": (summ, ["space", "device", "n_train", "auto_spearman", "no_prior_spearman",
+                                                "gain", "ceiling_spearman", "target", "met", "above_no_prior"]),
+            "What the data allows (ceilings)": (ceil, ["space", "device", "ceiling_spearman", "ceiling_within_10pct",
+                                                       "full_fit_spearman", "full_fit_within_10pct", "noise_mixture",
+                                                       "pairs", "pairs_within_10pct"]),
+        })
 
 
 if __name__ == "__main__":
