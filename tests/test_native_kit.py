@@ -335,3 +335,42 @@ def test_device_scripts_are_package_data(repo):
         if f.is_file() and f.name != "__init__.py" and not f.name.endswith(".pyc"):
             assert any(Path(f.name).match(p) for p in shipped), f"{f.name} is not in edgenas.devices package-data"
     assert shutil.which("sh"), "POSIX sh is needed to run the device script"
+
+
+def test_import_kit_from_recorded_logs(tmp_path, capsys):
+    """A native kit whose logs/ hold the recorded benchmark_model log (one per model, as the device
+    script names them) imports into a table; one log of another model makes it exit 2, table untouched."""
+    kit_id = "0123456789ab"
+    units = [f"unit{i}" for i in range(4)]
+    nets = [f"net{i}" for i in range(3)]
+    files = {k: f"models/{i:016x}.tflite" for i, k in enumerate(units + nets)}
+    manifest = {
+        "format": "edgenas-kit", "version": 1, "kit_id": kit_id, "device": "rec-phone", "space": "tiny",
+        "runtime": "litert", "threads": 1, "runtime_options": {}, "runner": "native",
+        "native": {"tool": "benchmark_model", "threads": 1, "args": ["--num_threads=1", "--use_xnnpack=true",
+                                                                     "--enable_op_profiling=true"],
+                   "model_prefix": "--graph="},
+        "entries": [{"key": k, "file": files[k]} for k in units],
+        "networks": [{"key": k, "file": files[k], "units": units[:2], "features": {}} for k in nets],
+    }
+    kit = tmp_path / "kit"
+    (kit / "logs").mkdir(parents=True)
+    (kit / "manifest.json").write_text(json.dumps(manifest))
+    for f in files.values():
+        text = LITERT.replace(TFLITE, f).replace(KIT, kit_id)
+        (kit / "logs" / (Path(f).stem + ".log")).write_text(text)
+    store = tmp_path / "store"
+    code, out, err = cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
+    assert code == 0, err
+    assert "imported 4 entries for rec-phone/tiny" in out and "from 7 raw benchmark_model logs" in out
+    table = LatencyTable.load(store / "latency_tables" / "rec-phone__tiny.json")
+    assert table.entries["unit0"].p50_ms == pytest.approx(0.18834) and table.entries["unit0"].n == 50
+    assert table.model.fitted_on == 3 and table.model.scale == pytest.approx(0.5, rel=1e-3)
+    assert "per-operator profiles parsed" in table.notes and "benchmark_model" in table.runtime["version"]
+    assert "per-operator profiles of 7 models" in out and "Convolution (NHWC, F32) IGEMM" in out
+    before = (store / "latency_tables" / "rec-phone__tiny.json").read_bytes()
+    victim = kit / "logs" / (Path(files["net1"]).stem + ".log")
+    victim.write_text(LITERT.replace(TFLITE, files["net2"]).replace(KIT, kit_id))
+    code, _, err = cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
+    assert code == 2 and f"{victim}:1: a log of model {files['net2']}, not {files['net1']}" in err
+    assert (store / "latency_tables" / "rec-phone__tiny.json").read_bytes() == before
