@@ -50,8 +50,40 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     name = args.name or f"search_{args.task}"
     settings: dict[str, Any] = {"task": args.task, "methods": names, "seeds": list(range(args.seeds)),
                                 "evaluations": budgets, "max_trials_factor": bm.MAX_TRIALS_FACTOR}
-    traces = []
-    proxy_traces = []
+    traces: list[Any] = []
+    proxy_traces: list[Any] = []
+    key = "hv_ratio" if args.task == "nb201" else "best_accuracy"
+    command = args.command_line or " ".join(["edgenas", *sys.argv[1:]])
+
+    def write(final: bool) -> None:
+        """Write every output from the runs finished so far (after each run, so an interrupted
+        benchmark keeps what it measured; ``partial`` says whether every run is in)."""
+        all_traces = traces + proxy_traces
+        if not all_traces:
+            return
+        summary = bm.summarise(all_traces, budgets)
+        recs = bm.records(all_traces, budgets, key)
+        if args.json:
+            atomic_write(Path(args.json), json.dumps(recs, indent=1) + "\n")
+        if args.results:
+            out = Path(args.results)
+            full = {"settings": settings, "partial": not final, "machine": bm.machine(), "summary": summary,
+                    "records": recs,
+                    "traces": [{"method": t.method, "seed": t.seed, "trials": t.trials, "times_s": t.times_s,
+                                "cpu_s": t.cpu_s, "quality": t.quality} for t in all_traces]}
+            atomic_write(out / f"{name}.json", json.dumps(full, indent=1, default=_json_default) + "\n")
+            report = bm.markdown_report(name, settings, summary, budgets, key, full["machine"], command)
+            if not final:
+                report = report.replace("\n", f"\n\n**Partial: {len(all_traces)} runs finished so far.**\n", 1)
+            atomic_write(out / f"{name}.md", report)
+            bm.plot(out / f"{name}.png", all_traces, budgets, key, settings)
+        if final:
+            print(bm.markdown_table(summary, budgets, key))
+            if args.json:
+                _say(f"wrote {len(recs)} records to {args.json}")
+            if args.results:
+                _say(f"wrote {Path(args.results) / name}.json, .md, .png")
+
     if args.task == "nb201":
         acc_default, lat_default = bm.default_nb201_paths() if not (args.accuracy_csv and args.latency_csv) \
             else (args.accuracy_csv, args.latency_csv)
@@ -65,11 +97,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                          "quality": "HV(found)/HV(true front), (error %, latency ms), reference = table medians"})
         _say(f"nb201: {len(task.archs)} cells; reference (error {task.reference[0]:.3f} %, latency "
              f"{task.reference[1]:.4g} ms); true front HV {task.true_hv:.4g}")
-        key = "hv_ratio"
         for m in methods:
             for seed in range(args.seeds):
                 traces.append(bm.run_method(task.config(), m, seed, budgets[-1], task.hv_ratio, task.roi,
                                             every=args.every, progress=_say))
+                write(final=False)
         if args.proxy:
             settings["proxy"] = {"estimator": args.proxy, "method": args.proxy_method,
                                  "quality": "the front found on (proxy score, latency), scored with the table"}
@@ -80,6 +112,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                                   every=args.every, progress=_say)
                 t.method = f"{args.proxy_method}+{args.proxy}"
                 proxy_traces.append(t)
+                write(final=False)
     else:
         w_default, n_default = bm.default_ofa_paths() if not (args.weights and args.note10) else (args.weights,
                                                                                                    args.note10)
@@ -87,30 +120,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         settings.update({"weights": task.weights, "note10": task.note10, "budget_ms": task.budget_ms,
                          "space": "mbv3 w1.2, resolutions " + ",".join(map(str, bm.OFA_RESOLUTIONS)),
                          "quality": "best predicted accuracy among the feasible candidates evaluated"})
-        key = "best_accuracy"
         for m in methods:
             for seed in range(args.seeds):
                 traces.append(bm.run_method(task.config(), m, seed, budgets[-1], task.best,
                                             tables={"note10-ofa": task.table}, every=1, progress=_say))
-    all_traces = traces + proxy_traces
-    summary = bm.summarise(all_traces, budgets)
-    table = bm.markdown_table(summary, budgets, key)
-    print(table)
-    recs = bm.records(all_traces, budgets, key)
-    if args.json:
-        atomic_write(Path(args.json), json.dumps(recs, indent=1) + "\n")
-        _say(f"wrote {len(recs)} records to {args.json}")
-    if args.results:
-        out = Path(args.results)
-        full = {"settings": settings, "machine": bm.machine(), "summary": summary, "records": recs,
-                "traces": [{"method": t.method, "seed": t.seed, "trials": t.trials, "times_s": t.times_s,
-                            "cpu_s": t.cpu_s,
-                            "quality": t.quality} for t in all_traces]}
-        atomic_write(out / f"{name}.json", json.dumps(full, indent=1, default=_json_default) + "\n")
-        atomic_write(out / f"{name}.md", bm.markdown_report(name, settings, summary, budgets, key, full["machine"],
-                                                            args.command_line or " ".join(["edgenas", *sys.argv[1:]])))
-        bm.plot(out / f"{name}.png", all_traces, budgets, key, settings)
-        _say(f"wrote {out / name}.json, .md, .png")
+                write(final=False)
+    write(final=True)
     return 0
 
 
