@@ -190,6 +190,12 @@ class FrontierSampler(SpecSampler):
                               self._cost_reference(pool_cost, front[:, 1:])])
         if not np.isfinite(ref[0]):
             ref[0] = float(np.max(-acc)) + 1e-9
+        # A candidate whose known costs do not all beat the reference cannot add hypervolume whatever its
+        # accuracy (its EHVI is exactly 0): leave it out before the surrogate's prediction, the costly part.
+        inside = np.all(pool_cost < ref[1:], axis=1) if len(ref) > 1 else np.ones(len(pool), dtype=bool)
+        if inside.any() and not inside.all():
+            pool = [s for s, keep in zip(pool, inside) if keep]
+            pool_cost = pool_cost[inside]
 
         mu, sd = self.surrogate.predict(self.features(pool))
         score = ehvi(-mu, sd, pool_cost, front, ref)
