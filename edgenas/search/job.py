@@ -176,7 +176,7 @@ class SearchJob:
                 if any(not d.csv for d in self.devices):
                     raise RuntimeError("call use_tables() first")
                 self.use_tables({})
-            self._oracle = CostOracle(self.space, self.task, self._latency or {}, self.budgets)
+            self._oracle = CostOracle(self.space, self.task, self._latency or {}, self.budgets, self.objectives)
         return self._oracle
 
     # -- estimator ---------------------------------------------------------------------------

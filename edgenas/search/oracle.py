@@ -14,8 +14,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
-from edgenas.search.fields import COST_FIELDS, Budget
-from edgenas.spaces import ArchSpec, SearchSpace, Task
+from edgenas.search.fields import COST_FIELDS, Budget, Field
+from edgenas.spaces import ArchSpec, CostReport, SearchSpace, Task
 
 
 class LatencySource(Protocol):
@@ -26,6 +26,9 @@ class LatencySource(Protocol):
 
 
 CACHE_SIZE = 1 << 18
+DEPLOYED_FIELDS = ("size_bytes_fp32", "size_bytes_int8", "arena_bytes_tflm")
+"""Cost fields that come from emulating the deployed graph (about 1 ms a spec for the TFLM arena): a
+candidate's record has them only when a budget or objective uses them; a trial's full record always."""
 
 
 class CostOracle:
@@ -34,12 +37,14 @@ class CostOracle:
 
     def __init__(
         self, space: SearchSpace, task: Task | None, latency: dict[str, LatencySource],
-        budgets: Sequence[Budget] = (),
+        budgets: Sequence[Budget] = (), objectives: Sequence[Field] | None = None,
     ) -> None:
         self.space = space
         self.task = task
         self.latency = dict(latency)
         self.budgets = [b for b in budgets if b.field.cheap]
+        used = {b.field.name for b in self.budgets} | {f.name for f in (objectives or ())}
+        self._deployed = [f for f in DEPLOYED_FIELDS if objectives is None or f in used]
         self._cache: OrderedDict[str, dict[str, float]] = OrderedDict()
         self.lookups = 0
 
@@ -56,8 +61,7 @@ class CostOracle:
         missing = {k: s for k, s in zip(keys, specs) if k not in self._cache}
         if missing:
             todo = list(missing.values())
-            recs: list[dict[str, float]] = [
-                {f: v for f, v in self.space.cost(s, self.task).as_record().items() if f != "arch"} for s in todo]
+            recs = [self._cost_fields(self.space.cost(s, self.task), self._deployed) for s in todo]
             for dev, source in self.latency.items():
                 for rec, ms in zip(recs, source.predict_many(todo, self.task)):
                     rec[self.latency_field(dev)] = float(ms)
@@ -70,6 +74,20 @@ class CostOracle:
 
     def record(self, spec: ArchSpec) -> dict[str, float]:
         return self.records([spec])[0]
+
+    def full_record(self, spec: ArchSpec) -> dict[str, float]:
+        """Every cheap field of one spec (what a trial records), whatever the search uses."""
+        rec = dict(self.record(spec))
+        missing = [f for f in DEPLOYED_FIELDS if f not in rec]
+        if missing:
+            rec.update(self._cost_fields(self.space.cost(spec, self.task), missing))
+        return rec
+
+    @staticmethod
+    def _cost_fields(cost: CostReport, deployed: Sequence[str]) -> dict[str, float]:
+        rec: dict[str, float] = {f: getattr(cost, f) for f in COST_FIELDS if f not in DEPLOYED_FIELDS}
+        rec.update({f: getattr(cost, f) for f in deployed})
+        return rec
 
     def violations(self, rec: dict[str, float]) -> dict[str, float]:
         """Each cheap budget's relative violation (> 0 broken, <= 0 met), by the budget's text."""

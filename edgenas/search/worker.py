@@ -71,7 +71,7 @@ class Evaluator:
         spec = job.space.suggest(trial)
         arch = str(spec)
         trial.set_user_attr(ARCH_ATTR, arch)
-        rec: dict[str, Any] = dict(job.oracle.record(spec))
+        rec: dict[str, Any] = job.oracle.full_record(spec)
         feasible = job.oracle.feasible(rec)
         for b in job.budgets:
             if b.field.cheap:
