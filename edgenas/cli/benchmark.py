@@ -26,6 +26,26 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _finished_runs(path: Path, settings: dict[str, Any], trace_cls: Any) -> dict[tuple[str, int], Any]:
+    """The runs of an earlier (possibly partial) results file, if its protocol matches this one's."""
+    if not path.exists():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise EdgenasError(f"--resume: cannot read {path}: {e}; delete it or drop --resume") from None
+    mine = {k: settings[k] for k in ("task", "evaluations", "max_trials_factor")}
+    theirs = {k: old.get("settings", {}).get(k) for k in mine}
+    if mine != theirs:
+        raise EdgenasError(f"--resume: {path} was run with {theirs}, not {mine}; use another --name or drop --resume")
+    out = {}
+    for t in old.get("traces", []):
+        out[(t["method"], int(t["seed"]))] = trace_cls(t["method"], int(t["seed"]), times_s=t["times_s"],
+                                                           cpu_s=t.get("cpu_s", []), quality=t["quality"],
+                                                           trials=t.get("trials", 0))
+    return out
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     import optuna
 
@@ -54,6 +74,21 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     proxy_traces: list[Any] = []
     key = "hv_ratio" if args.task == "nb201" else "best_accuracy"
     command = args.command_line or " ".join(["edgenas", *sys.argv[1:]])
+
+    done: dict[tuple[str, int], Any] = {}
+    if args.resume:
+        if not args.results:
+            raise EdgenasError("--resume needs --results DIR (it continues the runs recorded there)")
+        done = _finished_runs(Path(args.results) / f"{name}.json", settings, bm.RunTrace)
+
+    def run_or_reuse(label: str, seed: int, *run_args: Any, **run_kwargs: Any) -> Any:
+        """The run ``label`` x ``seed`` already in the results file being resumed, else a new
+        ``bm.run_method(*run_args, **run_kwargs)``."""
+        t = done.get((label, seed))
+        if t is not None:
+            _say(f"{label} seed {seed}: kept from {Path(args.results) / name}.json")
+            return t
+        return bm.run_method(*run_args, **run_kwargs)
 
     def write(final: bool) -> None:
         """Write every output from the runs finished so far (after each run, so an interrupted
@@ -99,18 +134,19 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
              f"{task.reference[1]:.4g} ms); true front HV {task.true_hv:.4g}")
         for m in methods:
             for seed in range(args.seeds):
-                traces.append(bm.run_method(task.config(), m, seed, budgets[-1], task.hv_ratio, task.roi,
-                                            every=args.every, progress=_say))
+                traces.append(run_or_reuse(m.name, seed, task.config(), m, seed, budgets[-1], task.hv_ratio,
+                                           task.roi, every=args.every, progress=_say))
                 write(final=False)
         if args.proxy:
             settings["proxy"] = {"estimator": args.proxy, "method": args.proxy_method,
                                  "quality": "the front found on (proxy score, latency), scored with the table"}
             pm = bm.method(args.proxy_method)
             cfg = task.config({"name": args.proxy})
+            pname = f"{args.proxy_method}+{args.proxy}"
             for seed in range(args.seeds):
-                t = bm.run_method(cfg, pm, seed, budgets[-1], task.proxy_front_ratio, task.roi,
-                                  every=args.every, progress=_say)
-                t.method = f"{args.proxy_method}+{args.proxy}"
+                t = run_or_reuse(pname, seed, cfg, pm, seed, budgets[-1], task.proxy_front_ratio, task.roi,
+                                 every=args.every, progress=_say)
+                t.method = pname
                 proxy_traces.append(t)
                 write(final=False)
     else:
@@ -122,8 +158,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                          "quality": "best predicted accuracy among the feasible candidates evaluated"})
         for m in methods:
             for seed in range(args.seeds):
-                traces.append(bm.run_method(task.config(), m, seed, budgets[-1], task.best,
-                                            tables={"note10-ofa": task.table}, every=1, progress=_say))
+                traces.append(run_or_reuse(m.name, seed, task.config(), m, seed, budgets[-1], task.best,
+                                           tables={"note10-ofa": task.table}, every=1, progress=_say))
                 write(final=False)
     write(final=True)
     return 0
@@ -149,6 +185,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", metavar="DIR",
                    help="write <name>.json, .md and .png (settings, machine, seeds, curves)")
     p.add_argument("--name", help="file name stem for --results (default search_<task>)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the method x seed runs already in --results/<name>.json (same settings) and run "
+                        "only the missing ones")
     p.add_argument("--command-line", help=argparse.SUPPRESS)
     g = p.add_argument_group("nb201")
     g.add_argument("--accuracy-csv", help="accuracy table (default: shared nb201/nb201_cifar10.csv)")

@@ -42,7 +42,12 @@ class ArchSpec:
         raise NotImplementedError
 
     def __str__(self) -> str:
-        return f"{self.space}:{self.body()}"
+        # computed once per spec (specs are frozen; the string is every cache's key)
+        text = self.__dict__.get("_canonical")
+        if text is None:
+            text = f"{self.space}:{self.body()}"
+            object.__setattr__(self, "_canonical", text)
+        return text
 
     def to_json(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -11,7 +11,9 @@ from __future__ import annotations
 import itertools
 import random
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgenas.errors import ArchParseError
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 Block = tuple[int, int]  # (kernel, expand ratio)
 
 
+@lru_cache(maxsize=4096)
 def make_divisible(v: float, divisor: int = 8, min_val: int | None = None) -> int:
     """Round a channel count to a multiple of ``divisor`` (TF/OFA rule: never drop below 90%)."""
     min_val = divisor if min_val is None else min_val
@@ -298,7 +301,13 @@ class ElasticSpace(SearchSpace):
 
     # -- structure ---------------------------------------------------------------------------
     def channels(self, w: float) -> ElasticLayout:
-        """The layout at width multiplier ``w``."""
+        """The layout at width multiplier ``w`` (cached per ``w``)."""
+        cache: dict[float, ElasticLayout] = self.__dict__.setdefault("_channel_cache", {})
+        if w not in cache:
+            cache[w] = self._channels(w)
+        return cache[w]
+
+    def _channels(self, w: float) -> ElasticLayout:
         L = self.layout
         md = make_divisible
         return ElasticLayout(
@@ -309,9 +318,23 @@ class ElasticSpace(SearchSpace):
             stem_act=L.stem_act, head_act=L.head_act, first_act=L.first_act,
         )
 
+    LAYER_CACHE: ClassVar[int] = 4096
+    """Specs whose layer list is kept: a search prices each candidate several times (cost, latency, features)."""
+
     def layers(self, spec: ArchSpec, task: Task | None = None) -> list[Layer]:
         assert isinstance(spec, ElasticSpec)
         t = self.resolve_task(task)
+        cache: OrderedDict[tuple[ElasticSpec, Task], tuple[Layer, ...]] = self.__dict__.setdefault(
+            "_layer_cache", OrderedDict())
+        key = (spec, t)
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = tuple(self._build_layers(spec, t))
+            if len(cache) > self.LAYER_CACHE:
+                cache.popitem(last=False)
+        return list(hit)
+
+    def _build_layers(self, spec: ElasticSpec, t: Task) -> list[Layer]:
         L = self.channels(spec.w)
         hw = spec.r
         out: list[Layer] = [ConvLayer(t.in_channels, hw, L.stem, k=3, s=2, act=L.stem_act)]
