@@ -45,12 +45,17 @@ def io_details(model: bytes | Path) -> dict[str, Any]:
     return out
 
 
-def litert_runner(path: Path, threads: int = 1) -> Runner:
-    """A LiteRT interpreter as float NCHW -> float logits (layout and int8 I/O handled here)."""
-    from ai_edge_litert.interpreter import Interpreter
+def litert_runner(path: Path, threads: int = 1, reference_kernels: bool = False) -> Runner:
+    """A LiteRT interpreter as float NCHW -> float logits (layout and int8 I/O handled here).
 
+    ``reference_kernels``: LiteRT's reference op implementations instead of its optimised kernels and
+    XNNPACK delegate; they define the int8 arithmetic that TFLite Micro implements, so the two agree
+    bit for bit (the optimised kernels round differently by up to a quantization step)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
     with quiet():  # the interpreter announces its XNNPACK delegate on stderr
-        it = Interpreter(model_path=str(path), num_threads=threads)
+        it = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
         it.allocate_tensors()
     d, o = it.get_input_details()[0], it.get_output_details()[0]
     in_shape = tuple(int(v) for v in d["shape"])

@@ -247,15 +247,20 @@ class TflmExporter(Exporter):
         return job.cache["tflm-reference"]
 
     def verify(self, path: Path, job: ExportJob) -> tuple[Parity, np.ndarray]:
-        """Identical top-1 with the LiteRT int8 interpreter on every validation example (and the int8
-        rule against torch, so that the artifact stands on its own)."""
-        job.cache["tflm-reference"] = litert_runner(path, job.options.threads)(job.val_x)
+        """The same outputs as LiteRT's int8 reference kernels on every validation example (identical
+        top-1, and in practice bit-identical logits: TFLM implements that arithmetic), plus the int8 rule
+        against torch so that the artifact stands on its own. LiteRT's optimised kernels (what
+        ``tflite-int8`` is timed with) round differently and may flip a near-tie: their top-1 agreement is
+        reported beside it, not required."""
+        job.cache["tflm-reference"] = litert_runner(path, job.options.threads, reference_kernels=True)(job.val_x)
         out = self.runner(path, job)(job.val_x)
         p = compare(self.kind, out, self.reference(job))
         torch_p = compare(self.kind, out, job.torch_logits())
+        optimised = compare(self.kind, out, litert_runner(path, job.options.threads)(job.val_x))
         job.cache["tflm-torch-agreement"] = torch_p.top1_agreement
+        job.cache["tflm-litert-optimised-agreement"] = optimised.top1_agreement
         p.passed = p.top1_agreement == 1.0 and torch_p.passed
-        p.threshold = f"top-1 identical to LiteRT int8 (and {torch_p.threshold} with torch)"
+        p.threshold = f"top-1 identical to LiteRT int8 reference kernels (and {torch_p.threshold} with torch)"
         return p, out
 
     def companions(self, path: Path, job: ExportJob) -> dict[str, bytes]:
@@ -278,6 +283,8 @@ class TflmExporter(Exporter):
             d["tflm_arena_tail_bytes"] = arena.get("tail_bytes")
         if "tflm-torch-agreement" in job.cache:
             d["torch_top1_agreement"] = job.cache["tflm-torch-agreement"]
+        if "tflm-litert-optimised-agreement" in job.cache:
+            d["litert_optimised_top1_agreement"] = job.cache["tflm-litert-optimised-agreement"]
         return d
 
 
