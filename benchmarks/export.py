@@ -35,10 +35,15 @@ from edgenas.spaces import Task, get_space  # noqa: E402
 
 RESULTS = HERE / "results"
 SPACES = {
-    # space -> (space options, dataset, training epochs, formats)
+    # space -> (space options, dataset, training epochs, formats). The synthetic task is easy enough to
+    # learn in two short epochs (a model near chance has near-tied logits, and int8 top-1 agreement would
+    # then measure ties, not quantization); mbv3 at 96-160 px keeps training minutes short, conversion
+    # time does not depend on the resolution.
     "tiny": ({}, "digits", 3, ["onnx", "tflite", "tflite-int8", "tflm"]),
-    "mbv3": ({}, "synthetic:n=256,classes=10,channels=3,size=32,noise=0.6", 1, ["onnx", "tflite", "tflite-int8"]),
+    "mbv3": ({"resolutions": [96, 128, 160]}, "synthetic:n=320,classes=4,channels=3,size=32,noise=0.5", 2,
+             ["onnx", "tflite", "tflite-int8"]),
 }
+TRAIN = {"lr": 0.05, "batch_size": 16}
 TARGET_S = {"onnx": 5.0, "tflite": 30.0, "tflite-int8": 30.0, "tflm": 30.0}
 
 
@@ -51,7 +56,7 @@ def run_space(name: str, n: int, seed: int, out: Path) -> list[dict]:
     for i, spec in enumerate(space.sample(n, seed=seed)):
         task = data_task(space, Task(in_channels=ds.channels), ds)
         t0 = time.perf_counter()
-        trained = train_final(space, spec, task, ds, epochs, seed=seed)
+        trained = train_final(space, spec, task, ds, epochs, seed=seed, hparams=TRAIN)
         train_s = time.perf_counter() - t0
         rep, vx, vy = export_data(ds, trained.input_shape, seed, representative=128, validation=256)
         job = ExportJob(trained.module, trained.input_shape, rep, vx, vy, ExportOptions(measure_latency=True))
@@ -81,11 +86,27 @@ def run_space(name: str, n: int, seed: int, out: Path) -> list[dict]:
     return rows
 
 
+def tflite_chains(rows: list[dict]) -> list[dict]:
+    """Per model, the TFLite formats built together: the int8 (and tflm) files reuse the fp32 conversion,
+    so their own build time is quantization only; this row is the whole chain, what one model costs."""
+    out = []
+    for key in dict.fromkeys((r["space"], r["index"]) for r in rows):
+        rs = [r for r in rows if (r["space"], r["index"]) == key and r["format"].startswith(("tflite", "tflm"))]
+        if len(rs) > 1:
+            out.append({**rs[0], "format": "+".join(r["format"] for r in rs), "ok": all(r["ok"] for r in rs),
+                        "parity_passed": all(r["parity_passed"] for r in rs),
+                        "build_s": round(sum(r["build_s"] for r in rs), 3), "size_ratio": None,
+                        "max_abs_diff": None, "top1_agreement": None, "arena_ratio": None})
+    return out
+
+
 def summarise(rows: list[dict]) -> list[dict]:
+    rows = rows + tflite_chains(rows)
     out = []
     for space in dict.fromkeys(r["space"] for r in rows):
         for fmt in dict.fromkeys(r["format"] for r in rows if r["space"] == space):
             rs = [r for r in rows if r["space"] == space and r["format"] == fmt]
+            target = TARGET_S.get(fmt, TARGET_S["tflite"] if "+" in fmt else None)
             b = [r["build_s"] for r in rs if r["ok"]]
             ratios = [r["size_ratio"] for r in rs if r["size_ratio"]]
             arena = [r["arena_ratio"] for r in rs if r.get("arena_ratio")]
@@ -93,7 +114,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 "space": space, "format": fmt, "models": len(rs), "ok": sum(r["ok"] for r in rs),
                 "parity_passed": sum(r["parity_passed"] for r in rs),
                 "build_s_median": round(statistics.median(b), 2) if b else None, "build_s_max": max(b) if b else None,
-                "target_s": TARGET_S.get(fmt), "within_target": sum(x <= TARGET_S.get(fmt, 1e9) for x in b),
+                "target_s": target, "within_target": sum(x <= (target or 1e9) for x in b),
                 "size_ratio_min": min(ratios) if ratios else None, "size_ratio_max": max(ratios) if ratios else None,
                 "size_within_10pct": sum(abs(x - 1) <= 0.10 for x in ratios),
                 "max_abs_diff_max": max((r["max_abs_diff"] for r in rs if r["max_abs_diff"] is not None), default=None),
@@ -109,7 +130,9 @@ def markdown(summary: list[dict], rows: list[dict], settings: dict, mach: dict) 
         return "-" if v is None else f"{v:.{d}f}" if isinstance(v, float) else str(v)
 
     lines = ["# Export benchmark", "", f"Command: `{settings['command']}`", "",
-             "Build time = conversion (+ quantization for int8; + arena bisection for tflm) per model; parity = "
+             "Build time = conversion (+ quantization for int8; + arena bisection for tflm) per model; the int8 and "
+             "tflm files reuse the fp32 conversion, so the `tflite+tflite-int8+tflm` row (the whole TFLite chain of "
+             "one model) is what the 30 s target is held to; parity = "
              "float files max |diff| vs torch, int8 files top-1 agreement with torch, on the validation batch; size "
              "ratio = file bytes / the cost model's estimate (size_bytes_fp32 for float files, size_bytes_int8 for "
              "int8); arena ratio = the cost model's arena_bytes_tflm / the minimal arena bisected in TFLM.", "",
@@ -138,7 +161,17 @@ def main() -> None:
     ap.add_argument("--spaces", default="tiny,mbv3")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", help="keep the exported files in this folder")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite results/export.md (and the summary in export.json) from the models in export.json")
     a = ap.parse_args()
+    if a.report_only:
+        data = json.loads((RESULTS / "export.json").read_text())
+        data["summary"] = summarise(data["models"])
+        (RESULTS / "export.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
+        md = markdown(data["summary"], data["models"], data["settings"], data["machine"])
+        (RESULTS / "export.md").write_text(md)
+        print(md)
+        return
     torch.set_num_threads(1)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,6 +180,7 @@ def main() -> None:
             rows += run_space(name.strip(), a.specs, a.seed, out)
     summary = summarise(rows)
     settings = {"specs_per_space": a.specs, "seed": a.seed, "spaces": {k: SPACES[k][:3] for k in a.spaces.split(",")},
+                "train": TRAIN,
                 "torch_threads": 1, "command": "cd benchmarks && python export.py " + " ".join(sys.argv[1:])}
     mach = machine()
     RESULTS.mkdir(exist_ok=True)

@@ -165,7 +165,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from edgenas.search.job import SearchJob
 
     job = SearchJob(result.study.user_attrs["edgenas:config"], devices_dir=devices_dir)
-    print(print_front(result.front, job.objectives, result.state, _estimator_label(job.config)))
+    print(print_front(result.front, job.objectives, result.state, _estimator_label(job.config), job.budgets))
     print(f"\nrun folder: {run_dir}  (front.csv, front.json, pareto.png, plots/*.html, run.json; "
           f"{result.wall_s:.0f} s)")
     print(f"re-print: edgenas pareto {run_dir}    dashboard: optuna-dashboard {run_dir / 'study.journal'}"
@@ -252,7 +252,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(front, indent=1, default=str))
     else:
-        print(print_front(front, job.objectives, state, label))
+        print(print_front(front, job.objectives, state, label, job.budgets))
         if out is not None:
             plots = "" if args.no_plots else ", pareto.png, plots/"
             print(f"\nwrote {out}/front.csv, front.json, trials.csv, run.json{plots}")

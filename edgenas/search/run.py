@@ -18,6 +18,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,8 +268,10 @@ class _Tracker:
 
 
 def print_front(result_front: list[dict[str, Any]], job_objectives: list[Any], state: FrontState,
-                estimator: str = "") -> str:
-    extra = ["macs", "params", "peak_ram_bytes_int8", "size_bytes_int8"]
+                estimator: str = "", budgets: Sequence[Any] = ()) -> str:
+    """The front table: objectives, the budgeted fields (what the user asked to hold), key costs, arch."""
+    extra = list(dict.fromkeys([*(b.field.name for b in budgets), "macs", "params", "peak_ram_bytes_int8",
+                                "size_bytes_int8"]))
     rejected = f", {state.rejected} rejected by the estimator" if state.rejected else ""
     head = (f"Pareto front: {len(result_front)} of {state.evaluated} scored candidates ({state.finished} trials, "
             f"{state.feasible} within budgets{rejected}); hypervolume {state.hypervolume():.4g}"
