@@ -116,7 +116,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 "build_s_median": round(statistics.median(b), 2) if b else None, "build_s_max": max(b) if b else None,
                 "target_s": target, "within_target": sum(x <= (target or 1e9) for x in b),
                 "size_ratio_min": min(ratios) if ratios else None, "size_ratio_max": max(ratios) if ratios else None,
-                "size_within_10pct": sum(abs(x - 1) <= 0.10 for x in ratios),
+                "size_within_10pct": sum(abs(x - 1) <= 0.10 for x in ratios) if ratios else None,
                 "max_abs_diff_max": max((r["max_abs_diff"] for r in rs if r["max_abs_diff"] is not None), default=None),
                 "top1_agreement_min": min((r["top1_agreement"] for r in rs if r["top1_agreement"] is not None),
                                           default=None),
@@ -141,10 +141,11 @@ def markdown(summary: list[dict], rows: list[dict], settings: dict, mach: dict) 
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         arena = f"{f(s['arena_ratio_min'])}..{f(s['arena_ratio_max'])}" if s["arena_ratio_min"] else "-"
+        within = "-" if s["size_within_10pct"] is None else f"{s['size_within_10pct']}/{s['models']}"
         lines.append(f"| {s['space']} | {s['format']} | {s['ok']}/{s['models']} | {s['parity_passed']}/{s['models']} "
                      f"| {f(s['build_s_median'], 2)} | {f(s['build_s_max'], 2)} | {f(s['target_s'], 0)} | "
                      f"{s['within_target']}/{s['ok']} | {f(s['size_ratio_min'])} | {f(s['size_ratio_max'])} | "
-                     f"{s['size_within_10pct']}/{s['models']} | {f(s['max_abs_diff_max'], 7)} | "
+                     f"{within} | {f(s['max_abs_diff_max'], 7)} | "
                      f"{f(s['top1_agreement_min'])} | {arena} |")
     failures = [r for r in rows if not r["ok"]]
     if failures:

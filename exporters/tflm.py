@@ -247,11 +247,11 @@ class TflmExporter(Exporter):
         return job.cache["tflm-reference"]
 
     def verify(self, path: Path, job: ExportJob) -> tuple[Parity, np.ndarray]:
-        """The same outputs as LiteRT's int8 reference kernels on every validation example (identical
-        top-1, and in practice bit-identical logits: TFLM implements that arithmetic), plus the int8 rule
-        against torch so that the artifact stands on its own. LiteRT's optimised kernels (what
-        ``tflite-int8`` is timed with) round differently and may flip a near-tie: their top-1 agreement is
-        reported beside it, not required."""
+        """The same top-1 as LiteRT's int8 reference kernels on every validation example (TFLM
+        implements that arithmetic: logits equal or a rounding step apart), plus the int8 rule against
+        torch so that the artifact stands on its own. LiteRT's optimised kernels (what ``tflite-int8``
+        is timed with) round differently and may flip a near-tie: their top-1 agreement is reported
+        beside it, not required."""
         job.cache["tflm-reference"] = litert_runner(path, job.options.threads, reference_kernels=True)(job.val_x)
         out = self.runner(path, job)(job.val_x)
         p = compare(self.kind, out, self.reference(job))

