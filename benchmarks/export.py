@@ -58,7 +58,7 @@ def run_space(name: str, n: int, seed: int, out: Path) -> list[dict]:
         t0 = time.perf_counter()
         trained = train_final(space, spec, task, ds, epochs, seed=seed, hparams=TRAIN)
         train_s = time.perf_counter() - t0
-        rep, vx, vy = export_data(ds, trained.input_shape, seed, representative=128, validation=256)
+        rep, vx, vy = export_data(ds, trained.input_shape, seed, validation=256)  # the exporter's calibration size
         job = ExportJob(trained.module, trained.input_shape, rep, vx, vy, ExportOptions(measure_latency=True))
         cost = space.cost(spec, task).as_record()
         for fmt in formats:
