@@ -127,7 +127,8 @@ def main() -> None:
                          "objectives": cfg["search"]["objectives"], "budgets": cfg["search"]["budgets"],
                          "trials": a.trials, "seed": 0}, "machine": machine(), "rows": rows}
     (RESULTS / "search_overhead.json").write_text(json.dumps(info, indent=1) + "\n")
-    lines = ["# search_overhead", "", f"Command: `cd benchmarks && python search_overhead.py --trials {a.trials}`", "",
+    command = "cd benchmarks && python search_overhead.py " + " ".join(sys.argv[1:])
+    lines = ["# search_overhead", "", f"Command: `{command}`", "",
              "Per-trial wall time of the search loop with a free estimator (`params`): sampling, exact cost, "
              "note10 latency look-up, budgets as constraints, trial records, storage. `optuna only` is plain "
              "Optuna on the same space (define-by-run suggest, two constant objectives) and sampler.", "",
