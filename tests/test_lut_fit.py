@@ -325,6 +325,16 @@ def _dev_rows(shared_data: Path, name: str) -> list[dict[str, str]]:
     return list(csv.DictReader(open(path)))
 
 
+def _nb201_split(shared_data: Path, device: str, seed: int, n_train: int, n_test: int = 3000):
+    """Seeded train/test split of the shared NB201 latency rows of ``device``: (space, specs, latencies),
+    the first ``n_train`` for fitting, the next ``n_test`` for scoring."""
+    rows = _dev_rows(shared_data, "nb201_latency_dev.csv")
+    space = get_space("nb201", table=shared_data / "nb201" / "nb201_cifar10.csv")
+    idx = np.random.default_rng(seed).permutation(len(rows))[:n_train + n_test]
+    specs = [space.parse("#" + rows[i]["index"]) for i in idx]
+    return space, specs, np.array([float(rows[i][device]) for i in idx])
+
+
 def test_fbnet_dev_data_few_networks(shared_data):
     rows = _dev_rows(shared_data, "fbnet_cifar100_latency_dev.csv")
     space = get_space("fbnet")
@@ -340,12 +350,7 @@ def test_fbnet_dev_data_few_networks(shared_data):
 
 
 def test_nb201_dev_data_beats_naive(shared_data):
-    rows = _dev_rows(shared_data, "nb201_latency_dev.csv")
-    space = get_space("nb201", table=shared_data / "nb201" / "nb201_cifar10.csv")
-    idx = np.random.default_rng(1).permutation(len(rows))
-    train, test = idx[:100], idx[100:3100]
-    specs = [space.parse("#" + rows[i]["index"]) for i in np.concatenate([train, test])]
-    y = np.array([float(rows[i]["pixel3"]) for i in np.concatenate([train, test])])
+    space, specs, y = _nb201_split(shared_data, "pixel3", seed=1, n_train=100)
     table = fit_latency_table(space, specs[:100], y[:100], "pixel3")
     from scipy.optimize import nnls
     from scipy.stats import spearmanr
@@ -590,12 +595,7 @@ def test_leave_one_device_out_on_public_data(shared_data):
 
     from edgenas.latency.priors import shipped_dir
 
-    rows = _dev_rows(shared_data, "nb201_latency_dev.csv")
-    space = get_space("nb201", table=shared_data / "nb201" / "nb201_cifar10.csv")
-    idx = np.random.default_rng(0).permutation(len(rows))
-    train, test = idx[:20], idx[20:3020]
-    specs = [space.parse("#" + rows[i]["index"]) for i in np.concatenate([train, test])]
-    y = np.array([float(rows[i]["gold_6226"]) for i in np.concatenate([train, test])])
+    space, specs, y = _nb201_split(shared_data, "gold_6226", seed=0, n_train=20)
     priors = [LatencyTable.load(shipped_dir() / f) for f in ("raspi4-hwnasbench__nb201.json",
                                                              "pixel3-hwnasbench__nb201.json")]
     table = fit_latency_table(space, specs[:20], y[:20], "gold", priors=priors)
