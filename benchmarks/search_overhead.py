@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=1000)
     ap.add_argument("--samplers", default="nsga2,tpe,random-feasible,evolution")
     ap.add_argument("--storages", default="journal,memory,sqlite")
+    ap.add_argument("--note", default="", help="measurement conditions (e.g. other jobs sharing the cores)")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -122,19 +123,30 @@ def main() -> None:
                                        if base else None)
             rows.append(row)
             print(json.dumps(row), flush=True)
+            write(rows, cfg, a, partial=len(rows) < len(a.storages.split(",")) * len(a.samplers.split(",")))
+    print("wrote results/search_overhead.json, .md")
+
+
+def write(rows: list[dict], cfg: dict, a: argparse.Namespace, partial: bool) -> None:
+    """Results so far (after every row: an interrupted run keeps what it measured)."""
     RESULTS.mkdir(exist_ok=True)
     info = {"settings": {"space": "mbv3 w1.2, 5 resolutions (note10-ofa table)", "estimator": "params (free)",
                          "objectives": cfg["search"]["objectives"], "budgets": cfg["search"]["budgets"],
-                         "trials": a.trials, "seed": 0}, "machine": machine(), "rows": rows}
+                         "trials": a.trials, "seed": 0}, "partial": partial, "conditions": a.note,
+            "machine": machine(), "rows": rows}
     (RESULTS / "search_overhead.json").write_text(json.dumps(info, indent=1) + "\n")
     command = "cd benchmarks && python search_overhead.py " + " ".join(sys.argv[1:])
-    lines = ["# search_overhead", "", f"Command: `{command}`", "",
-             "Per-trial wall time of the search loop with a free estimator (`params`): sampling, exact cost, "
-             "note10 latency look-up, budgets as constraints, trial records, storage. `optuna only` is plain "
-             "Optuna on the same space (define-by-run suggest, two constant objectives) and sampler.", "",
-             "| storage | sampler | edgenas ms/trial | optuna only ms/trial | edgenas extra ms | "
-             "edgenas CPU ms/trial | optuna only CPU ms/trial | params/trial |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["# search_overhead", "", f"Command: `{command}`", ""]
+    if partial:
+        lines += ["**Partial: the run is still going or was interrupted.**", ""]
+    if a.note:
+        lines += [f"Conditions: {a.note}", ""]
+    lines += ["Per-trial wall time of the search loop with a free estimator (`params`): sampling, exact cost, "
+              "note10 latency look-up, budgets as constraints, trial records, storage. `optuna only` is plain "
+              "Optuna on the same space (define-by-run suggest, two constant objectives) and sampler.", "",
+              "| storage | sampler | edgenas ms/trial | optuna only ms/trial | edgenas extra ms | "
+              "edgenas CPU ms/trial | optuna only CPU ms/trial | params/trial |",
+              "|---|---|---|---|---|---|---|---|"]
 
     def cell(v: object) -> str:
         return "-" if v is None else str(v)
@@ -149,7 +161,6 @@ def main() -> None:
               "under Machine).", "",
               "## Machine", ""] + [f"- {k}: {v}" for k, v in info["machine"].items()]
     (RESULTS / "search_overhead.md").write_text("\n".join(lines) + "\n")
-    print("wrote results/search_overhead.json, .md")
 
 
 if __name__ == "__main__":

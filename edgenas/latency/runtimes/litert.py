@@ -22,11 +22,6 @@ seeded images, N(0, 1), 0.01 * N(0, 1), ReLU(N(0, 1))) gave unit sums of 43.4, 4
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import os
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,23 +50,20 @@ def quantize(fp32_model: bytes, input_shape: Sequence[int]) -> bytes:
     return quantize_int8(fp32_model, representative(input_shape), int8_io=True)
 
 
-@contextlib.contextmanager
 def quiet() -> Any:
-    """Silence litert-torch's progress lines and absl/TF logging during conversion."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        for name in ("absl", "torch", "litert_torch", "jax"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-        yield
+    """Capture litert-torch's progress lines, torchao load failures and absl/TF/pytree logs, at the
+    file-descriptor level (C++ logs too): the exporters' ``quiet``."""
+    from edgenas.exporters.convert import quiet as capture
+
+    return capture()
 
 
 def convert_tflite(module: Any, input_shapes: Sequence[tuple[int, ...]]) -> bytes:
     """Convert an eval-mode module taking batch-1 float32 inputs to a .tflite flatbuffer."""
-    import litert_torch
     import torch
 
+    with quiet():
+        import litert_torch  # its import prints torchao load failures and a pytree warning
     args = tuple(torch.randn(1, *s) for s in input_shapes)
     with quiet(), torch.no_grad():
         edge = litert_torch.convert(module.eval(), args)
