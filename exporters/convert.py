@@ -174,14 +174,31 @@ def input_layout_shape(input_shape: Sequence[int], nhwc: bool) -> tuple[int, ...
     return (1, h, w, c) if nhwc else (1, c, h, w)
 
 
+CALIBRATIONS = ("minmax", "moving-average")
+"""How activation ranges come from the representative set: ``minmax`` the global min/max over all of
+it (what TFLite's converter and ONNX Runtime's MinMax calibrator do; the default), ``moving-average``
+ai-edge-quantizer's own default, an exponential moving average (factor 0.95) of each example's min/max,
+which weights the last ~20 examples and clips activations the other examples reach (a digits model
+trained one epoch: max |logit diff| 5.2 against 1.4 with ``minmax``)."""
+
+
+def _global_min_max(qsv: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    if not qsv:
+        return new
+    return {**qsv, "min": np.minimum(qsv["min"], new["min"]), "max": np.maximum(qsv["max"], new["max"])}
+
+
 def quantize_int8(
-    fp32_model: bytes, representative: np.ndarray, int8_io: bool = True, verbose: bool = False
+    fp32_model: bytes, representative: np.ndarray, int8_io: bool = True, verbose: bool = False,
+    calibration: str = "minmax",
 ) -> bytes:
     """Full-integer int8 model from a float .tflite and a representative set (N examples in the
-    model's input layout, float32, batch dimension first)."""
+    model's input layout, float32, batch dimension first); ``calibration`` in ``CALIBRATIONS``."""
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {calibration!r}")
     with quiet(verbose):
         from ai_edge_litert.interpreter import Interpreter
-        from ai_edge_quantizer import quantizer, recipe
+        from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
 
         sig = Interpreter(model_content=fp32_model).get_signature_list()
         key = next(iter(sig))
@@ -190,8 +207,15 @@ def quantize_int8(
         q.load_quantization_recipe(recipe.static_wi8_ai8())
         rep = np.asarray(representative, dtype=np.float32)
         data = {key: [{name: rep[i:i + 1]} for i in range(len(rep))]}
-        calibration = q.calibrate(data, num_threads=1)
-        result = q.quantize(calibration, enable_progress_report=False, enable_progress_bar=False)
+        if calibration == "moving-average":
+            qsvs = q.calibrate(data, num_threads=1)
+        else:  # Quantizer.calibrate has no update-rule argument; its Calibrator does
+            rules = recipe_manager.RecipeManager()
+            rules.load_quantization_recipe(recipe.static_wi8_ai8())
+            cal = calibrator.Calibrator(bytearray(fp32_model), num_threads=1, qsv_update_func=_global_min_max)
+            cal.calibrate(data, rules)
+            qsvs = cal.get_model_qsvs()
+        result = q.quantize(qsvs, enable_progress_report=False, enable_progress_bar=False)
         model = bytes(result.quantized_model)
     if not int8_io:
         model = float_io(model)

@@ -29,9 +29,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {"batch_size": 64, "lr": 0.05, "momentum": 0.9,
                                   "label_smoothing": 0.0, "nesterov": True}
 REPRESENTATIVE_SAMPLES = 256
 """Calibration examples for int8 quantization (seeded draw from the training split; all of it when
-smaller). Activation ranges are the calibration min/max, so too few examples clip what validation
-images reach: in the export benchmark 2 of 10 mbv3 specs fell to 75% / 87.5% top-1 agreement with 128
-and agreed 100% with 256 (TFLite's guidance: a few hundred)."""
+smaller). Activation ranges are the global min/max over them (``convert.CALIBRATIONS``), so the set
+must cover what deployment inputs reach: a few hundred, TFLite's guidance."""
 VALIDATION_SAMPLES = 512
 """Validation examples on which every artifact is checked against torch (at most)."""
 

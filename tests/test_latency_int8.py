@@ -199,3 +199,21 @@ def test_profile_int8_device_validates_on_quantized_networks(searched, capsys):
     for spec in SPACE.sample(5, 0):  # the validation networks, as timed: full-integer .tflite files
         it = _interpreter(cache / "networks" / (file_stem(str(spec)) + ".tflite"))
         assert it.get_input_details()[0]["dtype"] == np.int8 and it.get_output_details()[0]["dtype"] == np.int8
+
+
+def test_export_card_puts_the_int8_artifacts_latency_beside_the_int8_tables_prediction(searched, capsys):
+    """A run on the int8 device: the exported full-integer .tflite is what that device times, so the card
+    pairs its prediction with the int8 artifact's latency measured on this host."""
+    _, run = searched
+    front = json.loads((run / "front.json").read_text())
+    trial = front[0]["trial"]
+    out = run.parent / "export"
+    code, stdout, err = cli(capsys, "export", str(run), "--trials", str(trial), "--formats", "tflite-int8",
+                            "--train-epochs", "3", "--dataset", "digits", "--out", str(out))
+    assert code == 0, stdout + err
+    card = json.loads((out / f"trial_{trial:04d}" / "model_card.json").read_text())
+    (row,) = card["latency"]["predicted_by_device"]
+    assert row["device"] == INT8_DEVICE and row["format"] == "tflite-int8"
+    assert row["predicted_ms"] == pytest.approx(front[0]["latency_ms"])
+    assert row["measured_ms"] == card["latency"]["measured_on_host"]["tflite-int8"] > 0
+    assert row["measured_over_predicted"] == pytest.approx(row["measured_ms"] / row["predicted_ms"], rel=1e-3)

@@ -1,0 +1,52 @@
+"""int8 calibration ranges: the exporter takes the global min/max over the representative set, so no
+calibration example is clipped (ai-edge-quantizer's own default, a moving average of per-example ranges,
+forgets an early large example)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgenas.exporters.convert import CALIBRATIONS, quantize_int8, tflite_fp32_bytes
+from edgenas.exporters.tflite import litert_runner
+
+
+@pytest.fixture(scope="module")
+def model_and_data(tmp_path_factory: pytest.TempPathFactory):
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                 torch.nn.Linear(4 * 6 * 6, 3)).eval()
+    rep = np.random.default_rng(0).standard_normal((64, 1, 8, 8)).astype(np.float32)
+    rep[0] *= 8.0  # one example with 8x the usual range, seen first
+    with torch.no_grad():
+        ref = module(torch.from_numpy(rep)).numpy()
+    return module, rep, ref, tflite_fp32_bytes(module, (1, 8, 8)), tmp_path_factory.mktemp("calibration")
+
+
+def _errors(model_and_data, calibration: str) -> tuple[float, float]:
+    """(error on the large example, error on the others), each relative to the logits' overall span."""
+    _, rep, ref, fp32, tmp = model_and_data
+    path = tmp / f"{calibration}.tflite"
+    path.write_bytes(quantize_int8(fp32, rep, calibration=calibration))
+    got = litert_runner(path)(rep)
+    span = float(ref.max() - ref.min())
+    err = np.abs(got - ref).max(axis=1) / span
+    return float(err[0]), float(err[1:].max())
+
+
+def test_global_min_max_covers_every_calibration_example(model_and_data):
+    big, rest = _errors(model_and_data, "minmax")
+    assert big < 0.03 and rest < 0.03
+
+
+def test_moving_average_clips_the_example_it_forgot(model_and_data):
+    """The contrast that shows the test above can fail: the other rule clips the large example."""
+    big, _ = _errors(model_and_data, "moving-average")
+    assert big > 0.2
+
+
+def test_unknown_calibration_is_refused(model_and_data):
+    assert "minmax" in CALIBRATIONS
+    with pytest.raises(ValueError, match="calibration must be one of"):
+        quantize_int8(model_and_data[3], model_and_data[1], calibration="percentile")
