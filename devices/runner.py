@@ -48,12 +48,33 @@ def runtime_version(runtime: str) -> str:
         return "tflite_runtime " + getattr(tflite_runtime, "__version__", "unknown")
 
 
+_ROUTINE_STDERR = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+
+
 def _litert_interpreter(path: str, threads: int) -> Any:
+    """The interpreter, with its routine C++ notice (the XNNPACK delegate line, once per process)
+    dropped at the file-descriptor level; anything else it writes to stderr is passed on."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
-    return Interpreter(model_path=path, num_threads=threads)
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            it = Interpreter(model_path=path, num_threads=threads)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            other = [line for line in sink.read().decode(errors="replace").splitlines()
+                     if line.strip() and line.strip() not in _ROUTINE_STDERR]
+            if other:
+                sys.stderr.write("\n".join(other) + "\n")
+    return it
 
 
 def make_runner(path: str, runtime: str, threads: int, options: Optional[Dict[str, Any]] = None
