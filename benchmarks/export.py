@@ -25,7 +25,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from edgenas.datasets import load_dataset  # noqa: E402
@@ -87,27 +86,25 @@ def run_space(name: str, n: int, seed: int, out: Path,
             ratio = f"size x{row['size_ratio']:.3f}" if row["size_ratio"] else ""
             print(f"{name} {i:2d} {fmt:12s} build {art.build_seconds:6.2f} s  {ratio}  {status}", flush=True)
             if fmt == "tflite-int8":
-                row.update(calibration_alternative(job, trained.module, vx, out / name / f"{i:02d}"))
+                row.update(calibration_alternative(job, out / name / f"{i:02d}"))
         if on_model:
             on_model(rows)
     return rows
 
 
-def calibration_alternative(job: ExportJob, module: torch.nn.Module, vx: np.ndarray, folder: Path) -> dict:
+def calibration_alternative(job: ExportJob, folder: Path) -> dict:
     """The same fp32 file quantized with ai-edge-quantizer's own range rule (moving average of each
     example's min/max) instead of the exporter's global min/max: top-1 agreement and max |diff| with torch
-    on the same validation images, to show what the choice is worth."""
+    on the same validation images (the exporters' own ``compare``), to show what the choice is worth."""
+    from edgenas.exporters.base import compare
     from edgenas.exporters.convert import quantize_int8
     from edgenas.exporters.tflite import fp32_tflite, litert_runner
 
-    blob = quantize_int8(fp32_tflite(job), job.representative, calibration="moving-average")
     path = folder / "model_int8_moving_average.tflite"
-    path.write_bytes(blob)
-    got = litert_runner(path)(vx)
-    with torch.no_grad():
-        ref = module.eval()(torch.from_numpy(vx)).numpy()
-    return {"moving_average_top1_agreement": round(float((got.argmax(1) == ref.argmax(1)).mean()), 4),
-            "moving_average_max_abs_diff": round(float(np.abs(got - ref).max()), 4)}
+    path.write_bytes(quantize_int8(fp32_tflite(job), job.representative, calibration="moving-average"))
+    parity = compare("quantized", litert_runner(path)(job.val_x), job.torch_logits())
+    return {"moving_average_top1_agreement": round(parity.top1_agreement, 4),
+            "moving_average_max_abs_diff": round(parity.max_abs_diff, 4)}
 
 
 def tflite_chains(rows: list[dict]) -> list[dict]:

@@ -203,17 +203,18 @@ def quantize_int8(
         sig = Interpreter(model_content=fp32_model).get_signature_list()
         key = next(iter(sig))
         name = sig[key]["inputs"][0]
+        rules = recipe.static_wi8_ai8()
         q = quantizer.Quantizer(bytearray(fp32_model))
-        q.load_quantization_recipe(recipe.static_wi8_ai8())
+        q.load_quantization_recipe(rules)
         rep = np.asarray(representative, dtype=np.float32)
         data = {key: [{name: rep[i:i + 1]} for i in range(len(rep))]}
         if calibration == "moving-average":
             qsvs = q.calibrate(data, num_threads=1)
         else:  # Quantizer.calibrate has no update-rule argument; its Calibrator does
-            rules = recipe_manager.RecipeManager()
-            rules.load_quantization_recipe(recipe.static_wi8_ai8())
+            manager = recipe_manager.RecipeManager()
+            manager.load_quantization_recipe(rules)
             cal = calibrator.Calibrator(bytearray(fp32_model), num_threads=1, qsv_update_func=_global_min_max)
-            cal.calibrate(data, rules)
+            cal.calibrate(data, manager)
             qsvs = cal.get_model_qsvs()
         result = q.quantize(qsvs, enable_progress_report=False, enable_progress_bar=False)
         model = bytes(result.quantized_model)
