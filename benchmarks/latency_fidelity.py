@@ -32,6 +32,7 @@ from common import RESULTS, write_results
 from edgenas import get_space
 from edgenas.latency import DeviceStore
 from edgenas.latency.profile import Profiler
+from edgenas.latency.table import host_info
 from edgenas.latency.workflow import calibrate_and_validate, profile_units
 
 
@@ -54,6 +55,7 @@ def main() -> int:
         previous = json.loads((RESULTS / "latency_fidelity.json").read_text())
         for r in previous["rows"]:
             r.setdefault("conditions", _old_conditions(previous.get("notes", "")))
+            r.setdefault("cpu", previous.get("machine", {}).get("cpu", ""))
         report(previous["rows"], args)
         return 0
     tmp = None
@@ -66,6 +68,8 @@ def main() -> int:
         measured_now = {(d, s) for d in args.devices for s in args.spaces}
         old = json.loads(previous.read_text())
         kept = [r for r in old["rows"] if (r["device"], r["space"]) not in measured_now]
+        for r in kept:  # rows from before the CPU was recorded per row: the old header's machine
+            r.setdefault("cpu", old.get("machine", {}).get("cpu", ""))
         for r in kept:  # rows from before conditions were recorded per row: the old shared paragraph
             r.setdefault("conditions", _old_conditions(old.get("notes", "")))
     try:
@@ -84,7 +88,8 @@ def main() -> int:
                 t_val = time.time() - t1
                 load.stop()
                 row = {
-                    "device": dev_name, "precision": device.precision, "space": space_name, "units": total,
+                    "device": dev_name, "precision": device.precision, "space": space_name,
+                    "cpu": host_info()["cpu"], "units": total,
                     "measured": measured,
                     "profile_s": round(t_units, 1), "validate_s": round(t_val, 1), "n_val": v["n"],
                     "mape_pct": v["mape_pct"], "rmse_ms": v["rmse_ms"], "within_5pct": v["within_5pct"],
@@ -186,7 +191,7 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
     fit = RESULTS / "latency_fit.md"
     if fit.exists():
         notes.append(f"End-to-end fits on public measurements: see {fit.name}.")
-    cols = ["device", "space", "units", "profile_s", "validate_s", "n_val", "mape_pct", "rmse_ms", "within_5pct",
+    cols = ["device", "space", "cpu", "units", "profile_s", "validate_s", "n_val", "mape_pct", "rmse_ms", "within_5pct",
             "within_10pct", "kendall_tau", "spearman", "median_ms", "loaded_blocks", "remeasured", "unsettled",
             "loadavg_mean", "loadavg_max"]
     write_results("latency_fidelity", "Latency tables: profiling time and end-to-end fidelity on this host", rows,

@@ -109,6 +109,32 @@ def _strip_onnx(model: Any) -> None:
 
 
 # -- TFLite ---------------------------------------------------------------------------------------
+def fold_batchnorm(module: Any) -> Any:
+    """An eval-mode copy of ``module`` with every BatchNorm2d that directly follows a Conv2d inside an
+    ``nn.Sequential`` folded into the convolution (``torch.nn.utils.fusion.fuse_conv_bn_eval``).
+
+    The .tflite is the same either way (the converter folds them too: same ops, same file size, outputs
+    within float rounding), but litert-torch's export and decomposition passes cost time per graph node:
+    converting an mbv3 network took 23-25 s folded against 34 s unfolded (49 BatchNorms), measured here.
+    The caller's module is not changed."""
+    import copy
+    from itertools import pairwise
+
+    import torch.nn as nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    out = copy.deepcopy(module).eval()
+    for seq in out.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        names = list(seq._modules)
+        for a, b in pairwise(names):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+                seq._modules[a], seq._modules[b] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+    return out
+
+
 def tflite_fp32_bytes(module: Any, input_shape: Sequence[int], nhwc: bool = False, verbose: bool = False) -> bytes:
     """Convert with litert-torch; ``input_shape`` is (C, H, W). With ``nhwc`` the model takes
     (1, H, W, C) input (the layout TFLite deployments feed), otherwise (1, C, H, W)."""
@@ -116,7 +142,7 @@ def tflite_fp32_bytes(module: Any, input_shape: Sequence[int], nhwc: bool = Fals
 
     with quiet(verbose):
         import litert_torch  # its import logs torchao load failures
-    module = module.eval()
+    module = fold_batchnorm(module)
     x = torch.zeros(1, *input_shape)
     if nhwc:
         module = litert_torch.to_channel_last_io(module, args=[0]).eval()
@@ -188,6 +214,31 @@ def _global_min_max(qsv: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return {**qsv, "min": np.minimum(qsv["min"], new["min"]), "max": np.maximum(qsv["max"], new["max"])}
 
 
+def _min_max_qsvs(calibrator: Any, fp32_model: bytes, data: dict[str, list[dict[str, np.ndarray]]],
+                  manager: Any, mode: str = "auto") -> dict[str, Any]:
+    """Global per-tensor min/max of every activation over ``data``.
+
+    ai-edge-quantizer's profiler-based mode tracks min/max inside the interpreter (C++) instead of
+    copying every intermediate tensor to Python after each example: about 2.5x faster on an mbv3
+    network, and the quantized model is byte-identical once its float64 statistics are cast to the
+    float32 the tensor-copying mode computes in. ``mode``: ``"profiler"``, ``"copy"`` (tensor copying),
+    or ``"auto"``: the profiler, falling back to copying for a quantizer without that mode or a model
+    it cannot profile."""
+    if mode in ("auto", "profiler"):
+        try:
+            cal = calibrator.Calibrator(bytearray(fp32_model), num_threads=1, qsv_update_func=_global_min_max,
+                                        mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED)
+            cal.calibrate(data, manager)
+            return {k: {**v, "min": np.asarray(v["min"], np.float32), "max": np.asarray(v["max"], np.float32)}
+                    for k, v in cal.get_model_qsvs().items()}
+        except (AttributeError, RuntimeError, ValueError, KeyError):
+            if mode == "profiler":
+                raise
+    cal = calibrator.Calibrator(bytearray(fp32_model), num_threads=1, qsv_update_func=_global_min_max)
+    cal.calibrate(data, manager)
+    return cal.get_model_qsvs()
+
+
 def quantize_int8(
     fp32_model: bytes, representative: np.ndarray, int8_io: bool = True, verbose: bool = False,
     calibration: str = "minmax",
@@ -213,9 +264,7 @@ def quantize_int8(
         else:  # Quantizer.calibrate has no update-rule argument; its Calibrator does
             manager = recipe_manager.RecipeManager()
             manager.load_quantization_recipe(rules)
-            cal = calibrator.Calibrator(bytearray(fp32_model), num_threads=1, qsv_update_func=_global_min_max)
-            cal.calibrate(data, manager)
-            qsvs = cal.get_model_qsvs()
+            qsvs = _min_max_qsvs(calibrator, fp32_model, data, manager)
         result = q.quantize(qsvs, enable_progress_report=False, enable_progress_bar=False)
         model = bytes(result.quantized_model)
     if not int8_io:

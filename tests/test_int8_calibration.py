@@ -50,3 +50,33 @@ def test_unknown_calibration_is_refused(model_and_data):
     assert "minmax" in CALIBRATIONS
     with pytest.raises(ValueError, match="calibration must be one of"):
         quantize_int8(model_and_data[3], model_and_data[1], calibration="percentile")
+
+
+@pytest.mark.filterwarnings("ignore:Warning. Enabling `experimental_preserve_all_tensors`:UserWarning")
+def test_profiler_calibration_matches_tensor_copying_calibration(model_and_data):
+    """The fast path (min/max tracked inside the interpreter) quantizes to the same bytes as the
+    tensor-copying path it replaces."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
+
+    from edgenas.exporters.convert import _min_max_qsvs
+
+    _, rep, _, fp32, _ = model_and_data
+    sig = Interpreter(model_content=fp32).get_signature_list()
+    key = next(iter(sig))
+    data = {key: [{sig[key]["inputs"][0]: rep[i:i + 1]} for i in range(len(rep))]}
+    manager = recipe_manager.RecipeManager()
+    manager.load_quantization_recipe(recipe.static_wi8_ai8())
+    fast = _min_max_qsvs(calibrator, fp32, data, manager, mode="profiler")
+    slow = _min_max_qsvs(calibrator, fp32, data, manager, mode="copy")
+    assert fast.keys() == slow.keys()
+    for k in slow:
+        assert np.array_equal(np.ravel(fast[k]["min"]), np.ravel(slow[k]["min"]))
+        assert np.array_equal(np.ravel(fast[k]["max"]), np.ravel(slow[k]["max"]))
+
+    def quantized(qsvs: dict) -> bytes:
+        q = quantizer.Quantizer(bytearray(fp32))
+        q.load_quantization_recipe(recipe.static_wi8_ai8())
+        return bytes(q.quantize(qsvs, enable_progress_report=False, enable_progress_bar=False).quantized_model)
+
+    assert quantized(fast) == quantized(slow)

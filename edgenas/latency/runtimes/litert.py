@@ -62,11 +62,13 @@ def convert_tflite(module: Any, input_shapes: Sequence[tuple[int, ...]]) -> byte
     """Convert an eval-mode module taking batch-1 float32 inputs to a .tflite flatbuffer."""
     import torch
 
+    from edgenas.exporters.convert import fold_batchnorm
+
     with quiet():
         import litert_torch  # its import prints torchao load failures and a pytree warning
     args = tuple(torch.randn(1, *s) for s in input_shapes)
     with quiet(), torch.no_grad():
-        edge = litert_torch.convert(module.eval(), args)
+        edge = litert_torch.convert(fold_batchnorm(module), args)
         return bytes(edge.model_content())
 
 
