@@ -139,6 +139,37 @@ def time_model(path: str, runtime: str, threads: int = 1, warmup: int = 10, repe
     return samples
 
 
+def time_model_paired(path: str, ref_path: str, runtime: str, threads: int = 1, warmup: int = 10,
+                      repeats: int = 50, max_seconds: float = 10.0, options: Optional[Dict[str, Any]] = None,
+                      group: int = 5) -> Tuple[List[float], List[float]]:
+    """Per-run latencies in ms of a model and of a reference model, run in alternating groups of
+    ``group`` runs (reference x group, model x group, ...) so that both see the same machine speed.
+
+    On a host whose speed drifts between levels (frequency changes, a busy hardware-thread sibling in a
+    VM: seen here at 1.6x for seconds at a time on an idle machine) the reference's median tells at
+    which speed each timing window ran, so a caller can keep only windows run at full speed. Groups
+    rather than single runs: a reference run right after a large model starts with cold caches, and so
+    does a model run right after the reference; each side's median over its group is a warm run."""
+    run, _ = make_runner(path, runtime, threads, options)
+    ref, _ = make_runner(ref_path, runtime, threads, options)
+    for _ in range(warmup):
+        ref()
+        run()
+    samples: List[float] = []
+    ref_samples: List[float] = []
+    deadline = time.perf_counter() + max_seconds
+    group = max(1, group)
+    while len(samples) < repeats:
+        for fn, out in ((ref, ref_samples), (run, samples)):
+            for _ in range(group):
+                t0 = time.perf_counter()
+                fn()
+                out.append((time.perf_counter() - t0) * 1e3)
+        if time.perf_counter() > deadline and len(samples) >= 5:
+            break
+    return samples[:repeats], ref_samples[:repeats]
+
+
 def summarize(samples: List[float]) -> Dict[str, Any]:
     xs = sorted(samples)
     n = len(xs)

@@ -7,6 +7,7 @@ targets live in benchmarks/latency_fidelity.py, not here.
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -430,3 +431,46 @@ def test_timed_passes_remeasure_items_whose_passes_disagree():
     final, report = timed_passes(list(true), measure, lambda: 1.0, rounds=2, block=5)
     assert report.loaded_blocks == 0 and report.remeasured == 1 and calls["u3"] == 4 and not report.unsettled
     assert final["u3"].p50_ms == pytest.approx(true["u3"]) and calls["u0"] == 2
+
+
+class _LevelMachine:
+    """A host whose speed switches between a full-speed and a slow level every few calls (seeded). The
+    slow level slows the sentinel 1.6x but each item by its own factor (1.2-1.6x): speed levels do not
+    scale every model alike, as measured on a VM host."""
+
+    def __init__(self, seed: int, p_fast: float = 0.5, run: int = 3) -> None:
+        self.rng = random.Random(seed)
+        self.p_fast, self.run, self.left, self.fast = p_fast, run, 0, True
+
+    def tick(self) -> bool:
+        if self.left == 0:
+            self.fast, self.left = self.rng.random() < self.p_fast, self.rng.randint(1, self.run)
+        self.left -= 1
+        return self.fast
+
+
+def test_paired_timing_keeps_only_full_speed_windows():
+    from edgenas.latency.passes import timed_passes
+
+    true = {f"u{i}": 0.1 + 0.01 * i for i in range(60)}
+    slow = {k: 1.2 + 0.4 * (i % 5) / 4 for i, k in enumerate(true)}
+    host = _LevelMachine(seed=3)
+
+    def measure(k):
+        fast = host.tick()
+        v = true[k] * (1.0 if fast else slow[k])
+        return Entry(v, 0.0, v, 10), (1.0 if fast else 1.6)
+
+    final, report = timed_passes(list(true), measure, None, rounds=2, extra_passes=6, paired=True)
+    assert report.loaded_blocks > 0
+    assert {k: e.p50_ms for k, e in final.items()} == pytest.approx(true)
+
+    # the contrast: sentinel readings only between blocks miss the level changes inside a block
+    host = _LevelMachine(seed=3)
+
+    def measure_unpaired(k):
+        return measure(k)[0]
+
+    final, _ = timed_passes(list(true), measure_unpaired, lambda: 1.0 if host.tick() else 1.6, rounds=2, block=10,
+                            extra_passes=6)
+    assert any(final[k].p50_ms > 1.1 * true[k] for k in true)

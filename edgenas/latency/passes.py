@@ -10,12 +10,21 @@ does not feel (memory bandwidth, cache, a burst shorter than a block) shows as d
 passes, so an item is *settled* only when its two lowest clean medians agree within ``agree``. Items
 not settled after the regular passes are measured again (up to ``extra_passes`` more times); each
 item keeps its lowest clean median, or its lowest median if it never got a clean one.
+
+*Paired* timing (``paired=True``) checks every item rather than every block: ``measure`` times the
+item alternately with the sentinel (run by run) and returns the sentinel's median of that same window
+with the item's timing. Some hosts change speed by tens of percent every few seconds with nothing else
+running (a VM whose hardware-thread sibling is busy; measured here: a sentinel at 12.7 us or at 19-23 us,
+whole seconds at a time), faster than a block of items takes; checking per item keeps exactly the
+windows that ran at full speed. The speed levels do not scale every model alike (a unit slowed 1.3x
+while the sentinel slowed 1.6x), so windows are gated on the sentinel, not divided by it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from edgenas.latency.table import Entry
 
@@ -55,7 +64,8 @@ class PassReport:
     def summary(self) -> str:
         if not self.loaded_blocks and not self.remeasured:
             return ""
-        out = (f"background load in {self.loaded_blocks}/{self.blocks} timing blocks (sentinel up to "
+        out = (f"background load or a slower machine speed in {self.loaded_blocks}/{self.blocks} timing windows "
+               f"(sentinel up to "
                f"{max(self.sentinel_ms) / self.reference_ms:.2f}x its quiet time); {self.remeasured} item(s) "
                f"re-measured until two passes agreed")
         if self.unsettled:
@@ -64,21 +74,37 @@ class PassReport:
 
 
 def timed_passes(
-    keys: Sequence[str], measure: Callable[[str], Entry], sentinel: Callable[[], float], *, rounds: int = 2,
-    block: int = 25, tolerance: float = 0.15, agree: float = 0.03, extra_passes: int = 3,
-    on_entry: Callable[[str, Entry], None] | None = None,
+    keys: Sequence[str], measure: Callable[[str], Any], sentinel: Callable[[], float] | None, *,
+    rounds: int = 2, block: int = 25, tolerance: float = 0.15, agree: float = 0.03, extra_passes: int = 3,
+    on_entry: Callable[[str, Entry], None] | None = None, paired: bool = False,
 ) -> tuple[dict[str, Entry], PassReport]:
     """Measure every key in ``rounds`` separated passes (alternating order) with sentinel checks.
 
-    ``measure(key)`` times one item; ``sentinel()`` returns the sentinel's median in ms;
-    ``on_entry(key, best_so_far)`` is called after each measurement (for progress and periodic saves).
+    ``measure(key)`` times one item: an :class:`Entry`, or with ``paired`` an ``(Entry, sentinel_ms)``
+    pair (the sentinel's median in the same window; ``sentinel`` is then not called and may be None);
+    ``sentinel()`` returns the sentinel's median in ms; ``on_entry(key, best_so_far)`` is called after
+    each measurement (for progress and periodic saves).
     """
     report = PassReport()
     best_any: dict[str, Entry] = {}
     clean: dict[str, list[Entry]] = {}
     windows: list[tuple[list[tuple[str, Entry]], float, float]] = []
 
+    def record(k: str, e: Entry) -> None:
+        if k not in best_any or e.p50_ms < best_any[k].p50_ms:
+            best_any[k] = e
+        if on_entry:
+            on_entry(k, best_any[k])
+
     def run_pass(order: Sequence[str]) -> None:
+        if paired:
+            for k in order:
+                e, s = measure(k)
+                report.sentinel_ms.append(s)
+                windows.append(([(k, e)], s, s))
+                record(k, e)
+            return
+        assert sentinel is not None, "unpaired timing needs a sentinel"
         before = sentinel()
         report.sentinel_ms.append(before)
         for i in range(0, len(order), block):
@@ -86,10 +112,7 @@ def timed_passes(
             for k in order[i : i + block]:
                 e = measure(k)
                 got.append((k, e))
-                if k not in best_any or e.p50_ms < best_any[k].p50_ms:
-                    best_any[k] = e
-                if on_entry:
-                    on_entry(k, best_any[k])
+                record(k, e)
             after = sentinel()
             report.sentinel_ms.append(after)
             windows.append((got, before, after))

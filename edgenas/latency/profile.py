@@ -140,14 +140,20 @@ class Profiler:
     def __init__(
         self, device: DeviceSpec, store: DeviceStore, *, warmup: int = 10, repeats: int = 50,
         max_seconds: float = 5.0, jobs: int = 2, save_every_s: float = 20.0, show_progress: bool | None = None,
-        rounds: int = 2, network_rounds: int = 3,
+        rounds: int = 2, network_rounds: int = 3, paired: bool = True, extra_passes: int = 6,
     ) -> None:
         """``rounds``: separate passes over all items; each item keeps its pass with the lowest median.
         Background load only ever adds time, so this rejects a contention burst that one back-to-back
         series of runs cannot. Whole networks (``network_rounds``) get one more pass by default: they are
         the ground truth the device model is fitted and judged on, and a burst in one of them moves the
-        validation figures directly."""
+        validation figures directly.
+
+        ``paired`` (default): every timing window runs the item alternately with the sentinel and is
+        kept only if the sentinel ran at full speed (see :mod:`edgenas.latency.passes`); otherwise a
+        sentinel is timed between blocks of items. ``extra_passes``: how many more passes an item gets
+        until two of its full-speed timings agree."""
         self.rounds = max(1, rounds)
+        self.paired, self.extra_passes = paired, max(0, extra_passes)
         self.network_rounds = max(1, network_rounds)
         if not device.local:
             raise EdgenasError(
@@ -209,9 +215,7 @@ class Profiler:
                 table.save(save_to)
                 last_save = time.time()
 
-        final, report = timed_passes(
-            list(todo), lambda k: self._time(paths[k]), self._sentinel(space), rounds=self.rounds, block=25,
-            on_entry=on_entry)
+        final, report = self._passes(space, list(todo), paths, self.rounds, 25, on_entry)
         table.entries.update(final)
         self._note(report, "units")
         table.runtime = self.runtime.describe()
@@ -220,6 +224,21 @@ class Profiler:
 
     def _time(self, path: Path) -> Entry:
         return Entry.from_samples(self.runtime.time(path, self.warmup, self.repeats, self.max_seconds))
+
+    def _passes(self, space: str, keys: list[str], files: dict[str, Path], rounds: int, block: int,
+                on_entry: Callable[[str, Entry], None] | None) -> tuple[dict[str, Entry], PassReport]:
+        """Time ``keys`` (model files ``files``) in separated passes, paired with the sentinel or not."""
+        if not self.paired:
+            return timed_passes(keys, lambda k: self._time(files[k]), self._sentinel(space), rounds=rounds,
+                                block=block, extra_passes=self.extra_passes, on_entry=on_entry)
+        ref = self._probes(space)[0]
+
+        def measure(k: str) -> tuple[Entry, float]:
+            item, sentinel = self.runtime.time_paired(files[k], ref, self.warmup, self.repeats, self.max_seconds)
+            return Entry.from_samples(item), Entry.from_samples(sentinel).p50_ms
+
+        return timed_passes(keys, measure, None, rounds=rounds, extra_passes=self.extra_passes,
+                            on_entry=on_entry, paired=True)
 
     def _probes(self, space: str) -> tuple[Path, Path]:
         """Model files of the sentinel (a fixed small convolution) and of the trivial model that measures
@@ -264,8 +283,7 @@ class Profiler:
             export_units(self.runtime, export_items, out_dir, self.jobs, bar)
         bar = Progress(len(nets) * self.network_rounds, f"time {label}", self.show_progress)
         files = {k: out_dir / (file_stem(k) + self.runtime.suffix) for k in keys}
-        final, report = timed_passes(keys, lambda k: self._time(files[k]), self._sentinel(space.name),
-                                     rounds=self.network_rounds, block=5, on_entry=lambda k, e: bar())
+        final, report = self._passes(space.name, keys, files, self.network_rounds, 5, lambda k, e: bar())
         self._note(report, label)
         return [final[k].p50_ms for k in keys]
 
