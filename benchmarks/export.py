@@ -81,6 +81,7 @@ def run_space(name: str, n: int, seed: int, out: Path,
                 row["arena_estimate"] = cost.get("arena_bytes_tflm")
                 if row["arena_bytes"] and row["arena_estimate"]:
                     row["arena_ratio"] = round(row["arena_estimate"] / row["arena_bytes"], 4)
+            row["cpu"] = machine()["cpu"]
             rows.append(row)
             status = "ok" if art.ok else f"FAILED: {art.error}"
             ratio = f"size x{row['size_ratio']:.3f}" if row["size_ratio"] else ""
@@ -199,6 +200,8 @@ def main() -> None:
     ap.add_argument("--spaces", default="tiny,mbv3")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", help="keep the exported files in this folder")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the existing results' models of the spaces not run now (each row records its machine)")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite results/export.md (and the summary in export.json) from the models in export.json")
     a = ap.parse_args()
@@ -215,6 +218,14 @@ def main() -> None:
                 "train": TRAIN,
                 "torch_threads": 1, "command": "cd benchmarks && python export.py " + " ".join(sys.argv[1:])}
     done: list[dict] = []
+    if a.merge and (RESULTS / "export.json").exists():
+        old = json.loads((RESULTS / "export.json").read_text())
+        now = {k.strip() for k in a.spaces.split(",")}
+        for r in old["models"]:
+            if r["space"] not in now:
+                r.setdefault("cpu", old.get("machine", {}).get("cpu", ""))
+                done.append(r)
+        settings["merged_from"] = old["settings"].get("command")
 
     def write(rows: list[dict], partial: bool) -> str:
         summary = summarise(rows)

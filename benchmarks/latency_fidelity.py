@@ -44,6 +44,8 @@ def main() -> int:
     ap.add_argument("--calibrate", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--timing", choices=["paired", "blocks"], default="paired",
+                    help="paired: sentinel checked in every timing window (default); blocks: between blocks of items")
     ap.add_argument("--store", help="keep tables in this user dir (default: a temporary one)")
     ap.add_argument("--note", default="", help="measurement conditions, recorded with the rows this run measures")
     ap.add_argument("--merge", action="store_true",
@@ -77,7 +79,7 @@ def main() -> int:
             device = store.device(dev_name)
             for space_name in args.spaces:
                 space = get_space(space_name)
-                prof = Profiler(device, store, jobs=args.jobs, show_progress=False)
+                prof = Profiler(device, store, jobs=args.jobs, show_progress=False, paired=args.timing == "paired")
                 load = LoadSampler()
                 t0 = time.time()
                 table, path, measured, total = profile_units(prof, space)
@@ -104,6 +106,7 @@ def main() -> int:
                     # the system's 1-minute load average, sampled every 30 s while the row ran (2 cores)
                     "loadavg_mean": load.mean, "loadavg_max": load.max,
                     "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+                    "timing": args.timing,
                     "conditions": args.note,
                     "model": table.model.to_json(),
                 }
@@ -173,12 +176,16 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
         "int8 input and output) calibrated on 8 seeded N(0, 1) inputs of the model's input shape (standing "
         "for standardised images, and for a unit's incoming activation; see edgenas/latency/runtimes/litert.py "
         "for why the calibration data does not move int8 timings). Its profile_s includes the quantization.",
-        "Timing runs in blocks with a sentinel model timed between them; `loaded_blocks` counts blocks whose "
-        "sentinel ran >15% slower than its quietest reading (background load), `remeasured` the units and "
-        "networks timed again because of it or because their passes disagreed, `unsettled` those whose passes "
-        "still disagreed after 3 extra passes (they keep their lowest median). `loadavg_mean`/`loadavg_max`: "
-        "the 1-minute load average (2 cores) sampled every 30 s during the row (rows measured before it was "
-        "recorded show none).",
+        "Timing (rows measured from 2026-12-02 07:00 UTC on, code from commit 9035a57) is *paired*: every timing "
+        "window runs the unit or network in groups of 5 runs alternating with a fixed sentinel model (conv "
+        "32x16 -> 32, k3) and is kept only if the sentinel's median in that window is within 15% of its fastest "
+        "reading; `loaded_blocks` counts the windows set aside (background load, or the host running at a "
+        "slower speed), `remeasured` the items timed again because of it or because their two lowest kept "
+        "medians differed by more than 3%, `unsettled` those still without two agreeing full-speed windows "
+        "after 6 extra passes (they keep their lowest median). Earlier rows used the first design: a sentinel "
+        "timed between blocks of 25 units (5 networks), where `loaded_blocks` counts blocks. "
+        "`loadavg_mean`/`loadavg_max`: the 1-minute load average (2 cores) sampled every 30 s during the row "
+        "(rows measured before it was recorded show none).",
         "Plots: latency_fidelity_<device>_<space>.png; per-network measured and predicted latency: "
         "latency_fidelity_<device>_<space>.csv.",
     ]

@@ -52,7 +52,7 @@ _ROUTINE_STDERR = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
 
 
 def _litert_interpreter(path: str, threads: int) -> Any:
-    """The interpreter, with its routine C++ notice (the XNNPACK delegate line, once per process)
+    """The interpreter, tensors allocated, with its routine C++ notice (the XNNPACK delegate line, once per process)
     dropped at the file-descriptor level; anything else it writes to stderr is passed on."""
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -66,6 +66,7 @@ def _litert_interpreter(path: str, threads: int) -> Any:
         os.dup2(sink.fileno(), 2)
         try:
             it = Interpreter(model_path=path, num_threads=threads)
+            it.allocate_tensors()  # the delegate (and its notice) may come only now
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -106,7 +107,6 @@ def make_runner(path: str, runtime: str, threads: int, options: Optional[Dict[st
         return (lambda: sess.run(names, feeds)), shapes
     if runtime == "litert":
         it = _litert_interpreter(path, threads)
-        it.allocate_tensors()
         shapes = []
         for d in it.get_input_details():
             shape = tuple(int(v) for v in d["shape"])
@@ -145,8 +145,8 @@ def time_model_paired(path: str, ref_path: str, runtime: str, threads: int = 1, 
     """Per-run latencies in ms of a model and of a reference model, run in alternating groups of
     ``group`` runs (reference x group, model x group, ...) so that both see the same machine speed.
 
-    On a host whose speed drifts between levels (frequency changes, a busy hardware-thread sibling in a
-    VM: seen here at 1.6x for seconds at a time on an idle machine) the reference's median tells at
+    On a host whose speed drifts between levels (frequency changes, a VM sharing its physical core: seen
+    here at 1.6x for seconds at a time on an idle machine) the reference's median tells at
     which speed each timing window ran, so a caller can keep only windows run at full speed. Groups
     rather than single runs: a reference run right after a large model starts with cold caches, and so
     does a model run right after the reference; each side's median over its group is a warm run."""

@@ -14,7 +14,7 @@ item keeps its lowest clean median, or its lowest median if it never got a clean
 *Paired* timing (``paired=True``) checks every item rather than every block: ``measure`` times the
 item alternately with the sentinel (run by run) and returns the sentinel's median of that same window
 with the item's timing. Some hosts change speed by tens of percent every few seconds with nothing else
-running (a VM whose hardware-thread sibling is busy; measured here: a sentinel at 12.7 us or at 19-23 us,
+running (probably a VM sharing its physical core; measured here: a sentinel at 12.7 us or at 19-23 us,
 whole seconds at a time), faster than a block of items takes; checking per item keeps exactly the
 windows that ran at full speed. The speed levels do not scale every model alike (a unit slowed 1.3x
 while the sentinel slowed 1.6x), so windows are gated on the sentinel, not divided by it.
