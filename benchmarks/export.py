@@ -54,6 +54,7 @@ def run_space(name: str, n: int, seed: int, out: Path,
     formats = [f for f in formats if f in exporter_names()]
     space = get_space(name, **opts)
     ds = load_dataset(data, seed=0)
+    cpu = machine()["cpu"]
     rows = []
     for i, spec in enumerate(space.sample(n, seed=seed)):
         task = data_task(space, Task(in_channels=ds.channels), ds)
@@ -81,7 +82,7 @@ def run_space(name: str, n: int, seed: int, out: Path,
                 row["arena_estimate"] = cost.get("arena_bytes_tflm")
                 if row["arena_bytes"] and row["arena_estimate"]:
                     row["arena_ratio"] = round(row["arena_estimate"] / row["arena_bytes"], 4)
-            row["cpu"] = machine()["cpu"]
+            row["cpu"] = cpu
             rows.append(row)
             status = "ok" if art.ok else f"FAILED: {art.error}"
             ratio = f"size x{row['size_ratio']:.3f}" if row["size_ratio"] else ""

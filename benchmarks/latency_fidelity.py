@@ -70,10 +70,9 @@ def main() -> int:
         measured_now = {(d, s) for d in args.devices for s in args.spaces}
         old = json.loads(previous.read_text())
         kept = [r for r in old["rows"] if (r["device"], r["space"]) not in measured_now]
-        for r in kept:  # rows from before the CPU was recorded per row: the old header's machine
-            r.setdefault("cpu", old.get("machine", {}).get("cpu", ""))
-        for r in kept:  # rows from before conditions were recorded per row: the old shared paragraph
+        for r in kept:  # rows from before conditions / the CPU were recorded per row: the old shared ones
             r.setdefault("conditions", _old_conditions(old.get("notes", "")))
+            r.setdefault("cpu", old.get("machine", {}).get("cpu", ""))
     try:
         for dev_name in args.devices:
             device = store.device(dev_name)

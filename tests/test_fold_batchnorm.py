@@ -26,7 +26,7 @@ def _randomised(space: str, seed: int) -> tuple[nn.Module, tuple[int, int, int]]
     return model, sp.input_shape(spec)
 
 
-def test_folding_keeps_outputs_and_leaves_no_conv_bn_pair():
+def test_folding_keeps_outputs_and_works_on_a_copy():
     model, shape = _randomised("tiny", 1)
     before = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     folded = fold_batchnorm(model)

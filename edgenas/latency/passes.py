@@ -12,7 +12,7 @@ not settled after the regular passes are measured again (up to ``extra_passes`` 
 item keeps its lowest clean median, or its lowest median if it never got a clean one.
 
 *Paired* timing (``paired=True``) checks every item rather than every block: ``measure`` times the
-item alternately with the sentinel (run by run) and returns the sentinel's median of that same window
+item alternately with the sentinel (in groups of a few runs) and returns the sentinel's median of that same window
 with the item's timing. Some hosts change speed by tens of percent every few seconds with nothing else
 running (probably a VM sharing its physical core; measured here: a sentinel at 12.7 us or at 19-23 us,
 whole seconds at a time), faster than a block of items takes; checking per item keeps exactly the
@@ -65,8 +65,8 @@ class PassReport:
         if not self.loaded_blocks and not self.remeasured:
             return ""
         out = (f"background load or a slower machine speed in {self.loaded_blocks}/{self.blocks} timing windows "
-               f"(sentinel up to "
-               f"{max(self.sentinel_ms) / self.reference_ms:.2f}x its quiet time); {self.remeasured} item(s) "
+               f"(sentinel up to {max(self.sentinel_ms) / self.reference_ms:.2f}x its quiet time); "
+               f"{self.remeasured} item(s) "
                f"re-measured until two passes agreed")
         if self.unsettled:
             out += f", {len(self.unsettled)} never settled (kept their lowest median)"
