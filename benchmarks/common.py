@@ -73,11 +73,13 @@ def write_results(
     name: str, title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str],
     params: dict[str, Any], notes: str = "", packages: Sequence[str] = (),
     extra_tables: dict[str, tuple[Sequence[dict[str, Any]], Sequence[str]]] | None = None,
+    measured: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Print the table and write ``<name>.json`` / ``<name>.md`` under benchmarks/results.
 
     ``extra_tables`` maps a heading to (rows, columns): further tables written after the notes (and
-    under ``"tables"`` in the JSON)."""
+    under ``"tables"`` in the JSON). ``measured``: the ``date``/``commit``/``machine``/``versions`` of
+    results being re-rendered rather than re-measured (a re-render must not claim today's date and code)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {
         "benchmark": name,
@@ -87,6 +89,7 @@ def write_results(
         "versions": versions(*packages),
         "params": params,
     }
+    meta.update({k: v for k, v in (measured or {}).items() if k in ("date", "commit", "machine", "versions")})
     table = markdown_table(rows, columns)
     print(table)
     jpath = RESULTS / f"{name}.json"

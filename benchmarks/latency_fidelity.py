@@ -58,7 +58,7 @@ def main() -> int:
         for r in previous["rows"]:
             r.setdefault("conditions", _old_conditions(previous.get("notes", "")))
             r.setdefault("cpu", previous.get("machine", {}).get("cpu", ""))
-        report(previous["rows"], args)
+        report(previous["rows"], args, measured=previous)
         return 0
     tmp = None
     store_dir = Path(args.store) if args.store else Path(tmp := tempfile.mkdtemp(prefix="edgenas-bench-"))
@@ -159,7 +159,7 @@ def _old_conditions(notes: str) -> str:
     return ""
 
 
-def report(rows: list[dict], args: argparse.Namespace) -> None:
+def report(rows: list[dict], args: argparse.Namespace, measured: dict | None = None) -> None:
     notes = [
         "Profile = export + time every unit of the default search grid (tiny: 3 widths x 32..128 step 16; "
         "mbv3: w1.2, 128..224 step 4) into an empty store, 1 thread, 10 warm-up + 50 timed runs per model in "
@@ -203,7 +203,8 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
     write_results("latency_fidelity", "Latency tables: profiling time and end-to-end fidelity on this host", rows,
                   cols, {"validate": args.validate, "calibrate": args.calibrate, "seed": args.seed,
                          "jobs": args.jobs}, "\n\n".join(notes), packages=("onnxruntime", "ai-edge-litert",
-                                                                            "litert-torch", "ai-edge-quantizer"))
+                                                                            "litert-torch", "ai-edge-quantizer"),
+                  measured=measured)
 
 
 if __name__ == "__main__":
