@@ -149,7 +149,9 @@ def time_model_paired(path: str, ref_path: str, runtime: str, threads: int = 1, 
     here at 1.6x for seconds at a time on an idle machine) the reference's median tells at
     which speed each timing window ran, so a caller can keep only windows run at full speed. Groups
     rather than single runs: a reference run right after a large model starts with cold caches, and so
-    does a model run right after the reference; each side's median over its group is a warm run."""
+    does a model run right after the reference; each side's median over its group is a warm run. The
+    reference gets one group more than the model (a closing one): every model group has a reference group
+    on each side. Both lists are whole groups (the model's may exceed ``repeats`` by less than a group)."""
     run, _ = make_runner(path, runtime, threads, options)
     ref, _ = make_runner(ref_path, runtime, threads, options)
     for _ in range(warmup):
@@ -167,7 +169,11 @@ def time_model_paired(path: str, ref_path: str, runtime: str, threads: int = 1, 
                 out.append((time.perf_counter() - t0) * 1e3)
         if time.perf_counter() > deadline and len(samples) >= 5:
             break
-    return samples[:repeats], ref_samples[:repeats]
+    for _ in range(group):  # a closing reference group, so the last model group is bracketed too
+        t0 = time.perf_counter()
+        ref()
+        ref_samples.append((time.perf_counter() - t0) * 1e3)
+    return samples, ref_samples
 
 
 def summarize(samples: List[float]) -> Dict[str, Any]:

@@ -20,6 +20,7 @@ from edgenas import EdgenasError, get_space
 from edgenas.cli.main import main
 from edgenas.latency import DeviceStore, LatencyPredictor, LatencyTable, MissingEntriesError
 from edgenas.latency.devices import parse_device
+from edgenas.latency.passes import PairedSamples
 from edgenas.latency.runtimes import ExportItem, get_runtime, runtime_names
 from edgenas.latency.table import DeviceModel, Entry
 
@@ -449,6 +450,19 @@ class _LevelMachine:
         return self.fast
 
 
+def _paired_window(host: _LevelMachine, item_ms: float, slow: float, groups: int, per_group: bool) -> PairedSamples:
+    """A simulated paired window of ``groups`` groups of 5 runs (sentinel 1.0 ms at full speed, 1.6 ms slow):
+    the host's speed level changes between groups (``per_group``) or only between windows."""
+    item, ref = [], []
+    fast = host.tick()
+    for _ in range(groups):
+        ref += [1.0 if fast else 1.6] * 5
+        fast = host.tick() if per_group else fast
+        item += [item_ms * (1.0 if fast else slow)] * 5
+    ref += [1.0 if fast else 1.6] * 5  # the closing sentinel group
+    return PairedSamples(item, ref, 5)
+
+
 def test_paired_timing_keeps_only_full_speed_windows():
     from edgenas.latency.passes import timed_passes
 
@@ -457,9 +471,7 @@ def test_paired_timing_keeps_only_full_speed_windows():
     host = _LevelMachine(seed=3)
 
     def measure(k):
-        fast = host.tick()
-        v = true[k] * (1.0 if fast else slow[k])
-        return Entry(v, 0.0, v, 10), (1.0 if fast else 1.6)
+        return _paired_window(host, true[k], slow[k], 4, per_group=False)
 
     final, report = timed_passes(list(true), measure, None, rounds=2, extra_passes=6, paired=True)
     assert report.loaded_blocks > 0
@@ -469,8 +481,37 @@ def test_paired_timing_keeps_only_full_speed_windows():
     host = _LevelMachine(seed=3)
 
     def measure_unpaired(k):
-        return measure(k)[0]
+        return Entry.from_samples(measure(k).item_ms)
 
     final, _ = timed_passes(list(true), measure_unpaired, lambda: 1.0 if host.tick() else 1.6, rounds=2, block=10,
                             extra_passes=6)
     assert any(final[k].p50_ms > 1.1 * true[k] for k in true)
+
+
+def test_paired_timing_gates_each_group_when_speed_changes_inside_a_window():
+    """Level changes within one item's window: only item groups with full-speed sentinel groups on both
+    sides count, so the kept median is the full-speed time even though most windows mix speeds."""
+    from edgenas.latency.passes import timed_passes
+
+    true = {f"n{i}": 10.0 + i for i in range(30)}
+    host = _LevelMachine(seed=5, p_fast=0.6, run=4)
+    windows = []
+
+    def measure(k):
+        windows.append(_paired_window(host, true[k], 1.3, 10, per_group=True))
+        return windows[-1]
+
+    final, report = timed_passes(list(true), measure, None, rounds=2, extra_passes=6, paired=True)
+    assert {k: e.p50_ms for k, e in final.items()} == pytest.approx(true)
+    assert not report.unsettled
+    # the whole-window median would have mixed speeds: a window-level gate could not have kept these
+    mixed = [w for w in windows if len(set(w.item_ms)) > 1]
+    assert mixed and any(Entry.from_samples(w.item_ms).p50_ms > 1.1 * min(w.item_ms) for w in mixed)
+
+
+def test_paired_reference_is_a_low_percentile_not_one_lucky_reading():
+    from edgenas.latency.passes import PassReport
+
+    r = PassReport(sentinel_ms=[0.5] + [1.0] * 300)
+    assert r.reference_ms == 1.0
+    assert PassReport(sentinel_ms=[0.9, 1.0, 1.2]).reference_ms == 0.9

@@ -11,13 +11,16 @@ passes, so an item is *settled* only when its two lowest clean medians agree wit
 not settled after the regular passes are measured again (up to ``extra_passes`` more times); each
 item keeps its lowest clean median, or its lowest median if it never got a clean one.
 
-*Paired* timing (``paired=True``) checks every item rather than every block: ``measure`` times the
-item alternately with the sentinel (in groups of a few runs) and returns the sentinel's median of that same window
-with the item's timing. Some hosts change speed by tens of percent every few seconds with nothing else
-running (probably a VM sharing its physical core; measured here: a sentinel at 12.7 us or at 19-23 us,
-whole seconds at a time), faster than a block of items takes; checking per item keeps exactly the
-windows that ran at full speed. The speed levels do not scale every model alike (a unit slowed 1.3x
-while the sentinel slowed 1.6x), so windows are gated on the sentinel, not divided by it.
+*Paired* timing (``paired=True``) checks every group of runs rather than every block: ``measure`` times
+the item alternately with the sentinel in groups of a few runs (:class:`PairedSamples`), and an item
+group counts only if the sentinel groups on both sides of it ran at full speed; a window keeps the
+median of its clean groups when it has at least two. The reference is a low percentile (the 1st) of
+all sentinel group medians, so one lucky reading does not set it. Some hosts change speed by tens of
+percent every few seconds with nothing else running (probably a VM sharing its physical core;
+measured here: a sentinel at 12.7 us or at 19-23 us, whole seconds at a time), faster than a block
+of items takes and sometimes within one item's window; checking per group keeps the runs made at
+full speed. The speed levels do not scale every model alike (a unit slowed 1.3x while the sentinel
+slowed 1.6x), so runs are gated on the sentinel, not divided by it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,38 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgenas.latency.table import Entry
+
+
+@dataclass
+class PairedSamples:
+    """One paired timing window: per-run ms of the item and of the sentinel, run in alternating groups of
+    ``group`` runs starting and ending with the sentinel (sentinel groups g and g+1 bracket item group g)."""
+
+    item_ms: list[float]
+    ref_ms: list[float]
+    group: int = 5
+
+    def groups(self) -> list[tuple[list[float], float, float]]:
+        """(item runs, sentinel median before, sentinel median after) per item group; a group without a
+        sentinel group on both sides gets ``inf`` for the missing side (never clean)."""
+        g = max(1, self.group)
+        refs = [_median(self.ref_ms[i : i + g]) for i in range(0, len(self.ref_ms), g)]
+        out = []
+        for j, i in enumerate(range(0, len(self.item_ms), g)):
+            before = refs[j] if j < len(refs) else float("inf")
+            after = refs[j + 1] if j + 1 < len(refs) else float("inf")
+            out.append((self.item_ms[i : i + g], before, after))
+        return out
+
+    def sentinel_medians(self) -> list[float]:
+        g = max(1, self.group)
+        return [_median(self.ref_ms[i : i + g]) for i in range(0, len(self.ref_ms), g)]
+
+
+def _median(xs: Sequence[float]) -> float:
+    ys = sorted(xs)
+    n = len(ys)
+    return ys[n // 2] if n % 2 else 0.5 * (ys[n // 2 - 1] + ys[n // 2])
 
 
 @dataclass
@@ -59,7 +94,11 @@ class PassReport:
 
     @property
     def reference_ms(self) -> float:
-        return min(self.sentinel_ms) if self.sentinel_ms else float("nan")
+        """The sentinel's full-speed time: the 1st percentile of its readings (the minimum below 100)."""
+        if not self.sentinel_ms:
+            return float("nan")
+        xs = sorted(self.sentinel_ms)
+        return xs[len(xs) // 100]
 
     def summary(self) -> str:
         if not self.loaded_blocks and not self.remeasured:
@@ -80,8 +119,8 @@ def timed_passes(
 ) -> tuple[dict[str, Entry], PassReport]:
     """Measure every key in ``rounds`` separated passes (alternating order) with sentinel checks.
 
-    ``measure(key)`` times one item: an :class:`Entry`, or with ``paired`` an ``(Entry, sentinel_ms)``
-    pair (the sentinel's median in the same window; ``sentinel`` is then not called and may be None);
+    ``measure(key)`` times one item: an :class:`Entry`, or with ``paired`` a :class:`PairedSamples`
+    (``sentinel`` is then not called and may be None);
     ``sentinel()`` returns the sentinel's median in ms; ``on_entry(key, best_so_far)`` is called after
     each measurement (for progress and periodic saves).
     """
@@ -89,6 +128,7 @@ def timed_passes(
     best_any: dict[str, Entry] = {}
     clean: dict[str, list[Entry]] = {}
     windows: list[tuple[list[tuple[str, Entry]], float, float]] = []
+    paired_windows: list[tuple[str, PairedSamples]] = []
 
     def record(k: str, e: Entry) -> None:
         if k not in best_any or e.p50_ms < best_any[k].p50_ms:
@@ -99,10 +139,10 @@ def timed_passes(
     def run_pass(order: Sequence[str]) -> None:
         if paired:
             for k in order:
-                e, s = measure(k)
-                report.sentinel_ms.append(s)
-                windows.append(([(k, e)], s, s))
-                record(k, e)
+                w = measure(k)
+                report.sentinel_ms.extend(w.sentinel_medians())
+                paired_windows.append((k, w))
+                record(k, Entry.from_samples(w.item_ms))
             return
         assert sentinel is not None, "unpaired timing needs a sentinel"
         before = sentinel()
@@ -128,9 +168,16 @@ def timed_passes(
                 continue
             for k, e in got:
                 clean.setdefault(k, []).append(e)
+        for k, w in paired_windows:
+            groups = w.groups()
+            kept = [x for runs, before, after in groups if max(before, after) <= limit for x in runs]
+            if len(kept) < min(2, len(groups)) * max(1, w.group):
+                report.loaded_blocks += 1
+                continue
+            clean.setdefault(k, []).append(Entry.from_samples(kept))
         for es in clean.values():
             es.sort(key=lambda e: e.p50_ms)
-        report.blocks = len(windows)
+        report.blocks = len(windows) + len(paired_windows)
 
     def settled(k: str) -> bool:
         es = clean.get(k, [])

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 from edgenas.costgraph import OpGraph
 from edgenas.errors import EdgenasError
 from edgenas.latency.devices import DeviceSpec, DeviceStore
-from edgenas.latency.passes import PassReport, timed_passes
+from edgenas.latency.passes import PairedSamples, PassReport, timed_passes
 from edgenas.latency.runtimes import DeviceRuntime, ExportItem, get_runtime
 from edgenas.latency.table import Entry, LatencyTable, host_info
 from edgenas.layers import Layer
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
     from edgenas.spaces import ArchSpec, SearchSpace, Task
+
+PAIRED_GROUP = 5  # runs per group in paired timing: a group median is a warm run (see time_model_paired)
 
 
 @dataclass(frozen=True)
@@ -233,9 +235,10 @@ class Profiler:
                                 block=block, extra_passes=self.extra_passes, on_entry=on_entry)
         ref = self._probes(space)[0]
 
-        def measure(k: str) -> tuple[Entry, float]:
-            item, sentinel = self.runtime.time_paired(files[k], ref, self.warmup, self.repeats, self.max_seconds)
-            return Entry.from_samples(item), Entry.from_samples(sentinel).p50_ms
+        def measure(k: str) -> PairedSamples:
+            item, sentinel = self.runtime.time_paired(files[k], ref, self.warmup, self.repeats, self.max_seconds,
+                                                      group=PAIRED_GROUP)
+            return PairedSamples(item, sentinel, PAIRED_GROUP)
 
         return timed_passes(keys, measure, None, rounds=rounds, extra_passes=self.extra_passes,
                             on_entry=on_entry, paired=True)

@@ -57,13 +57,13 @@ class DeviceRuntime(ABC):
         return time_model(str(path), self.name, self.threads, warmup, repeats, max_seconds, self.options)
 
     def time_paired(self, path: Path, ref_path: Path, warmup: int = 10, repeats: int = 50,
-                    max_seconds: float = 10.0) -> tuple[list[float], list[float]]:
+                    max_seconds: float = 10.0, group: int = 5) -> tuple[list[float], list[float]]:
         """Per-run latencies (ms) of a model file and of a reference model run alternately with it
         (see ``time_model_paired`` in the runner): the reference tells the speed each window ran at."""
         from edgenas.devices.runner import time_model_paired
 
         return time_model_paired(str(path), str(ref_path), self.name, self.threads, warmup, repeats,
-                                 max_seconds, self.options)
+                                 max_seconds, self.options, group)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version(), "threads": self.threads, "options": self.options}
