@@ -45,7 +45,7 @@ class PairedSamples:
         """(item runs, sentinel median before, sentinel median after) per item group; a group without a
         sentinel group on both sides gets ``inf`` for the missing side (never clean)."""
         g = max(1, self.group)
-        refs = [_median(self.ref_ms[i : i + g]) for i in range(0, len(self.ref_ms), g)]
+        refs = self.sentinel_medians()
         out = []
         for j, i in enumerate(range(0, len(self.item_ms), g)):
             before = refs[j] if j < len(refs) else float("inf")
@@ -54,6 +54,7 @@ class PairedSamples:
         return out
 
     def sentinel_medians(self) -> list[float]:
+        """The sentinel's median per group (ms), in the order run."""
         g = max(1, self.group)
         return [_median(self.ref_ms[i : i + g]) for i in range(0, len(self.ref_ms), g)]
 
