@@ -55,10 +55,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.render_only:
         previous = json.loads((RESULTS / "latency_fidelity.json").read_text())
-        for r in previous["rows"]:
-            r.setdefault("conditions", _old_conditions(previous.get("notes", "")))
-            r.setdefault("cpu", previous.get("machine", {}).get("cpu", ""))
-        report(previous["rows"], args, measured=previous)
+        report(_with_row_fields(previous["rows"], previous), args, measured=previous)
         return 0
     tmp = None
     store_dir = Path(args.store) if args.store else Path(tmp := tempfile.mkdtemp(prefix="edgenas-bench-"))
@@ -69,10 +66,7 @@ def main() -> int:
     if args.merge and previous.exists():
         measured_now = {(d, s) for d in args.devices for s in args.spaces}
         old = json.loads(previous.read_text())
-        kept = [r for r in old["rows"] if (r["device"], r["space"]) not in measured_now]
-        for r in kept:  # rows from before conditions / the CPU were recorded per row: the old shared ones
-            r.setdefault("conditions", _old_conditions(old.get("notes", "")))
-            r.setdefault("cpu", old.get("machine", {}).get("cpu", ""))
+        kept = _with_row_fields([r for r in old["rows"] if (r["device"], r["space"]) not in measured_now], old)
     try:
         for dev_name in args.devices:
             device = store.device(dev_name)
@@ -157,6 +151,15 @@ def _old_conditions(notes: str) -> str:
         if para.startswith("Conditions: "):
             return para[len("Conditions: "):]
     return ""
+
+
+def _with_row_fields(rows: list[dict], results: dict) -> list[dict]:
+    """``rows`` of earlier ``results``, each with ``conditions`` and ``cpu``: rows from before those were
+    recorded per row get the old results' shared notes paragraph and header machine."""
+    for r in rows:
+        r.setdefault("conditions", _old_conditions(results.get("notes", "")))
+        r.setdefault("cpu", results.get("machine", {}).get("cpu", ""))
+    return rows
 
 
 def report(rows: list[dict], args: argparse.Namespace, measured: dict | None = None) -> None:

@@ -161,18 +161,19 @@ def time_model_paired(path: str, ref_path: str, runtime: str, threads: int = 1, 
     ref_samples: List[float] = []
     deadline = time.perf_counter() + max_seconds
     group = max(1, group)
+
+    def timed_group(fn: Callable[[], Any], out: List[float]) -> None:
+        for _ in range(group):
+            t0 = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - t0) * 1e3)
+
     while len(samples) < repeats:
-        for fn, out in ((ref, ref_samples), (run, samples)):
-            for _ in range(group):
-                t0 = time.perf_counter()
-                fn()
-                out.append((time.perf_counter() - t0) * 1e3)
+        timed_group(ref, ref_samples)
+        timed_group(run, samples)
         if time.perf_counter() > deadline and len(samples) >= 5:
             break
-    for _ in range(group):  # a closing reference group, so the last model group is bracketed too
-        t0 = time.perf_counter()
-        ref()
-        ref_samples.append((time.perf_counter() - t0) * 1e3)
+    timed_group(ref, ref_samples)  # a closing reference group, so the last model group is bracketed too
     return samples, ref_samples
 
 

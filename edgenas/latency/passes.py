@@ -56,13 +56,7 @@ class PairedSamples:
     def sentinel_medians(self) -> list[float]:
         """The sentinel's median per group (ms), in the order run."""
         g = max(1, self.group)
-        return [_median(self.ref_ms[i : i + g]) for i in range(0, len(self.ref_ms), g)]
-
-
-def _median(xs: Sequence[float]) -> float:
-    ys = sorted(xs)
-    n = len(ys)
-    return ys[n // 2] if n % 2 else 0.5 * (ys[n // 2 - 1] + ys[n // 2])
+        return [Entry.from_samples(self.ref_ms[i : i + g]).p50_ms for i in range(0, len(self.ref_ms), g)]
 
 
 @dataclass
@@ -171,11 +165,11 @@ def timed_passes(
                 clean.setdefault(k, []).append(e)
         for k, w in paired_windows:
             groups = w.groups()
-            kept = [x for runs, before, after in groups if max(before, after) <= limit for x in runs]
-            if len(kept) < min(2, len(groups)) * max(1, w.group):
+            kept = [runs for runs, before, after in groups if max(before, after) <= limit]
+            if len(kept) < min(2, len(groups)):
                 report.loaded_blocks += 1
                 continue
-            clean.setdefault(k, []).append(Entry.from_samples(kept))
+            clean.setdefault(k, []).append(Entry.from_samples([x for runs in kept for x in runs]))
         for es in clean.values():
             es.sort(key=lambda e: e.p50_ms)
         report.blocks = len(windows) + len(paired_windows)
