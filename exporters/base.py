@@ -21,7 +21,9 @@ convert or verify: the :class:`Artifact` carries ``error`` and the caller moves 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import tempfile
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -217,14 +219,24 @@ class Exporter(ABC):
         """Format-specific facts for the model card."""
         return {}
 
-    def latency_ms(self, path: Path, job: ExportJob) -> float | None:
+    def latency(self, path: Path, job: ExportJob) -> tuple[float, dict[str, Any]] | None:
+        """Median batch-1 latency (ms) of the file in its runtime on this host and how it was timed, or
+        None for a format this host cannot time.
+
+        The profiler's procedure (:func:`edgenas.latency.profile.time_file`): windows of runs alternating
+        with a sentinel model, kept only when the sentinel ran at full speed, until two kept windows
+        agree; so the measured figure and the table's prediction beside it on the card come from the
+        same kind of measurement, also on a host whose speed drifts."""
         if not self.timeable:
             return None
-        from edgenas.devices.runner import time_model
+        from edgenas.latency.profile import time_file
+        from edgenas.latency.runtimes import get_runtime
 
-        opts = job.options.runtime_options.get(self.runtime, {})
-        times = time_model(str(path), self.runtime, job.options.threads, 10, 50, 10.0, opts)
-        return float(np.median(times))
+        runtime = get_runtime(self.runtime, job.options.threads, job.options.runtime_options.get(self.runtime, {}))
+        entry, report = time_file(runtime, path, _sentinel_file(runtime))
+        return entry.p50_ms, {"procedure": "paired with a sentinel (edgenas.latency.profile.time_file)",
+                              "runs": entry.n, "std_ms": entry.std_ms, "windows": report.blocks,
+                              "windows_set_aside": report.loaded_blocks, "settled": not report.unsettled}
 
     def export(self, job: ExportJob, out_dir: Path, stem: str | None = None) -> Artifact:
         """Build, write (atomically), verify, score and time one artifact; failures are recorded."""
@@ -248,14 +260,32 @@ class Exporter(ABC):
                 p = art.parity
                 art.error = (f"verification failed: {p.threshold} not met (max |diff| {p.max_abs_diff:.3g}, "
                              f"top-1 agreement {p.top1_agreement:.1%} on {p.examples} examples)")
-            elif job.options.measure_latency:
-                art.latency_ms = self.latency_ms(path, job)
+            elif job.options.measure_latency and (timed := self.latency(path, job)) is not None:
+                art.latency_ms, art.extra["latency_timing"] = timed
         except Exception as exc:  # a model that fails to convert is reported; the others still export
             last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
             where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
             art.error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}"
         art.seconds = time.perf_counter() - t0
         return art
+
+
+_SENTINELS: dict[str, Path] = {}
+_SENTINEL_DIR: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def _sentinel_file(runtime: Any) -> Path:
+    """The paired-timing sentinel in ``runtime``'s file format, exported once per process (a LiteRT
+    conversion takes seconds) into a temporary folder removed at exit."""
+    from edgenas.latency.profile import probe_files
+
+    key = json.dumps([runtime.name, runtime.threads, runtime.options], sort_keys=True, default=str)
+    if key not in _SENTINELS:
+        if not _SENTINEL_DIR:
+            _SENTINEL_DIR.append(tempfile.TemporaryDirectory(prefix="edgenas-sentinel-"))
+        out = Path(_SENTINEL_DIR[0].name) / hashlib.sha1(key.encode()).hexdigest()[:12]
+        _SENTINELS[key] = probe_files(runtime, out)[0]
+    return _SENTINELS[key]
 
 
 # -- registry ---------------------------------------------------------------------------------------

@@ -105,8 +105,13 @@ def test_latency_is_timed_in_the_runtime(out_root):
     t = trained("tiny")
     for fmt in ("onnx", "tflite-int8"):
         art = exported("tiny", fmt, out_root)
-        ms = get_exporter(fmt).latency_ms(art.path, t.job)
-        assert ms is not None and 0 < ms < 1000
+        timed = get_exporter(fmt).latency(art.path, t.job)
+        assert timed is not None
+        ms, how = timed
+        assert 0 < ms < 1000
+        # the profiler's paired procedure: at least its two windows, each of whole runs
+        assert how["windows"] >= 2 and how["runs"] >= 5 and 0 <= how["windows_set_aside"] <= how["windows"]
+    assert get_exporter("tflm").latency(art.path, t.job) is None  # TFLM on this host says nothing of an MCU
 
 
 def test_tflite_options_nhwc_input_and_float_io(tmp_path):

@@ -34,6 +34,40 @@ if TYPE_CHECKING:
 PAIRED_GROUP = 5  # runs per group in paired timing: a group median is a warm run (see time_model_paired)
 
 
+def probe_files(runtime: DeviceRuntime, out_dir: Path) -> tuple[Path, Path]:
+    """Model files of the sentinel (a fixed small convolution, conv 32x16 -> 32, k3) and of the trivial
+    model that measures the per-invoke cost, exported together (one conversion) into ``out_dir``, where
+    an earlier export is reused."""
+    from edgenas.layers import BNActLayer, ConvLayer
+
+    sentinel, trivial = ConvLayer(32, 16, cout=32, k=3), BNActLayer(1, 1)
+    paths = export_units(runtime, [sentinel, trivial], out_dir, jobs=1)
+    return paths[sentinel.key], paths[trivial.key]
+
+
+def paired_measure(runtime: DeviceRuntime, sentinel_path: Path, warmup: int, repeats: int,
+                   max_seconds: float) -> Callable[[Path], PairedSamples]:
+    """One paired timing window of a model file: its runs alternating with the sentinel's in groups of
+    ``PAIRED_GROUP`` (what :func:`timed_passes` with ``paired=True`` gates on)."""
+
+    def measure(path: Path) -> PairedSamples:
+        item, ref = runtime.time_paired(path, sentinel_path, warmup, repeats, max_seconds, group=PAIRED_GROUP)
+        return PairedSamples(item, ref, PAIRED_GROUP)
+
+    return measure
+
+
+def time_file(runtime: DeviceRuntime, path: Path, sentinel_path: Path, *, warmup: int = 10, repeats: int = 50,
+              max_seconds: float = 10.0, rounds: int = 2, extra_passes: int = 6) -> tuple[Entry, PassReport]:
+    """Latency of one model file by the profiler's own procedure: ``rounds`` paired windows, more (up to
+    ``extra_passes``) until two full-speed windows agree within 3%; the lowest full-speed window's
+    entry. So an exported artifact is measured as the table it is compared with was."""
+    measure = paired_measure(runtime, sentinel_path, warmup, repeats, max_seconds)
+    final, report = timed_passes([str(path)], lambda _k: measure(path), None, rounds=rounds,
+                                 extra_passes=extra_passes, paired=True)
+    return final[str(path)], report
+
+
 @dataclass(frozen=True)
 class NetworkUnit(Layer):
     """A whole network as one picklable descriptor (its layers in sequence), for end-to-end timing."""
@@ -233,24 +267,13 @@ class Profiler:
         if not self.paired:
             return timed_passes(keys, lambda k: self._time(files[k]), self._sentinel(space), rounds=rounds,
                                 block=block, extra_passes=self.extra_passes, on_entry=on_entry)
-        ref = self._probes(space)[0]
-
-        def measure(k: str) -> PairedSamples:
-            item, sentinel = self.runtime.time_paired(files[k], ref, self.warmup, self.repeats, self.max_seconds,
-                                                      group=PAIRED_GROUP)
-            return PairedSamples(item, sentinel, PAIRED_GROUP)
-
-        return timed_passes(keys, measure, None, rounds=rounds, extra_passes=self.extra_passes,
+        measure = paired_measure(self.runtime, self._probes(space)[0], self.warmup, self.repeats, self.max_seconds)
+        return timed_passes(keys, lambda k: measure(files[k]), None, rounds=rounds, extra_passes=self.extra_passes,
                             on_entry=on_entry, paired=True)
 
     def _probes(self, space: str) -> tuple[Path, Path]:
-        """Model files of the sentinel (a fixed small convolution) and of the trivial model that measures
-        the per-invoke cost, exported together (one conversion) and cached in the work dir."""
-        from edgenas.layers import BNActLayer, ConvLayer
-
-        sentinel, trivial = ConvLayer(32, 16, cout=32, k=3), BNActLayer(1, 1)
-        paths = export_units(self.runtime, [sentinel, trivial], self.work_dir(space) / "units", jobs=1)
-        return paths[sentinel.key], paths[trivial.key]
+        """The sentinel and trivial-model files (:func:`probe_files`), cached in the work dir."""
+        return probe_files(self.runtime, self.work_dir(space) / "units")
 
     def _sentinel(self, space: str) -> Callable[[], float]:
         """The sentinel model timed between blocks (see :mod:`edgenas.latency.passes`)."""
