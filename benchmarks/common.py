@@ -17,16 +17,14 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PARTIAL_BANNER = "**Partial: the run is still going or was interrupted.**"
+"""The line a results file carries while its run is still writing it (or was cut short)."""
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from edgenas.latency.table import host_info
+
+    return str(host_info()["cpu"])
 
 
 def versions(*packages: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import torch  # noqa: E402
+from common import PARTIAL_BANNER  # noqa: E402
 
 from edgenas.datasets import load_dataset  # noqa: E402
 from edgenas.estimators.data import data_task  # noqa: E402
@@ -240,7 +241,7 @@ def main() -> None:
                                                         default=str) + "\n")
         md = markdown(summary, rows, settings, mach)
         if partial:
-            md = md.replace("\n\n", "\n\n**Partial: the run is still going or was interrupted.**\n\n", 1)
+            md = md.replace("\n\n", f"\n\n{PARTIAL_BANNER}\n\n", 1)
         (RESULTS / "export.md").write_text(md)
         return md
 

@@ -178,16 +178,18 @@ def report(rows: list[dict], args: argparse.Namespace, measured: dict | None = N
         "int8 input and output) calibrated on 8 seeded N(0, 1) inputs of the model's input shape (standing "
         "for standardised images, and for a unit's incoming activation; see edgenas/latency/runtimes/litert.py "
         "for why the calibration data does not move int8 timings). Its profile_s includes the quantization.",
-        "Timing (rows measured from 2026-12-02 07:00 UTC on, code from commit 9035a57) is *paired*: every timing "
-        "window runs the unit or network in groups of 5 runs alternating with a fixed sentinel model (conv "
-        "32x16 -> 32, k3) and is kept only if the sentinel's median in that window is within 15% of its fastest "
-        "reading; `loaded_blocks` counts the windows set aside (background load, or the host running at a "
-        "slower speed), `remeasured` the items timed again because of it or because their two lowest kept "
-        "medians differed by more than 3%, `unsettled` those still without two agreeing full-speed windows "
-        "after 6 extra passes (they keep their lowest median). Earlier rows used the first design: a sentinel "
-        "timed between blocks of 25 units (5 networks), where `loaded_blocks` counts blocks. "
-        "`loadavg_mean`/`loadavg_max`: the 1-minute load average (2 cores) sampled every 30 s during the row "
-        "(rows measured before it was recorded show none).",
+        "Timing of the local-cpu-litert-int8 rows (measured from 2026-12-02 16:26 UTC, code from commit "
+        "d42b8e7) is *paired*: every timing window runs the unit or network in groups of 5 runs alternating "
+        "with a fixed sentinel model (conv 32x16 -> 32, k3), starting and ending with a sentinel group; an item "
+        "group counts only if the sentinel groups on both sides of it ran within 15% of the sentinel's "
+        "full-speed time (the 1st percentile of all its group medians), and a window is kept with at least 2 "
+        "such groups (their runs make its median). `loaded_blocks` counts the windows set aside (background "
+        "load, or the host running at a slower speed), `remeasured` the items timed again because of it or "
+        "because their two lowest kept medians differed by more than 3%, `unsettled` those still without two "
+        "agreeing full-speed windows after 6 extra passes (they keep their lowest median). The other rows used "
+        "the first design: a sentinel timed between blocks of 25 units (5 networks), where `loaded_blocks` "
+        "counts blocks. `loadavg_mean`/`loadavg_max`: the 1-minute load average (2 cores) sampled every 30 s "
+        "during the row (rows measured before it was recorded show none).",
         "Plots: latency_fidelity_<device>_<space>.png; per-network measured and predicted latency: "
         "latency_fidelity_<device>_<space>.csv.",
     ]

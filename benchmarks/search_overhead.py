@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import optuna  # noqa: E402
+from common import PARTIAL_BANNER  # noqa: E402
 
 from edgenas.paths import shared_file  # noqa: E402
 from edgenas.search import study as st  # noqa: E402
@@ -138,7 +139,7 @@ def write(rows: list[dict], cfg: dict, a: argparse.Namespace, partial: bool) -> 
     command = "cd benchmarks && python search_overhead.py " + " ".join(sys.argv[1:])
     lines = ["# search_overhead", "", f"Command: `{command}`", ""]
     if partial:
-        lines += ["**Partial: the run is still going or was interrupted.**", ""]
+        lines += [PARTIAL_BANNER, ""]
     if a.note:
         lines += [f"Conditions: {a.note}", ""]
     lines += ["Per-trial wall time of the search loop with a free estimator (`params`): sampling, exact cost, "

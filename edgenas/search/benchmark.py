@@ -24,7 +24,6 @@ Tasks:
 from __future__ import annotations
 
 import math
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -258,17 +257,11 @@ def records(traces: list[RunTrace], budgets: Sequence[int], key: str) -> list[di
 def machine() -> dict[str, Any]:
     import os
 
+    from edgenas.latency.table import host_info
     from edgenas.search.outputs import versions
 
-    cpu = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor()
-    return {"cpu": cpu, "cores": os.cpu_count(), "versions": versions(),
+    host = host_info()
+    return {"cpu": host["cpu"], "cores": host["cores"], "versions": versions(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "load_average_1_5_15min": [round(v, 2) for v in os.getloadavg()]}
 
