@@ -194,7 +194,9 @@ def markdown(summary: list[dict], rows: list[dict], settings: dict, mach: dict) 
     if failures:
         lines += ["", "## Failures", ""]
         lines += [f"- {r['space']} {r['index']} {r['format']}: {r['error']}" for r in failures]
-    lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in settings.items()]
+    if settings.get("note"):
+        lines += ["", "## Notes", "", settings["note"]]
+    lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in settings.items() if k != "note"]
     lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in mach.items()]
     return "\n".join(lines) + "\n"
 
@@ -209,10 +211,14 @@ def main() -> None:
                     help="keep the existing results' models of the spaces not run now (each row records its machine)")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite results/export.md (and the summary in export.json) from the models in export.json")
+    ap.add_argument("--note", default=None,
+                    help="findings or conditions, recorded in the results (with --report-only: replaces them)")
     a = ap.parse_args()
     if a.report_only:
         data = json.loads((RESULTS / "export.json").read_text())
         data["summary"] = summarise(data["models"])
+        if a.note is not None:
+            data["settings"]["note"] = a.note
         (RESULTS / "export.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
         md = markdown(data["summary"], data["models"], data["settings"], data["machine"])
         (RESULTS / "export.md").write_text(md)
@@ -222,6 +228,8 @@ def main() -> None:
     settings = {"specs_per_space": a.specs, "seed": a.seed, "spaces": {k: SPACES[k][:4] for k in a.spaces.split(",")},
                 "train": TRAIN,
                 "torch_threads": 1, "command": "cd benchmarks && python export.py " + " ".join(sys.argv[1:])}
+    if a.note:
+        settings["note"] = a.note
     done: list[dict] = []
     if a.merge and (RESULTS / "export.json").exists():
         old = json.loads((RESULTS / "export.json").read_text())

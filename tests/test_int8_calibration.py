@@ -80,3 +80,17 @@ def test_profiler_calibration_matches_tensor_copying_calibration(model_and_data)
         return bytes(q.quantize(qsvs, enable_progress_report=False, enable_progress_bar=False).quantized_model)
 
     assert quantized(fast) == quantized(slow)
+
+
+def test_failed_agreement_names_the_near_ties():
+    """A quantized file that flips classes is reported with torch's margins on the flipped examples, so
+    a user can tell near-ties of an undertrained model from a broken conversion."""
+    from edgenas.exporters.base import flip_margins
+
+    ref = np.array([[5.0, 0.0, 0.0], [0.0, 4.0, 0.0], [1.0, 0.98, 0.0], [0.0, 2.0, 2.01]], dtype=np.float32)
+    got = ref.copy()
+    got[2] = [0.9, 1.0, 0.0]  # a near-tie flipped
+    got[3] = [0.0, 2.1, 2.0]
+    msg = flip_margins(got, ref)
+    assert "2 flipped examples" in msg and "median 0.015" in msg
+    assert flip_margins(ref, ref) == ""  # nothing flipped: nothing to explain
