@@ -252,7 +252,8 @@ class Exporter(ABC):
         from edgenas.latency.runtimes import get_runtime
 
         runtime = get_runtime(self.runtime, job.options.threads, job.options.runtime_options.get(self.runtime, {}))
-        entry, report = time_file(runtime, path, _sentinel_file(runtime))
+        sentinel, history = _sentinel(runtime)
+        entry, report = time_file(runtime, path, sentinel, sentinel_history=history)
         return entry.p50_ms, {"procedure": "paired with a sentinel (edgenas.latency.profile.time_file)",
                               "runs": entry.n, "std_ms": entry.std_ms, "windows": report.blocks,
                               "windows_set_aside": report.loaded_blocks, "settled": not report.unsettled}
@@ -290,13 +291,15 @@ class Exporter(ABC):
         return art
 
 
-_SENTINELS: dict[str, Path] = {}
+_SENTINELS: dict[str, tuple[Path, list[float]]] = {}
 _SENTINEL_DIR: list[tempfile.TemporaryDirectory[str]] = []
 
 
-def _sentinel_file(runtime: Any) -> Path:
-    """The paired-timing sentinel in ``runtime``'s file format, exported once per process (a LiteRT
-    conversion takes seconds) into a temporary folder removed at exit."""
+def _sentinel(runtime: Any) -> tuple[Path, list[float]]:
+    """The paired-timing sentinel in ``runtime``'s file format and its readings so far in this process
+    (every artifact timed adds to them, so later artifacts are judged against a longer record of the
+    host's full speed). Exported once per process (a LiteRT conversion takes seconds) into a temporary
+    folder removed at exit."""
     from edgenas.latency.profile import probe_files
 
     key = json.dumps([runtime.name, runtime.threads, runtime.options], sort_keys=True, default=str)
@@ -304,7 +307,7 @@ def _sentinel_file(runtime: Any) -> Path:
         if not _SENTINEL_DIR:
             _SENTINEL_DIR.append(tempfile.TemporaryDirectory(prefix="edgenas-sentinel-"))
         out = Path(_SENTINEL_DIR[0].name) / hashlib.sha1(key.encode()).hexdigest()[:12]
-        _SENTINELS[key] = probe_files(runtime, out)[0]
+        _SENTINELS[key] = (probe_files(runtime, out)[0], [])
     return _SENTINELS[key]
 
 

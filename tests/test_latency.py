@@ -515,3 +515,25 @@ def test_paired_reference_is_a_low_percentile_not_one_lucky_reading():
     r = PassReport(sentinel_ms=[0.5] + [1.0] * 300)
     assert r.reference_ms == 1.0
     assert PassReport(sentinel_ms=[0.9, 1.0, 1.2]).reference_ms == 0.9
+
+
+def test_paired_timing_knows_a_slow_spell_from_earlier_sentinel_readings():
+    """One file timed entirely during a slow spell has nothing faster to compare with; the sentinel's
+    readings from earlier files on this host (what export keeps per process) tell the spell apart."""
+    from edgenas.latency.passes import timed_passes
+
+    calls = []
+
+    def measure(k):  # the whole session runs slow until the 4th window, then at full speed
+        calls.append(k)
+        fast = len(calls) > 3
+        runs = 5 * 4
+        return PairedSamples([0.2 * (1.0 if fast else 1.5)] * runs, [1.0 if fast else 1.6] * (runs + 5), 5)
+
+    alone, rep = timed_passes(["f"], measure, None, rounds=2, extra_passes=6, paired=True)
+    assert rep.loaded_blocks == 0 and alone["f"].p50_ms == pytest.approx(0.3)  # slow, and cannot know it
+    calls.clear()
+    known, rep = timed_passes(["f"], measure, None, rounds=2, extra_passes=6, paired=True,
+                              known_sentinel_ms=[1.0] * 40)
+    assert rep.loaded_blocks == 3 and known["f"].p50_ms == pytest.approx(0.2)
+    assert rep.sentinel_ms[:40] == [1.0] * 40 and not rep.unsettled

@@ -111,15 +111,19 @@ def timed_passes(
     keys: Sequence[str], measure: Callable[[str], Any], sentinel: Callable[[], float] | None, *,
     rounds: int = 2, block: int = 25, tolerance: float = 0.15, agree: float = 0.03, extra_passes: int = 3,
     on_entry: Callable[[str, Entry], None] | None = None, paired: bool = False,
+    known_sentinel_ms: Sequence[float] = (),
 ) -> tuple[dict[str, Entry], PassReport]:
     """Measure every key in ``rounds`` separated passes (alternating order) with sentinel checks.
 
     ``measure(key)`` times one item: an :class:`Entry`, or with ``paired`` a :class:`PairedSamples`
     (``sentinel`` is then not called and may be None);
     ``sentinel()`` returns the sentinel's median in ms; ``on_entry(key, best_so_far)`` is called after
-    each measurement (for progress and periodic saves).
+    each measurement (for progress and periodic saves). ``known_sentinel_ms``: the same sentinel's
+    readings from earlier sessions on this host; they join this session's in setting its full-speed
+    time, so a session of a few items that runs entirely during a slow spell (nothing faster to compare
+    with) is still recognised as slow and re-measured. ``report.sentinel_ms`` holds both.
     """
-    report = PassReport()
+    report = PassReport(sentinel_ms=list(known_sentinel_ms))
     best_any: dict[str, Entry] = {}
     clean: dict[str, list[Entry]] = {}
     windows: list[tuple[list[tuple[str, Entry]], float, float]] = []

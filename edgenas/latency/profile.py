@@ -58,13 +58,20 @@ def paired_measure(runtime: DeviceRuntime, sentinel_path: Path, warmup: int, rep
 
 
 def time_file(runtime: DeviceRuntime, path: Path, sentinel_path: Path, *, warmup: int = 10, repeats: int = 50,
-              max_seconds: float = 10.0, rounds: int = 2, extra_passes: int = 6) -> tuple[Entry, PassReport]:
+              max_seconds: float = 10.0, rounds: int = 2, extra_passes: int = 6,
+              sentinel_history: list[float] | None = None) -> tuple[Entry, PassReport]:
     """Latency of one model file by the profiler's own procedure: ``rounds`` paired windows, more (up to
     ``extra_passes``) until two full-speed windows agree within 3%; the lowest full-speed window's
-    entry. So an exported artifact is measured as the table it is compared with was."""
+    entry. So an exported artifact is measured as the table it is compared with was.
+
+    ``sentinel_history``: the sentinel's readings from earlier calls (updated in place). One file's
+    own few windows cannot tell a slow spell of the host (seen here: 1.6x, seconds at a time) from its
+    normal speed; the readings of every file timed before it can."""
     measure = paired_measure(runtime, sentinel_path, warmup, repeats, max_seconds)
     final, report = timed_passes([str(path)], lambda _k: measure(path), None, rounds=rounds,
-                                 extra_passes=extra_passes, paired=True)
+                                 extra_passes=extra_passes, paired=True, known_sentinel_ms=sentinel_history or ())
+    if sentinel_history is not None:
+        sentinel_history[:] = report.sentinel_ms
     return final[str(path)], report
 
 
