@@ -3,12 +3,14 @@ artifacts with a model card.
 
 Installed only as ``edgenas.exporters`` (see pyproject's package-dir mapping); there is deliberately no
 top-level ``exporters`` module. One base class per format (:class:`~edgenas.exporters.base.Exporter`),
-a registry, and one contract suite over every registered exporter (tests/test_exporter_contract.py).
+a registry (third-party formats through the ``edgenas.exporters`` entry points), and one contract suite
+over every registered exporter (:mod:`edgenas.testing`).
 """
 
 from __future__ import annotations
 
 from edgenas.exporters.base import (
+    EXPORTERS,
     Artifact,
     Exporter,
     ExportJob,
@@ -19,23 +21,5 @@ from edgenas.exporters.base import (
     register_exporter,
 )
 
-_LOADED = False
-
-
-def _load_builtins() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    import importlib
-
-    for mod in ("onnx", "tflite", "tflm"):
-        try:
-            importlib.import_module(f"edgenas.exporters.{mod}")
-        except ModuleNotFoundError as exc:  # a format module not written yet
-            if exc.name != f"edgenas.exporters.{mod}":
-                raise
-
-
-__all__ = ["Artifact", "ExportJob", "ExportOptions", "Exporter", "Parity", "exporter_names", "get_exporter",
-           "register_exporter"]
+__all__ = ["EXPORTERS", "Artifact", "ExportJob", "ExportOptions", "Exporter", "Parity", "exporter_names",
+           "get_exporter", "register_exporter"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import time
 import traceback
@@ -34,7 +33,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgenas.errors import UnknownNameError
+from edgenas.errors import EdgenasError
+from edgenas.fileio import atomic_write
+from edgenas.registry import GROUPS, Registry
 
 EXACT_TOLERANCE = 1e-4
 """Largest |output difference| allowed between torch and a float artifact."""
@@ -153,21 +154,6 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def compare(kind: str, got: np.ndarray, ref: np.ndarray) -> Parity:
     got = np.asarray(got, dtype=np.float32).reshape(ref.shape)
     diff = float(np.max(np.abs(got - ref))) if ref.size else 0.0
@@ -266,11 +252,11 @@ class Exporter(ABC):
         try:
             data = self.build(job)
             art.build_seconds = time.perf_counter() - t0
-            atomic_write_bytes(path, data)
+            atomic_write(path, data)
             art.path, art.bytes, art.sha256 = path, len(data), hashlib.sha256(data).hexdigest()
             for name, content in self.companions(path, job).items():
                 p = out_dir / name
-                atomic_write_bytes(p, content)
+                atomic_write(p, content)
                 art.companions.append(p)
             art.parity, out = self.verify(path, job)
             if job.val_y is not None and len(job.val_y):
@@ -312,27 +298,24 @@ def _sentinel(runtime: Any) -> tuple[Path, list[float]]:
 
 
 # -- registry ---------------------------------------------------------------------------------------
-_REGISTRY: dict[str, type[Exporter]] = {}
+def _check_exporter(name: str, obj: Any) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, Exporter)):
+        raise EdgenasError(f"exporter plug-in {name!r} must be an Exporter subclass, got {obj!r}")
+
+
+EXPORTERS: Registry[type[Exporter]] = Registry(
+    "export format", GROUPS["exporter"], sort=False, check=_check_exporter,
+    builtins=[f"edgenas.exporters.{m}" for m in ("onnx", "tflite", "tflm")])
+"""Every export format by name, in dependency order (``tflm`` builds on ``tflite-int8``)."""
 
 
 def register_exporter(cls: type[Exporter]) -> type[Exporter]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_builtins() -> None:
-    from edgenas.exporters import _load_builtins as load
-
-    load()
+    return EXPORTERS.register(cls)
 
 
 def exporter_names() -> list[str]:
-    _load_builtins()
-    return list(_REGISTRY)
+    return EXPORTERS.names()
 
 
 def get_exporter(name: str) -> Exporter:
-    _load_builtins()
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown export format {name!r}; choose from: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]()
+    return EXPORTERS.get(name)()

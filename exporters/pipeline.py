@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.errors import EdgenasError
-from edgenas.exporters.base import Artifact, ExportJob, ExportOptions, atomic_write_bytes, get_exporter
+from edgenas.exporters.base import Artifact, ExportJob, ExportOptions, get_exporter
 from edgenas.exporters.card import model_card, model_card_markdown
 from edgenas.exporters.weights import export_data, load_weights, save_weights, train_final
+from edgenas.fileio import atomic_write
 from edgenas.spaces import ArchSpec, SearchSpace, Task
 
 DEFAULT_FORMATS = ("onnx", "tflite", "tflite-int8")
@@ -216,7 +217,7 @@ def export_models(
                 say(f"[{i}/{len(requests)}] {req.name}: training {req.spec} for {settings.train_epochs} epoch(s)")
                 trained = train_final(req.space, req.spec, task, dataset, settings.train_epochs, settings.seed)
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(folder / WEIGHTS_FILE, save_weights(trained.module, folder / WEIGHTS_FILE))
+            atomic_write(folder / WEIGHTS_FILE, save_weights(trained.module, folder / WEIGHTS_FILE))
         except EdgenasError as exc:
             result.error = str(exc)
             say(f"[{i}/{len(requests)}] {req.name}: FAILED: {exc}")
@@ -233,8 +234,8 @@ def export_models(
             say(f"[{i}/{len(requests)}] {req.name}: {_artifact_line(art)}")
         result.card = model_card(result, trained, settings, cost=req.space.cost(req.spec, task))
         try:
-            atomic_write_bytes(folder / "model_card.json", (json.dumps(result.card, indent=1) + "\n").encode())
-            atomic_write_bytes(folder / "model_card.md", model_card_markdown(result.card).encode())
+            atomic_write(folder / "model_card.json", (json.dumps(result.card, indent=1) + "\n").encode())
+            atomic_write(folder / "model_card.md", model_card_markdown(result.card).encode())
         except OSError as exc:
             result.error = f"cannot write the model card: {exc}"
         say(f"[{i}/{len(requests)}] {req.name}: {'ok' if result.ok else 'FAILED'} in "
@@ -254,9 +255,9 @@ def _write_sample(folder: Path, vx: Any, vy: Any) -> None:
 
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(vx[0], dtype=np.float32))
-    atomic_write_bytes(folder / SAMPLE_FILE, buf.getvalue())
+    atomic_write(folder / SAMPLE_FILE, buf.getvalue())
     label = int(vy[0]) if vy is not None else None
-    atomic_write_bytes(folder / "sample_label.json", (json.dumps({"label": label}) + "\n").encode())
+    atomic_write(folder / "sample_label.json", (json.dumps({"label": label}) + "\n").encode())
 
 
 def _options_for(base: ExportOptions, req: ExportRequest, fmt: str | None = None) -> ExportOptions:

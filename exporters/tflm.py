@@ -332,7 +332,7 @@ def cached_batch_int8_tflite(space: Any, specs: list[Any], cache_dir: Path | Non
     rerun on the same machine without reconverting (~10 s per spec)."""
     from importlib.metadata import version
 
-    from edgenas.exporters.base import atomic_write_bytes
+    from edgenas.fileio import atomic_write
 
     modules = [space.build(s) for s in specs]
     h = hashlib.sha256()
@@ -345,5 +345,5 @@ def cached_batch_int8_tflite(space: Any, specs: list[Any], cache_dir: Path | Non
         return [f.read_bytes() for f in files]
     blobs = batch_int8_tflite(modules, [space.input_shape(s) for s in specs])
     for f, b in zip(files, blobs):
-        atomic_write_bytes(f, b)
+        atomic_write(f, b)
     return blobs

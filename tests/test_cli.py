@@ -115,7 +115,7 @@ def test_describe_all_nb201_cells(capsys, shared_data, tmp_path):
         (["describe", "--space", "tiny", "--archs", "/nonexistent/archs.txt"], "not found"),
         (["describe", "--space", "mbv3", "--arch-json", "{\"ks\": 3}"], "missing key"),
         (["describe", "--space", "tiny", "--random", "2", "--csv", "/nonexistent/dir/x.csv"], "does not exist"),
-        (["describe", "--space", "mbv3", "--space-opt", "bogus=1", "--random", "1"], "bad options for space"),
+        (["describe", "--space", "mbv3", "--space-opt", "bogus=1", "--random", "1"], "unknown option(s) bogus"),
         (["describe", "--space", "tiny"], "one of the arguments"),
         (["frobnicate"], "invalid choice"),
     ],

@@ -280,13 +280,13 @@ def test_cli_fit_writes_table_device_and_validation(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("header", "rows", "extra", "needle"),
     [
-        (["name", "latency_ms"], [["a", 1.0]] * 12, [], "needs a header with an 'arch' column"),
-        (["arch", "time"], [["c3-c3-c3-c3-c3-c3", 1.0]] * 12, [], "no latency column 'latency_ms'"),
+        (["name", "latency_ms"], [["a", 1.0]] * 12, [], "has no arch column (arch, arch_str, op_idx_list"),
+        (["arch", "time"], [["c3-c3-c3-c3-c3-c3", 1.0]] * 12, [], "has no column 'latency_ms'"),
         (["arch", "latency_ms"], [["c3-c3-c3-c3-c3-c3", 1.0]] * 5 + [["c3-c9", 1.0]], [], "m.csv:7: nb201 arch"),
         (["arch", "latency_ms"], [["c3-c3-c3-c3-c3-c3", 1.0]] * 3, [], "need at least 10 measured networks"),
         (["arch", "latency_ms"], [["c3-c3-c3-c3-c3-c3", 1.0]] * 3 + [["c1-c3-c3-c3-c3-c3", -2]], [],
-         "m.csv:5: latency '-2' must be a positive number"),
-        (["arch", "latency_ms"], [["c3-c3-c3-c3-c3-c3", "fast"]], [], "m.csv:2: latency 'fast' is not a number"),
+         "m.csv:5: latency_ms '-2' is not a positive number"),
+        (["arch", "latency_ms"], [["c3-c3-c3-c3-c3-c3", "fast"]], [], "m.csv:2: latency_ms 'fast' is not a positive number"),
         (["arch", "latency_ms"], [["c3-c3-c3-c3-c3-c3", 1.0]] * 12, ["--prior-device", "nosuch"], "unknown device"),
         (["arch", "latency_ms"], [["c3-c3-c3-c3-c3-c3", 1.0]] * 12, ["--folds", "1"], "--folds"),
     ],

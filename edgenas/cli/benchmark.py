@@ -50,8 +50,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     import optuna
 
     from edgenas.cli.search import _quiet_third_party
+    from edgenas.fileio import atomic_write
     from edgenas.search import benchmark as bm
-    from edgenas.search.outputs import atomic_write
 
     _quiet_third_party(args.verbose)
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -46,7 +46,6 @@ def run_export(
         raise EdgenasError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     from edgenas.exporters import ExportOptions
-    from edgenas.exporters.base import atomic_write_bytes
     from edgenas.exporters.pipeline import (
         ExportRequest,
         ExportSettings,
@@ -55,6 +54,7 @@ def run_export(
         run_dataset_source,
         summary_json,
     )
+    from edgenas.fileio import atomic_write
     from edgenas.latency.runtimes.base import file_stem
     from edgenas.spaces import Task, get_space
 
@@ -100,7 +100,7 @@ def run_export(
     settings = ExportSettings(formats, train_epochs, seed, options, dataset, command, run_dir)
     print(f"exporting {len(requests)} model(s) as {', '.join(formats)} to {out_dir}", file=sys.stderr, flush=True)
     results = export_models(requests, out_dir, settings)
-    atomic_write_bytes(out_dir / "export.json", (json.dumps(summary_json(results, settings), indent=1) + "\n").encode())
+    atomic_write(out_dir / "export.json", (json.dumps(summary_json(results, settings), indent=1) + "\n").encode())
     print(summary_table(results))
     ok = sum(r.ok for r in results)
     print(f"\n{ok} of {len(results)} model(s) exported and verified; cards: {out_dir}/*/model_card.md"

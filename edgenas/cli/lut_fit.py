@@ -14,15 +14,13 @@ would help) are printed and stored in the table's ``validation``.
 from __future__ import annotations
 
 import argparse
-import csv
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgenas.archio import ARCH_COLUMNS, read_arch_lines
-from edgenas.errors import ArchParseError, EdgenasError
+from edgenas.archio import read_arch_column
+from edgenas.errors import EdgenasError
 from edgenas.latency.devices import RUNTIMES, DeviceStore
 from edgenas.latency.table import LatencyTable
 from edgenas.spaces import ArchSpec, SearchSpace, Task
@@ -31,38 +29,13 @@ from edgenas.spaces import ArchSpec, SearchSpace, Task
 def read_measurements(path: str | Path, space: SearchSpace, latency_column: str = "latency_ms",
                       ) -> tuple[list[ArchSpec], list[float]]:
     """Specs and latencies (ms) of a measurements CSV; every problem names the file (and line)."""
-    p = Path(path)
-    lines = read_arch_lines(p)  # raises for a missing / unreadable file
-    with open(p, newline="") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in reader.fieldnames or []]
-        raw_rows = list(reader)
-    arch_col = next((c for c in ARCH_COLUMNS if c in header), None)
-    if arch_col is None:
-        raise EdgenasError(f"measurements {str(p)!r}: needs a header with an 'arch' column (or "
-                           f"{' / '.join(ARCH_COLUMNS[1:])}); found {', '.join(header) or 'no header'}")
-    if latency_column not in header:
-        raise EdgenasError(f"measurements {str(p)!r}: no latency column {latency_column!r} (columns: "
-                           f"{', '.join(header)}); name it with --latency-column")
-    if len(lines) != len(raw_rows):  # read_arch_lines and DictReader walk the same rows
-        raise EdgenasError(f"measurements {str(p)!r}: could not align rows; check quoting")
-    specs: list[ArchSpec] = []
-    lat: list[float] = []
-    for (lineno, text), row in zip(lines, raw_rows):
-        row = {(k or "").strip(): v for k, v in row.items()}
-        try:
-            specs.append(space.parse(text))
-        except ArchParseError as exc:
-            raise EdgenasError(f"{p}:{lineno}: {exc}") from None
-        value = (row.get(latency_column) or "").strip()
-        try:
-            ms = float(value)
-        except ValueError:
-            raise EdgenasError(f"{p}:{lineno}: latency {value!r} is not a number (ms)") from None
-        if not math.isfinite(ms) or ms <= 0:
-            raise EdgenasError(f"{p}:{lineno}: latency {value!r} must be a positive number of ms")
-        lat.append(ms)
-    return specs, lat
+    try:
+        rows = read_arch_column(path, space, latency_column, what="measurements", positive=True)
+    except EdgenasError as exc:
+        if f"no column {latency_column!r}" in str(exc):
+            raise EdgenasError(f"{exc}; name the latency column with --latency-column") from None
+        raise
+    return [r.spec for r in rows], [float(r.value) for r in rows]  # type: ignore[arg-type]
 
 
 def _priors(args: argparse.Namespace, store: DeviceStore, space: SearchSpace, device: str,

@@ -16,6 +16,7 @@ See :mod:`edgenas.estimators.base` for the contract every estimator keeps.
 from __future__ import annotations
 
 from edgenas.estimators.base import (
+    ESTIMATORS,
     RECORD_FIELDS,
     WORST_SCORE,
     Estimate,
@@ -28,25 +29,8 @@ from edgenas.estimators.base import (
     register_estimator,
 )
 
-_LOADED = False
-
-
-def _load_builtins() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    from edgenas.estimators import (  # noqa: F401  (registration side effect)
-        compose,
-        ofa_predictor,
-        surrogate,
-        tabular,
-        training,
-        zero_cost,
-    )
-
-
 __all__ = [
+    "ESTIMATORS",
     "RECORD_FIELDS",
     "WORST_SCORE",
     "Estimate",

@@ -25,7 +25,6 @@ filter or ensemble in ``pool="batch"`` mode, successive halving) are not cached 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
 import time
 from abc import ABC, abstractmethod
@@ -34,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgenas.errors import EdgenasError, UnknownNameError
+from edgenas.errors import EdgenasError
+from edgenas.registry import GROUPS, Registry
 
 if TYPE_CHECKING:
     from edgenas.spaces.base import ArchSpec, SearchSpace, Task
@@ -203,58 +203,60 @@ class BatchEstimator(Estimator, ABC):
 
 
 # -- registry ----------------------------------------------------------------------------------
-_REGISTRY: dict[str, type[Estimator]] = {}
+def _check_estimator(name: str, obj: Any) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, Estimator)):
+        raise EdgenasError(f"estimator plug-in {name!r} must be an Estimator subclass, got {obj!r}")
+    if obj.name != name:
+        raise EdgenasError(f"estimator class {obj.__name__} is named {obj.name!r}, registered as {name!r}")
+
+
+ESTIMATORS: Registry[type[Estimator]] = Registry(
+    "estimator", GROUPS["estimator"], check=_check_estimator,
+    builtins=[f"edgenas.estimators.{m}" for m in ("compose", "ofa_predictor", "surrogate", "tabular", "training",
+                                                    "zero_cost")])
+"""Every estimator by name: edgenas' own and those of ``edgenas.estimators`` entry points."""
 
 
 def register_estimator(cls: type[Estimator]) -> type[Estimator]:
     """Class decorator: make an estimator available by its ``name``."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_builtins() -> None:
-    from edgenas.estimators import _load_builtins as load
-
-    load()
+    return ESTIMATORS.register(cls)
 
 
 def estimator_names() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return ESTIMATORS.names()
 
 
 def estimator_class(name: str) -> type[Estimator]:
-    _load_builtins()
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown estimator {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return ESTIMATORS.get(name)
+
+
+CONSTRUCTOR_ARGS = ("space", "task", "seed")
+"""Positional constructor arguments every estimator takes; the keywords after them are its options."""
 
 
 def estimator_options(name: str) -> dict[str, Any]:
     """The options an estimator accepts and their defaults (``inspect.Parameter.empty`` if required)."""
-    sig = inspect.signature(estimator_class(name).__init__)
-    skip = {"self", "space", "task", "seed"}
-    return {p.name: p.default for p in sig.parameters.values()
-            if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    from edgenas.options import accepted_options
+
+    return {k: p.default for k, p in accepted_options(estimator_class(name), CONSTRUCTOR_ARGS).items()}
 
 
 def get_estimator(
     name: str, space: SearchSpace, task: Task | None = None, seed: int = 0, **options: Any
 ) -> Estimator:
-    """Instantiate a registered estimator for ``space``; ``options`` are its constructor keywords.
+    """Instantiate a registered estimator for ``space``; ``options`` are its constructor keywords, typed
+    or as command-line text (checked and converted against the signature).
 
     Unknown options raise :class:`EdgenasError` naming the accepted ones (a typo must not silently fall
     back to a default).
     """
+    from edgenas.options import coerce_options
+
     cls = estimator_class(name)
-    accepted = estimator_options(name)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        known = ", ".join(accepted) or "none"
-        raise EdgenasError(f"estimator {name!r}: unknown option(s) {', '.join(unknown)}; accepted: {known}")
-    return cls(space, task, seed=seed, **options)
+    opts = coerce_options(cls, options, f"estimator {name!r}", skip=CONSTRUCTOR_ARGS)
+    return cls(space, task, seed=seed, **opts)
 
 
 def build_member(

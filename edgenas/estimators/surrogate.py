@@ -16,7 +16,6 @@ a score.
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -25,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgenas.errors import ArchParseError, EdgenasError
+from edgenas.archio import read_arch_column
+from edgenas.errors import EdgenasError
 from edgenas.estimators.base import BatchEstimator, Estimate, register_estimator
 
 if TYPE_CHECKING:
@@ -37,33 +37,8 @@ SIGMA_QUANTILES = (0.15865, 0.84135)
 
 def read_scored_csv(path: str | Path, space: SearchSpace, column: str) -> tuple[list[ArchSpec], list[float]]:
     """(specs, scores) from a CSV with an ``arch`` (or ``arch_str``/``op_idx_list``) column and ``column``."""
-    p = Path(path)
-    try:
-        with open(p, newline="") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in reader.fieldnames or []]
-            rows = list(reader)
-    except FileNotFoundError:
-        raise EdgenasError(f"score file {str(p)!r} not found") from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
-        raise EdgenasError(f"cannot read score file {str(p)!r}: {exc.__class__.__name__}") from None
-    arch_col = next((c for c in ("arch", "arch_str", "op_idx_list") if c in header), None)
-    if arch_col is None or column not in header:
-        raise EdgenasError(f"score file {str(p)!r} needs an 'arch' column and a {column!r} column; "
-                           f"it has {', '.join(header) or 'none'}")
-    specs, scores = [], []
-    for i, row in enumerate(rows, 2):
-        try:
-            specs.append(space.parse(row[arch_col] or ""))
-        except ArchParseError as exc:
-            raise ArchParseError(f"{p}:{i}: {exc}") from None
-        try:
-            scores.append(float(row[column]))
-        except (TypeError, ValueError):
-            raise EdgenasError(f"{p}:{i}: {column} {row[column]!r} is not a number") from None
-    if not specs:
-        raise EdgenasError(f"score file {str(p)!r} holds no rows")
-    return specs, scores
+    rows = read_arch_column(path, space, column, what="score file")
+    return [r.spec for r in rows], [float(r.value) for r in rows]  # type: ignore[arg-type]
 
 
 @register_estimator

@@ -20,8 +20,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgenas.archio import ARCH_COLUMNS, read_csv_rows
-from edgenas.errors import ArchParseError, EdgenasError
+from edgenas.archio import read_arch_column
+from edgenas.errors import EdgenasError
 from edgenas.estimators.base import WORST_SCORE, BatchEstimator, register_estimator
 from edgenas.paths import DATA_ENV, shared_file
 
@@ -33,31 +33,23 @@ NB201_DEFAULT_COLUMN = "cifar10_test_200ep"
 
 @cache
 def _read_table(space: SearchSpace, path: str, column: str | None) -> tuple[str, dict[str, float]]:
-    """(score column, canonical string -> score); ``column`` None picks the NB201 default or ``score``."""
-    p = Path(path)
-    header, rows = read_csv_rows(p)
-    arch_col = next((c for c in ARCH_COLUMNS if c in header), None)
-    by_index = arch_col is None and "index" in header and hasattr(space, "from_index")
-    if arch_col is None and not by_index:
-        raise EdgenasError(f"table {str(p)!r} has no arch column ({', '.join(ARCH_COLUMNS)}); "
-                           f"columns: {', '.join(header) or 'none'}")
-    column = column or (NB201_DEFAULT_COLUMN if NB201_DEFAULT_COLUMN in header else "score")
-    if column not in header:
-        raise EdgenasError(f"table {str(p)!r} has no column {column!r}; columns: {', '.join(header)}")
-    table: dict[str, float] = {}
-    for i, row in enumerate(rows, 2):
-        try:
-            spec = space.from_index(int(row["index"])) if by_index else space.parse(row[arch_col] or "")  # type: ignore[attr-defined]
-            key = str(spec)
-        except (ArchParseError, ValueError) as exc:
-            raise ArchParseError(f"{p}:{i}: {exc}") from None
-        try:
-            table[key] = float(row[column])
-        except (TypeError, ValueError):
-            table[key] = WORST_SCORE
-    if not table:
-        raise EdgenasError(f"table {str(p)!r} holds no rows")
-    return column, table
+    """(score column, canonical string -> score); ``column`` None picks the NB201 default or ``score``.
+    A cell that is not a number scores :data:`WORST_SCORE`."""
+    if column is None:
+        header = _header(path)
+        column = NB201_DEFAULT_COLUMN if NB201_DEFAULT_COLUMN in header else "score"
+    rows = read_arch_column(path, space, column, bad="keep")
+    return column, {str(r.spec): (WORST_SCORE if r.value is None else r.value) for r in rows}
+
+
+def _header(path: str) -> list[str]:
+    import csv
+
+    try:
+        with open(path, newline="") as f:
+            return [h.strip() for h in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []  # read_arch_column names the problem
 
 
 @register_estimator

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from edgenas.errors import EdgenasError
+from edgenas.registry import GROUPS, Registry
 from edgenas.spaces import ArchSpec, SearchSpace, Task
 
 Feature = Callable[[SearchSpace, ArchSpec, "Task | None"], float]
-FEATURES: dict[str, Feature] = {}
+
+
+def _check_feature(name: str, obj: Any) -> None:
+    if not callable(obj):
+        raise EdgenasError(f"latency feature plug-in {name!r} must be a function (space, spec, task) -> float")
+
+
+FEATURES: Registry[Feature] = Registry("latency feature", GROUPS["latency feature"], check=_check_feature)
+"""Named features a device model's ``terms`` may use (edgenas' own are defined below; more through the
+``edgenas.latency_features`` entry points)."""
 
 
 def register_feature(name: str) -> Callable[[Feature], Feature]:
     def deco(fn: Feature) -> Feature:
-        FEATURES[name] = fn
-        return fn
+        return FEATURES.register(fn, name=name)
 
     return deco
 
@@ -29,8 +39,8 @@ def spec_features(names: list[str], space: SearchSpace, spec: ArchSpec, task: Ta
     out = {}
     for n in names:
         if n not in FEATURES:
-            raise EdgenasError(f"latency table uses unknown feature {n!r}; known: {', '.join(sorted(FEATURES))}")
-        out[n] = float(FEATURES[n](space, spec, task))
+            raise EdgenasError(f"latency table uses unknown feature {n!r}; known: {', '.join(FEATURES.names())}")
+        out[n] = float(FEATURES.get(n)(space, spec, task))
     return out
 
 

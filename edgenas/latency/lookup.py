@@ -11,36 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgenas.archio import ARCH_COLUMNS, read_csv_rows
-from edgenas.errors import ArchParseError, EdgenasError
+from edgenas.archio import read_arch_column
+from edgenas.errors import EdgenasError
 from edgenas.spaces import ArchSpec, SearchSpace, Task
 
 
 def read_arch_table(path: str | Path, space: SearchSpace, column: str) -> dict[str, float]:
     """Canonical arch string -> float value of ``column``; rows with an empty or non-numeric value are
     skipped. Errors name the file (and line for a bad arch)."""
-    p = Path(path)
-    header, rows = read_csv_rows(p)
-    if column not in header:
-        raise EdgenasError(f"table {str(p)!r} has no column {column!r}; columns: {', '.join(header)}")
-    arch_col = next((c for c in ARCH_COLUMNS if c in header), None)
-    by_index = arch_col is None and "index" in header and hasattr(space, "from_index")
-    if arch_col is None and not by_index:
-        raise EdgenasError(f"table {str(p)!r} has no arch column ({', '.join(ARCH_COLUMNS)}"
-                           f"{' or index' if hasattr(space, 'from_index') else ''}); columns: {', '.join(header)}")
-    out: dict[str, float] = {}
-    for line, row in enumerate(rows, 2):
-        try:
-            spec = space.from_index(int(row["index"])) if by_index else space.parse(row[arch_col] or "")  # type: ignore[attr-defined]
-        except (ArchParseError, ValueError) as exc:
-            raise EdgenasError(f"{p}:{line}: {exc}") from None
-        try:
-            out[str(spec)] = float(row[column])
-        except (TypeError, ValueError):
-            continue
-    if not out:
-        raise EdgenasError(f"table {str(p)!r} holds no numeric values in column {column!r}")
-    return out
+    return {str(r.spec): float(r.value) for r in read_arch_column(path, space, column, bad="skip")  # type: ignore[arg-type]
+            }
 
 
 class MeasuredLatency:

@@ -155,12 +155,9 @@ class LatencyTable:
 
     def save(self, path: str | Path) -> Path:
         """Atomic write (temp file + rename): an interrupted save never leaves a corrupt table."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        os.replace(tmp, p)
-        return p
+        from edgenas.fileio import atomic_write
+
+        return atomic_write(path, json.dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:

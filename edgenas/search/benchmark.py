@@ -326,7 +326,7 @@ def plot(path: Path, traces: list[RunTrace], budgets: Sequence[int], key: str, s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgenas.search.outputs import atomic_write
+    from edgenas.fileio import atomic_write
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name in dict.fromkeys(t.method for t in traces):

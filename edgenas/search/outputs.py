@@ -14,7 +14,6 @@ import io
 import itertools
 import json
 import logging
-import os
 import platform
 import sys
 import warnings
@@ -24,19 +23,11 @@ from typing import Any
 
 import optuna
 
+from edgenas.fileio import atomic_write
 from edgenas.search.fields import Budget, Field, format_value
 from edgenas.search.front import FrontState, front_rows, trial_row
 
 PLOT_FILE = "pareto.png"
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    if isinstance(data, str):
-        tmp.write_text(data)
-    else:
-        tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def versions() -> dict[str, str]:
@@ -234,5 +225,5 @@ def objective_names(objectives: list[Field]) -> str:
     return ", ".join(f"{f.name} {'↑' if f.maximize else '↓'}" for f in objectives)
 
 
-__all__ = ["atomic_write", "describe_budgets", "format_value", "front_table", "objective_names", "versions",
+__all__ = ["describe_budgets", "format_value", "front_table", "objective_names", "versions",
            "write_run_files"]

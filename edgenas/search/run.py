@@ -27,12 +27,13 @@ import optuna
 from optuna.trial import TrialState
 
 from edgenas.errors import EdgenasError
+from edgenas.fileio import atomic_write
 from edgenas.search import study as st
 from edgenas.search.cheapest import check_budgets, first_feasible
 from edgenas.search.fields import format_value
 from edgenas.search.front import FrontState, front_rows, read_state
 from edgenas.search.job import SearchJob
-from edgenas.search.outputs import atomic_write, front_table, write_run_files
+from edgenas.search.outputs import front_table, write_run_files
 from edgenas.search.samplers import SearchContext, get_sampler
 from edgenas.search.worker import StopRule, run_worker
 

@@ -1,34 +1,59 @@
-"""Search-space registry: ``get_space(name, **options)`` and ``parse_arch(text)``."""
+"""Search-space registry: ``get_space(name, **options)`` and ``parse_arch(text)``.
+
+Spaces register with :func:`register_space` (edgenas' own) or through the ``edgenas.spaces`` entry-point
+group (a separate package; see :mod:`edgenas.registry`).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from edgenas.errors import ArchParseError, EdgenasError, UnknownNameError
+from edgenas.errors import ArchParseError, EdgenasError
+from edgenas.names import check_name
+from edgenas.registry import GROUPS, Registry
 from edgenas.spaces.base import ArchSpec, CostReport, SearchSpace, Task
 
-_REGISTRY: dict[str, type[SearchSpace]] = {}
+
+def _check_space(name: str, obj: Any) -> None:
+    check_name(name, "space")
+    if not (isinstance(obj, type) and issubclass(obj, SearchSpace)):
+        raise EdgenasError(f"space plug-in {name!r} must be a SearchSpace subclass, got {obj!r}")
+    if getattr(obj, "name", None) != name:
+        raise EdgenasError(f"space class {obj.__name__} is named {getattr(obj, 'name', None)!r}, registered as "
+                           f"{name!r}; its canonical strings start with its name, so make them equal")
+
+
+SPACES: Registry[type[SearchSpace]] = Registry(
+    "space", GROUPS["space"], builtins=[f"edgenas.spaces.{m}" for m in ("fbnet", "mbv3", "nb201", "proxyless",
+                                                                          "tiny")], check=_check_space)
 
 
 def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
     """Class decorator: make a space available by its ``name``."""
-    _REGISTRY[cls.name] = cls
-    return cls
+    return SPACES.register(cls)
 
 
 def space_names() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return SPACES.names()
+
+
+def space_class(name: str) -> type[SearchSpace]:
+    return SPACES.get(name)
 
 
 def get_space(name: str, **options: Any) -> SearchSpace:
-    """Instantiate a registered space; ``options`` are the space's constructor keywords."""
-    _load_builtins()
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown space {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
+    """Instantiate a registered space; ``options`` are the space's constructor keywords, given typed
+    (``widths=[1.0]``) or as command-line text (``widths="1.0,1.2"``): both are checked and converted
+    against the constructor's signature."""
+    from edgenas.options import coerce_options
+
+    cls = SPACES.get(name)
+    opts = coerce_options(cls, options, f"space {name!r}")
     try:
-        return _REGISTRY[name](**options)
-    except TypeError as exc:
+        return cls(**opts)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, EdgenasError):
+            raise
         raise EdgenasError(f"bad options for space {name!r}: {exc}") from None
 
 
@@ -38,7 +63,7 @@ def parse_arch(text: str, space: str | SearchSpace | None = None) -> ArchSpec:
         return space.parse(text)
     if space is None:
         prefix, sep, _ = text.strip().partition(":")
-        if not sep or prefix not in space_names():
+        if not sep or prefix not in SPACES:
             raise ArchParseError(
                 f"cannot tell the space of arch {text.strip()[:60]!r}; prefix it with '<space>:' or pass a space"
             )
@@ -46,17 +71,8 @@ def parse_arch(text: str, space: str | SearchSpace | None = None) -> ArchSpec:
     return get_space(space).parse(text)
 
 
-_LOADED = False
-
-
-def _load_builtins() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    from edgenas.spaces import fbnet, mbv3, nb201, proxyless, tiny  # noqa: F401  (registration side effect)
-
 __all__ = [
+    "SPACES",
     "ArchSpec",
     "CostReport",
     "SearchSpace",
@@ -64,5 +80,6 @@ __all__ = [
     "get_space",
     "parse_arch",
     "register_space",
+    "space_class",
     "space_names",
 ]

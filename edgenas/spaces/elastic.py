@@ -99,6 +99,10 @@ class ElasticSpace(SearchSpace):
             widths = [widths]
         if isinstance(resolutions, int):
             resolutions = [resolutions]
+        for what, given in (("widths", widths), ("resolutions", resolutions)):
+            if given is not None and len(given) == 0:
+                raise ArchParseError(f"{self.name}: {what} is empty; give at least one value or leave it out "
+                                     f"for the default")
         self.widths = tuple(float(w) for w in (widths or self.default_widths()))
         for w in self.widths:
             if w not in self.width_choices:

@@ -10,6 +10,7 @@ w1.0 uses the same rule on OFA's base widths 16/16/24/40/80/112/160/960/1280.
 
 from __future__ import annotations
 
+from edgenas.errors import ArchParseError
 from edgenas.spaces import register_space
 from edgenas.spaces.elastic import ElasticLayout, ElasticSpace, ElasticSpec
 
@@ -42,6 +43,8 @@ class MBV3Space(ElasticSpace):
     ) -> None:
         """``widths`` default (1.2,) — OFA's published supernet and its accuracy predictor;
         ``resolution_step`` 4 (OFA's grid) or 16 (coarse) over 128..224 unless ``resolutions`` is given."""
+        if not 1 <= resolution_step <= 96:
+            raise ArchParseError(f"mbv3: resolution_step must be 1..96 (4 is OFA's grid), got {resolution_step!r}")
         self.resolution_step = resolution_step
         super().__init__(widths, resolutions)
 

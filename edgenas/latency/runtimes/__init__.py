@@ -1,32 +1,36 @@
-"""Device runtimes (one base class, a registry): export models and time them."""
+"""Device runtimes (one base class, a registry): export models and time them.
+
+Third-party runtimes register through the ``edgenas.runtimes`` entry-point group."""
 
 from __future__ import annotations
 
-from edgenas.errors import UnknownNameError
-from edgenas.latency.runtimes.base import DeviceRuntime, ExportItem
+from typing import Any
 
-_REGISTRY: dict[str, type[DeviceRuntime]] = {}
+from edgenas.errors import EdgenasError
+from edgenas.latency.runtimes.base import DeviceRuntime, ExportItem
+from edgenas.registry import GROUPS, Registry
+
+
+def _check_runtime(name: str, obj: Any) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, DeviceRuntime)):
+        raise EdgenasError(f"runtime plug-in {name!r} must be a DeviceRuntime subclass, got {obj!r}")
+
+
+RUNTIMES: Registry[type[DeviceRuntime]] = Registry(
+    "runtime", GROUPS["runtime"], builtins=["edgenas.latency.runtimes.litert", "edgenas.latency.runtimes.ort"],
+    check=_check_runtime)
 
 
 def register_runtime(cls: type[DeviceRuntime]) -> type[DeviceRuntime]:
-    _REGISTRY[cls.name] = cls
-    return cls
+    return RUNTIMES.register(cls)
 
 
 def runtime_names() -> list[str]:
-    _load()
-    return sorted(_REGISTRY)
+    return RUNTIMES.names()
 
 
 def get_runtime(name: str, threads: int = 1, options: dict | None = None) -> DeviceRuntime:
-    _load()
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown runtime {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](threads=threads, options=options or {})
+    return RUNTIMES.get(name)(threads=threads, options=options or {})
 
 
-def _load() -> None:
-    from edgenas.latency.runtimes import litert, ort  # noqa: F401  (registration side effect)
-
-
-__all__ = ["DeviceRuntime", "ExportItem", "get_runtime", "register_runtime", "runtime_names"]
+__all__ = ["RUNTIMES", "DeviceRuntime", "ExportItem", "get_runtime", "register_runtime", "runtime_names"]

@@ -1,12 +1,11 @@
 """Samplers: Optuna's (``nsga2``, ``tpe``, ``gp``, ``random``) and edgenas' own spec-level samplers
 (``frontier``, ``evolution``, ``random-feasible``), one registry for all (see
-:mod:`edgenas.search.samplers.base`)."""
+:mod:`edgenas.search.samplers.base`); third-party samplers through the ``edgenas.samplers`` entry points."""
 
 from __future__ import annotations
 
 from edgenas.search.samplers.base import (
-    ARCH_ATTR,
-    RECORD_ATTR,
+    SAMPLERS,
     SearchContext,
     SpecSampler,
     get_sampler,
@@ -16,16 +15,5 @@ from edgenas.search.samplers.base import (
     sampler_options,
 )
 
-_LOADED = False
-
-
-def _load_builtins() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    from edgenas.search.samplers import evolution, frontier, stock  # noqa: F401  (registration side effect)
-
-
-__all__ = ["ARCH_ATTR", "RECORD_ATTR", "SearchContext", "SpecSampler", "get_sampler", "register_sampler",
-           "sampler_entry", "sampler_names", "sampler_options"]
+__all__ = ["SAMPLERS", "SearchContext", "SpecSampler", "get_sampler", "register_sampler", "sampler_entry",
+           "sampler_names", "sampler_options"]

@@ -13,7 +13,6 @@ and that no finished or running trial already covers.
 
 from __future__ import annotations
 
-import inspect
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -24,7 +23,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from edgenas.errors import EdgenasError, UnknownNameError
+from edgenas.errors import EdgenasError
+from edgenas.registry import GROUPS, Registry
 from edgenas.search.fields import Budget, Field
 from edgenas.search.oracle import CostOracle
 from edgenas.spaces import ArchSpec, SearchSpace, Task
@@ -206,9 +206,14 @@ class SamplerEntry:
     factory: SamplerFactory
     summary: str
     ours: bool
+    """edgenas' own spec-level sampler (proposes whole specs knowing their cost) rather than a stock one."""
+    origin: str = "edgenas"
 
 
-_REGISTRY: dict[str, SamplerEntry] = {}
+SAMPLERS: Registry[SamplerFactory] = Registry(
+    "sampler", GROUPS["sampler"], sort=False,
+    builtins=[f"edgenas.search.samplers.{m}" for m in ("stock", "frontier", "evolution")])
+"""Every sampler factory by name (``nsga2`` first: the listing order is the registration order)."""
 
 
 def register_sampler(name: str, summary: str, ours: bool = True) -> Callable[[SamplerFactory], SamplerFactory]:
@@ -216,48 +221,41 @@ def register_sampler(name: str, summary: str, ours: bool = True) -> Callable[[Sa
     itself is such a factory)."""
 
     def deco(factory: SamplerFactory) -> SamplerFactory:
-        _REGISTRY[name] = SamplerEntry(name, factory, summary, ours)
-        return factory
+        return SAMPLERS.register(factory, name=name, summary=summary, ours=ours)
 
     return deco
 
 
-def _load_builtins() -> None:
-    from edgenas.search.samplers import _load_builtins as load
-
-    load()
-
-
 def sampler_names() -> list[str]:
-    _load_builtins()
-    return list(_REGISTRY)
+    return SAMPLERS.names()
 
 
 def sampler_entry(name: str) -> SamplerEntry:
-    _load_builtins()
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown sampler {name!r}; choose one of: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    e = SAMPLERS.entry(name)
+    factory = e.obj
+    summary = e.meta.get("summary") or getattr(factory, "summary", "") or (factory.__doc__ or "").strip().split("\n")[0]
+    ours = e.meta.get("ours", isinstance(factory, type) and issubclass(factory, SpecSampler))
+    return SamplerEntry(e.name, factory, summary, bool(ours), e.origin)
+
+
+FACTORY_ARGS = ("context", "seed")
 
 
 def sampler_options(name: str) -> dict[str, Any]:
-    sig = inspect.signature(sampler_entry(name).factory)
-    skip = {"self", "context", "seed"}
-    return {p.name: p.default for p in sig.parameters.values()
-            if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    from edgenas.options import accepted_options
+
+    return {k: p.default for k, p in accepted_options(sampler_entry(name).factory, FACTORY_ARGS).items()}
 
 
 def get_sampler(
     name: str, context: SearchContext, seed: int | None = None, **options: Any
 ) -> optuna.samplers.BaseSampler:
     """Build a registered sampler; unknown options are an error naming the accepted ones."""
+    from edgenas.options import coerce_options
+
     entry = sampler_entry(name)
-    accepted = sampler_options(name)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise EdgenasError(f"sampler {name!r}: unknown option(s) {', '.join(unknown)}; "
-                           f"accepted: {', '.join(accepted) or 'none'}")
+    opts = coerce_options(entry.factory, options, f"sampler {name!r}", skip=FACTORY_ARGS)
     try:
-        return entry.factory(context, seed, **options)
+        return entry.factory(context, seed, **opts)
     except (TypeError, ValueError) as exc:
         raise EdgenasError(f"sampler {name!r}: {exc}") from None

@@ -1,0 +1,114 @@
+"""Writing and reading the files edgenas owns: one atomic write, one TOML reader and writer.
+
+Every file edgenas writes (tables, device specs, run-folder results, exported models, cards) goes
+through :func:`atomic_write`: the bytes go to a unique temporary file in the target's folder, are
+fsync'ed, and the temporary file is renamed over the target. A crash, a full disk or a concurrent
+writer therefore never leaves a half-written file, and an earlier good file stays until the new one is
+complete. TOML is written with ``tomli-w`` (never by string formatting, so a value cannot inject keys).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgenas.errors import EdgenasError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+"""Mode of written files: what ``open(path, "w")`` would give (mkstemp alone gives 0600)."""
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (unique temp name + fsync + rename); returns the path.
+
+    The folder is created when missing. ``str`` data is written as UTF-8.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(p.parent)
+    return p
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable where the platform allows it (POSIX)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
+    """A TOML document as a dict; a missing, unreadable, binary or malformed file is an
+    :class:`EdgenasError` naming it (``what`` says what the file is, e.g. ``config``)."""
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise EdgenasError(f"{what} {str(p)!r} not found") from None
+    except IsADirectoryError:
+        raise EdgenasError(f"{what} {str(p)!r} is a folder, not a TOML file") from None
+    except PermissionError:
+        raise EdgenasError(f"{what} {str(p)!r} cannot be read (permission denied)") from None
+    except UnicodeDecodeError:
+        raise EdgenasError(f"{what} {str(p)!r} is not a text file (TOML is UTF-8 text)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise EdgenasError(f"{what} {str(p)!r} is not valid TOML: {exc}") from None
+
+
+def toml_text(data: dict[str, Any], header: str = "") -> str:
+    """``data`` as TOML text (``None`` values dropped: TOML has no null), with optional ``# header``
+    comment lines first."""
+    import tomli_w
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items() if x is not None}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    comment = "".join(f"# {line}\n" for line in header.splitlines()) if header else ""
+    return comment + tomli_w.dumps(clean(data))
+
+
+def write_toml(path: str | Path, data: dict[str, Any], header: str = "") -> Path:
+    """Write ``data`` as a TOML file, atomically (see :func:`toml_text`)."""
+    return atomic_write(path, toml_text(data, header))
