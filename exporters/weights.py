@@ -75,21 +75,86 @@ def train_final(
     return TrainedModel(model, shape, float(res.accuracy), rec, task.num_classes or 0)
 
 
+def read_state_dict(path: str | Path, what: str = "--weights") -> dict[str, torch.Tensor]:
+    """The state dict (parameter name -> tensor) in a ``torch.save`` file, read with
+    ``weights_only=True`` so a pickle that would run code is refused unread. A missing, empty, text,
+    foreign or malicious file, or one holding something other than a state dict (a list, a bare tensor,
+    a whole pickled module), is one :class:`EdgenasError` line naming ``what`` and the file."""
+    import pickle
+    import warnings
+
+    p = Path(path)
+    fix = "save one with torch.save(model.state_dict(), path)"
+    if not p.exists():
+        raise EdgenasError(f"{what} {str(p)!r} not found")
+    if p.is_dir():
+        raise EdgenasError(f"{what} {str(p)!r} is a folder, not a state dict file; {fix}")
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise EdgenasError(f"{what} {str(p)!r} cannot be read: {exc.strerror or exc}") from None
+    if size == 0:
+        raise EdgenasError(f"{what} {str(p)!r} is empty (0 bytes); {fix}")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing: one line only
+            warnings.simplefilter("ignore")
+            state = torch.load(p, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise EdgenasError(f"{what} {str(p)!r} cannot be read (permission denied)") from None
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise EdgenasError(f"{what} {str(p)!r} holds objects other than tensors (refused without running them: "
+                               f"loading it could execute code); {fix}") from None
+        raise EdgenasError(f"{what} {str(p)!r} is not a torch state dict file (unreadable pickle); {fix}") from None
+    except Exception as exc:  # text, truncated or foreign bytes: torch raises KeyError, EOFError, RuntimeError...
+        raise EdgenasError(f"{what} {str(p)!r} is not a torch state dict file ({exc.__class__.__name__} while "
+                           f"reading it); {fix}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # a checkpoint wrapping its state dict
+    if not isinstance(state, dict) or not state:
+        kind = "an empty dict" if isinstance(state, dict) else f"a {type(state).__name__}"
+        raise EdgenasError(f"{what} {str(p)!r} is not a state dict (it holds {kind}); {fix}")
+    bad = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise EdgenasError(f"{what} {str(p)!r} is not a state dict (entry {str(bad)[:60]!r} is not a named tensor); "
+                           f"{fix}")
+    return state
+
+
+def load_state_dict_into(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path,
+                         arch: str, what: str = "--weights") -> None:
+    """Load ``state`` into ``model`` (the architecture ``arch``), or one line saying how they differ:
+    missing and unexpected parameter names, or the first parameter whose shape differs."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = next((k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)), None)
+    head = f"{what} {str(path)!r} is not a state dict for this architecture ({arch})"
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} of its {len(own)} parameters missing, e.g. {missing[0]!r}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unknown, e.g. {unexpected[0][:60]!r}")
+        raise EdgenasError(f"{head}: {'; '.join(parts)}")
+    if shape is not None:
+        raise EdgenasError(f"{head}: {shape!r} has shape {tuple(state[shape].shape)}, the architecture needs "
+                           f"{tuple(own[shape].shape)}")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise EdgenasError(f"{head}: {first}") from None
+
+
 def load_weights(
     space: SearchSpace, spec: ArchSpec, task: Task, path: Path, dataset: Dataset | None = None
 ) -> TrainedModel:
-    """Build ``spec`` and load a state dict saved by :func:`save_weights` (or any matching one)."""
+    """Build ``spec`` and load a state dict saved by :func:`save_weights` (or any matching one); any
+    file that is not such a state dict is one :class:`EdgenasError` line (see :func:`read_state_dict`)."""
+    state = read_state_dict(path)
     model = space.build(spec, task)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise EdgenasError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError) as exc:
-        raise EdgenasError(f"weights {path} do not fit {spec}: {str(exc).splitlines()[0]}") from None
+    load_state_dict_into(model, state, path, str(spec))
     model.eval()
     shape = space.input_shape(spec, task)
     acc = None
@@ -98,6 +163,12 @@ def load_weights(
         with torch.no_grad():
             acc = float((model(xv).argmax(1) == yv).float().mean())
     return TrainedModel(model, shape, acc, {"source": "weights file", "path": str(path)}, task.num_classes or 0)
+
+
+def check_weights(space: SearchSpace, spec: ArchSpec, task: Task, path: str | Path) -> None:
+    """Raise the one-line :class:`EdgenasError` :func:`load_weights` would, without keeping anything: for
+    callers that check ``--weights`` before creating any output."""
+    load_state_dict_into(space.build(spec, task), read_state_dict(path), path, str(spec))
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> bytes:

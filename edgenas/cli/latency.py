@@ -16,7 +16,8 @@ from edgenas.cli.describe import (
     specs_from_args,
 )
 from edgenas.errors import EdgenasError
-from edgenas.latency.devices import DeviceStore
+from edgenas.latency.devices import RUNTIMES, DeviceStore, new_device_spec
+from edgenas.names import check_name
 from edgenas.report import check_writable
 
 
@@ -172,47 +173,46 @@ def cmd_lut_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_device(store: DeviceStore, name: str, runtime: str = "litert", note: str = "") -> None:
-    """Create a minimal remote-device spec in the user dir when ``name`` is unknown."""
-    if name in store.device_files():
-        return
-    path = store.save_device(
-        f'# created by edgenas {note}\nname = "{name}"\ndescription = "{note}"\nruntime = "{runtime}"\n'
-        f"threads = 1\nlocal = false\n", name)
-    print(f"created device spec {path}")
+def _said_created(created: Path | None) -> None:
+    if created is not None:
+        print(f"created device spec {created}")
 
 
 def cmd_lut_import(args: argparse.Namespace) -> int:
+    """Import a published table; the device name is checked before anything is read or written, and
+    the table (with a new remote-device spec when the device is unknown) is written only once it checks."""
     from edgenas.latency.importers import import_published
 
+    check_name(args.device, "device")
     store = store_from(args)
     table = import_published([Path(p) for p in args.paths], args.format, args.device)
-    ensure_device(store, args.device, "litert", f"lut import --format {args.format}")
-    device = store.device(args.device)
-    path = store.write_path(device, table.space)
-    table.save(path)
-    print(f"imported {len(table.entries)} entries ({args.format}) for {device.name}/{table.space} into {path}")
+    spec = new_device_spec(args.device, "litert", f"lut import --format {args.format}")
+    path, created = store.save_table(table, spec)
+    _said_created(created)
+    print(f"imported {len(table.entries)} entries ({args.format}) for {table.device}/{table.space} into {path}")
     return 0
 
 
 def cmd_lut_import_kit(args: argparse.Namespace) -> int:
-    from edgenas.latency.kit import load_results, table_from_results
+    """Import a kit's results. Names, numbers, unit keys, the fitted device model and the target file are
+    all checked first; an existing good table is replaced only by a table that checks."""
+    from edgenas.latency.kit import check_kit_runtime, load_results, table_from_results
     from edgenas.latency.native import profile_summary
 
+    if args.device is not None:
+        check_name(args.device, "device")
     store = store_from(args)
     data, origin = load_results(Path(args.results))
-    table = table_from_results(data, origin)
-    if args.device:
-        table.device = args.device
-    runtime = table.runtime.get("name") if table.runtime.get("name") in ("onnxruntime", "litert") else "litert"
-    ensure_device(store, table.device, runtime, "lut import-kit")
-    device = store.device(table.device)
-    path = store.write_path(device, table.space)
-    table.save(path)
-    print(f"imported {len(table.entries)} entries for {table.device}/{table.space} into {path}")
-    if data.get("host", {}).get("runner") == "native":
-        print(f"from {len(data.get('logs', {}))} raw {data['host'].get('tool')} logs ({table.runtime.get('version')})")
+    table = table_from_results(data, origin, args.device)
     prof = profile_summary(data)
+    runtime = table.runtime.get("name") if table.runtime.get("name") in RUNTIMES else "litert"
+    spec = new_device_spec(table.device, runtime, "lut import-kit")
+    path, created = store.save_table(table, spec, check=check_kit_runtime(table))
+    _said_created(created)
+    print(f"imported {len(table.entries)} entries for {table.device}/{table.space} into {path}")
+    if (data.get("host") or {}).get("runner") == "native":
+        print(f"from {len(data.get('logs') or {})} raw {data['host'].get('tool')} logs "
+              f"({table.runtime.get('version')})")
     if prof:
         share = ", ".join(f"{t} {v:.0%}" for t, v in list(prof["network_op_share"].items())[:4])
         gap = prof["unit_outside_ops_ms_median"]

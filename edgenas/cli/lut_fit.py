@@ -21,8 +21,9 @@ from typing import Any
 
 from edgenas.archio import read_arch_column
 from edgenas.errors import EdgenasError
-from edgenas.latency.devices import RUNTIMES, DeviceStore
+from edgenas.latency.devices import RUNTIMES, DeviceStore, new_device_spec, parse_device
 from edgenas.latency.table import LatencyTable
+from edgenas.names import check_name
 from edgenas.spaces import ArchSpec, SearchSpace, Task
 
 
@@ -53,7 +54,7 @@ def _priors(args: argparse.Namespace, store: DeviceStore, space: SearchSpace, de
         return [], "no prior (--prior-device none)"
     candidates = P.prior_candidates(store, space.name, exclude=[device])
     if choice != "auto":
-        names = [c.strip() for c in choice.split(",") if c.strip()]
+        names = [check_name(c.strip(), "prior device") for c in choice.split(",") if c.strip()]
         by_name = {c.name: c for c in candidates if not c.skipped}
         for name in names:
             if name == device:
@@ -115,6 +116,7 @@ def cmd_lut_fit(args: argparse.Namespace, store_from: Callable[[argparse.Namespa
 
     if args.folds < 2:
         raise EdgenasError(f"--folds must be at least 2, got {args.folds}")
+    check_name(args.device, "device")  # before any file is read or a path is built from it
     store = store_from(args)
     space, task = space_and_task(args)
     fit_task: Task | None = None if task == Task() else task
@@ -125,13 +127,13 @@ def cmd_lut_fit(args: argparse.Namespace, store_from: Callable[[argparse.Namespa
     unit_keys = [unit_key(u) for s in specs for u in space.units(s, fit_task)]
     priors, prior_text = _priors(args, store, space, args.device, unit_keys)
 
-    if args.device not in store.device_files():
-        path = store.save_device(
-            f'# created by edgenas lut fit\nname = "{args.device}"\n'
-            f'description = "fitted from end-to-end measurements"\nruntime = "{args.runtime}"\n'
-            f"threads = 1\nlocal = false\n", args.device)
-        print(f"created device spec {path}")
-    device = store.device(args.device)
+    # an unknown device gets a spec, written only with its table once the fit succeeded
+    new_spec = None
+    if args.device in store.device_files():
+        device = store.device(args.device)
+    else:
+        new_spec = new_device_spec(args.device, args.runtime, "fitted from end-to-end measurements")
+        device = parse_device(new_spec, str(store.device_path(args.device)))
     runtime = {"name": device.runtime, "version": "", "threads": device.threads, "options": device.runtime_options}
 
     t0 = time.time()
@@ -155,8 +157,9 @@ def cmd_lut_fit(args: argparse.Namespace, store_from: Callable[[argparse.Namespa
         **({"prior_selection": sel} if sel else {}),
         "cv_curve": points, "curve_advice": advice,
     }
-    path = store.write_path(device, space.name)
-    table.save(path)
+    path, created = store.save_table(table, new_spec)
+    if created is not None:
+        print(f"created device spec {created}")
     print(f"fitted {device.name}/{space.name} on {len(specs)} networks ({model}) in {time.time() - t0:.0f}s")
     print(f"cross-validated ({cv['folds']} folds, nested): Spearman {cv.get('spearman', float('nan')):.3f}, "
           f"within ±10% {cv['within_10pct']:.1%}, MAPE {cv['mape_pct']:.2f}%")

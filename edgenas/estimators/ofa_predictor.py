@@ -55,21 +55,19 @@ def ofa_features(spec: ElasticSpec) -> list[float]:
 
 
 def load_predictor(path: str | Path) -> nn.Sequential:
-    """The MLP with OFA's weights; a missing or mismatching file raises :class:`EdgenasError`."""
+    """The MLP with OFA's weights. The file is read with ``weights_only=True`` (a pickle that would run
+    code is refused unread); a missing, empty, text, foreign or mismatching file is one
+    :class:`EdgenasError` line naming it."""
+    from edgenas.exporters.weights import load_state_dict_into, read_state_dict
+
     p = Path(path)
-    if not p.is_file():
-        raise EdgenasError(f"ofa-predictor weights {str(p)!r} not found")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling/format error of a foreign file is a user-input problem
-        raise EdgenasError(f"cannot load ofa-predictor weights {str(p)!r}: {exc.__class__.__name__}") from None
+    what = "ofa-predictor weights"
+    if not p.exists():
+        raise EdgenasError(f"{what} {str(p)!r} not found")
+    state = read_state_dict(p, what)
     model = nn.Sequential(nn.Linear(FEATURES, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(),
                           nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 1))
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise EdgenasError(f"ofa-predictor weights {str(p)!r} do not fit the 128-400-400-400-1 MLP: {first}") from None
+    load_state_dict_into(model, state, p, "OFA's 128-400-400-400-1 MLP", what)
     return model.eval()
 
 

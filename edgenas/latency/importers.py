@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.errors import EdgenasError
-from edgenas.latency.table import Entry, LatencyTable
+from edgenas.latency.table import Entry, LatencyTable, check_measured
 from edgenas.layers import ConvLayer, GlobalPoolLayer, Layer, LinearLayer, MBConvLayer
+from edgenas.names import check_name
 from edgenas.spaces.elastic import make_divisible
 
 _SHAPE = r"(\d+)x(\d+)x(\d+)"
@@ -86,26 +87,47 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise EdgenasError(f"latency table {str(path)!r} not found") from None
+    except PermissionError:
+        raise EdgenasError(f"latency table {str(path)!r} cannot be read (permission denied)") from None
+    except UnicodeDecodeError:
+        raise EdgenasError(f"{str(path)!r} is not a text file (a published table is YAML text)") from None
     except yaml.YAMLError as exc:
         raise EdgenasError(f"{str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise EdgenasError(f"{str(path)!r} is not a published latency table (nested too deeply)") from None
     if not isinstance(data, dict) or not data:
-        raise EdgenasError(f"{str(path)!r} is not a published latency table (expected a mapping of layer keys)")
+        raise EdgenasError(f"{str(path)!r} is not a published latency table (expected a non-empty mapping of "
+                           f"layer keys)")
     return data
 
 
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(value)
+    return float(value)
+
+
 def _entry(value: Any, key: str, path: Path) -> Entry:
+    """One published entry: mean (ms), std or var, count; every number checked (finite, a mean > 0 and
+    plausible, a spread >= 0, a count >= 1), so a NaN or negative value is one line naming the key."""
+    where = f"{str(path)!r}: entry {key[:100]!r}"
+    if not isinstance(value, dict):
+        raise EdgenasError(f"{where} needs numeric 'mean' (and count, std or var)")
     try:
-        mean = float(value["mean"])
-        n = int(value.get("count", 1))
-        std = float(value["std"]) if "std" in value else math.sqrt(float(value.get("var", 0.0)))
-    except (KeyError, TypeError, ValueError):
-        raise EdgenasError(f"{str(path)!r}: entry {key!r} needs numeric 'mean' (and count, std or var)") from None
-    if not (math.isfinite(mean) and mean >= 0):
-        raise EdgenasError(f"{str(path)!r}: entry {key!r} has an invalid mean {mean}")
-    return Entry(mean_ms=mean, std_ms=std, p50_ms=mean, n=n)
+        mean = _number(value["mean"])
+        count = value.get("count", 1)
+        spread = _number(value["std"]) if "std" in value else _number(value.get("var", 0.0))
+    except (KeyError, TypeError):
+        raise EdgenasError(f"{where} needs numeric 'mean' (and count, std or var)") from None
+    if not (isinstance(count, int) and not isinstance(count, bool)) or count < 1:
+        raise EdgenasError(f"{where} has count {count!r}; a run count must be a positive integer")
+    if not math.isfinite(spread) or spread < 0:
+        raise EdgenasError(f"{where} has a negative or non-finite {'std' if 'std' in value else 'var'} {spread!r}")
+    std = spread if "std" in value else math.sqrt(spread)
+    return check_measured({"mean_ms": mean, "std_ms": std, "p50_ms": mean, "n": count}, where)
 
 
 def pool(parts: list[Entry]) -> Entry:
@@ -123,6 +145,7 @@ def pool(parts: list[Entry]) -> Entry:
 def import_published(paths: list[Path], fmt: str, device: str) -> LatencyTable:
     """One table from OFA per-resolution YAML files (``fmt='ofa'``, a folder is expanded to its
     ``*_lookup_table.yaml``) or a ProxylessNAS YAML (``fmt='proxyless'``)."""
+    check_name(device, "device")
     if fmt not in ("ofa", "proxyless"):
         raise EdgenasError(f"unknown table format {fmt!r}; choose ofa or proxyless")
     files: list[Path] = []
@@ -140,7 +163,11 @@ def import_published(paths: list[Path], fmt: str, device: str) -> LatencyTable:
     for f in files:
         data = _read_yaml(f)
         stem = [k for k in data if str(k).startswith("Conv-input:")]
-        scope = f"r{parse_key(str(stem[0]))['in'][0]}" if len(stem) == 1 and fmt == "ofa" else None
+        try:
+            scope = f"r{parse_key(str(stem[0]))['in'][0]}" if len(stem) == 1 and fmt == "ofa" else None
+        except ValueError:
+            raise EdgenasError(f"{str(f)!r}: {str(stem[0])[:100]!r} is not an {fmt} layer key; check --format") \
+                from None
         for key, value in data.items():
             try:
                 layers = ofa_layer(str(key), fmt)

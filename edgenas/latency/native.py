@@ -38,6 +38,7 @@ from typing import Any
 
 from edgenas.errors import EdgenasError
 from edgenas.latency.devices import DeviceSpec
+from edgenas.latency.table import MAX_MEASURED_MS
 
 TOOLS = {"litert": "benchmark_model", "onnxruntime": "onnxruntime_perf_test"}
 HEADER = "# edgenas-native-kit"
@@ -237,6 +238,19 @@ def _fnum(s: str | None) -> float:
     return float(s) if s is not None else math.nan
 
 
+def _check_ms(value_ms: float, path: Path, line: int, what: str, positive: bool = True) -> float:
+    """A time parsed from a log, checked: finite, > 0 (>= 0 when not ``positive``) and at most
+    :data:`~edgenas.latency.table.MAX_MEASURED_MS` (a larger one is a corrupt or edited log)."""
+    ok = math.isfinite(value_ms) and (value_ms > 0 if positive else value_ms >= 0)
+    if not ok:
+        raise LogError(path, line, f"{what} is {value_ms!r} ms; a measured time must be finite and "
+                                   f"{'> 0' if positive else '>= 0'} (an edited or corrupt log)")
+    if value_ms > MAX_MEASURED_MS:
+        raise LogError(path, line, f"{what} is {value_ms:g} ms, above the plausible {MAX_MEASURED_MS:g} ms per "
+                                   f"model (an edited or corrupt log)")
+    return value_ms
+
+
 def _tool_error(lines: list[_Line]) -> _Line | None:
     return next((ln for ln in lines if ln.severity == "ERROR" or ln.raw.startswith(("FATAL", "Error:"))), None)
 
@@ -333,8 +347,9 @@ def parse_benchmark_model(text: str, path: Path | str = "<log>") -> ToolRun:
                 break
             except ValueError:
                 raise LogError(path, params[name][1], f"'{name}: [{params[name][0]}]' is not a number") from None
-    mean_ms = avg_us / 1000.0
-    return ToolRun("benchmark_model", fmt, graph[0] if graph else None, mean_ms, std_us / 1000.0, mean_ms, n,
+    mean_ms = _check_ms(avg_us / 1000.0, path, reg_line, "the regular runs' average")
+    std_ms = _check_ms(std_us / 1000.0, path, reg_line, "the regular runs' std", positive=False)
+    return ToolRun("benchmark_model", fmt, graph[0] if graph else None, mean_ms, std_ms, mean_ms, n,
                    threads, head.get("kit"), ops)
 
 
@@ -370,12 +385,17 @@ def _parse_profile(lines: list[_Line], path: Path, last: int) -> tuple[list[OpSt
                     raise LogError(path, lines[i].no, f"truncated per-operator row {lines[i].raw.strip()!r}")
                 rec = dict(zip(cols[:-1], (c.strip() for c in cells)))
                 try:
-                    rows.append(OpStat(rec["[node type]"], "\t".join(cells[len(cols) - 1:]).strip(),
-                                       float(rec["[first]"]), float(rec["[avg ms]"]),
-                                       int(float(rec["[times called]"])), delegate))
-                except (KeyError, ValueError):
+                    op = OpStat(rec["[node type]"], "\t".join(cells[len(cols) - 1:]).strip(),
+                                float(rec["[first]"]), float(rec["[avg ms]"]), int(float(rec["[times called]"])),
+                                delegate)
+                except (KeyError, ValueError, OverflowError):
                     raise LogError(path, lines[i].no, f"malformed per-operator row {lines[i].raw.strip()!r}") \
                         from None
+                _check_ms(op.first_ms, path, lines[i].no, f"operator {op.name!r} [first]", positive=False)
+                _check_ms(op.avg_ms, path, lines[i].no, f"operator {op.name!r} [avg ms]", positive=False)
+                if op.times_called < 0:
+                    raise LogError(path, lines[i].no, f"operator {op.name!r} is called {op.times_called} times")
+                rows.append(op)
                 i += 1
             if i >= len(lines):
                 raise LogError(path, last, "truncated: the log ends inside the per-operator table")
@@ -472,11 +492,14 @@ def parse_ort_perf_test(text: str, path: Path | str = "<log>") -> ToolRun:
         raise LogError(path, last, "truncated: the kit script's closing 'exit=' line is missing (the run was "
                                    "interrupted or the log was cut)")
     n = int(got["requests"][0])
+    if n <= 0:
+        raise LogError(path, got["requests"][1], "no timed runs")
+    for key, scale in (("avg_ms", 1.0), ("p50_s", 1e3), ("p90_s", 1e3), ("min_s", 1e3), ("max_s", 1e3)):
+        if key in got:
+            _check_ms(got[key][0] * scale, path, got[key][1], key.split("_")[0].replace("avg", "the average"))
     p50, p90 = got["p50_s"][0] * 1e3, got.get("p90_s", got["p50_s"])[0] * 1e3
     lo, hi = got.get("min_s", (p50 / 1e3, 0))[0] * 1e3, got.get("max_s", (p50 / 1e3, 0))[0] * 1e3
     mean = got["avg_ms"][0]
-    if n <= 0:
-        raise LogError(path, got["requests"][1], "no timed runs")
     if not (lo <= p50 <= p90 <= hi * (1 + 1e-6) + 1e-9):
         raise LogError(path, got["p50_s"][1], "latency statistics are not ordered (min <= P50 <= P90 <= max): an "
                                               "edited or spliced log")

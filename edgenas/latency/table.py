@@ -35,11 +35,49 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.errors import EdgenasError
+from edgenas.names import check_name
 
 FORMAT = "edgenas-latency-table"
 VERSION = 1
 KEY_FORMAT = "edgenas-layer-v1"
 MODEL_KINDS = ("affine",)
+MAX_MEASURED_MS = 60_000.0
+"""Largest plausible median of one timed model (a unit or a whole network) in an imported measurement:
+one minute. The kit runner and the native script time each model ``warmup + repeats`` times within a
+10 s budget (at least 5 timed runs), and edgenas targets edge networks that run in milliseconds to
+seconds; a median above a minute is a unit mistake (seconds or microseconds written as ms) or a corrupt
+file, and one such entry would dominate every prediction, so imports refuse it instead of storing it."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_measured(entry: Any, what: str, max_ms: float = MAX_MEASURED_MS) -> Entry:
+    """A measured entry (``mean_ms``, ``std_ms``, ``p50_ms``, ``n``) from an import, checked: times are
+    finite, ``mean``/``p50`` > 0 and <= ``max_ms``, ``std`` >= 0, ``n`` a positive integer. ``what``
+    names the entry in the one-line :class:`EdgenasError` (e.g. ``"kit results 'r.json': entry 'conv(...)'"``)."""
+    if not isinstance(entry, dict):
+        raise EdgenasError(f"{what} must be an object with mean_ms, std_ms, p50_ms and n")
+    values = {}
+    for key in ("mean_ms", "std_ms", "p50_ms", "n"):
+        v = entry.get(key)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise EdgenasError(f"{what} needs a number {key!r}, got {v!r}")
+        values[key] = v
+    for key in ("mean_ms", "p50_ms", "std_ms"):
+        v = float(values[key])
+        low_ok = v >= 0 if key == "std_ms" else v > 0
+        if not math.isfinite(v) or not low_ok:
+            raise EdgenasError(f"{what} has {key} = {v!r}; a measured time must be finite and "
+                               f"{'>= 0' if key == 'std_ms' else '> 0'} (re-run the measurement)")
+        if v > max_ms:
+            raise EdgenasError(f"{what} has {key} = {v!r} ms, above the plausible {max_ms:g} ms per model (a "
+                               f"unit mistake or a corrupt file?)")
+    n = values["n"]
+    if not (_is_int(n) or (isinstance(n, float) and n.is_integer())) or n < 1:
+        raise EdgenasError(f"{what} has n = {n!r}; the number of timed runs must be a positive integer")
+    return Entry(float(values["mean_ms"]), float(values["std_ms"]), float(values["p50_ms"]), int(n))
 
 
 @dataclass
@@ -166,6 +204,10 @@ class LatencyTable:
             data = json.loads(p.read_text())
         except FileNotFoundError:
             raise EdgenasError(f"latency table {str(p)!r} not found") from None
+        except IsADirectoryError:
+            raise EdgenasError(f"latency table {str(p)!r} is a folder, not a table file") from None
+        except PermissionError:
+            raise EdgenasError(f"latency table {str(p)!r} cannot be read (permission denied)") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise EdgenasError(f"latency table {str(p)!r} is not valid JSON ({exc.__class__.__name__}); "
                                f"re-create it with 'edgenas profile' or restore it") from None
@@ -183,6 +225,11 @@ class LatencyTable:
         for key, typ in (("device", str), ("space", str), ("runtime", dict), ("entries", dict)):
             if not isinstance(data.get(key), typ):
                 raise bad(f"field {key!r} missing or not a {typ.__name__}")
+        for key in ("device", "space"):
+            try:
+                check_name(data[key], key)
+            except EdgenasError as exc:
+                raise bad(str(exc)) from None
         if data.get("key_format", KEY_FORMAT) != KEY_FORMAT:
             raise bad(f"key format {data.get('key_format')!r} is not {KEY_FORMAT!r}")
         def read_entries(raw: Any) -> dict[str, Entry]:
@@ -192,10 +239,12 @@ class LatencyTable:
             for k, e in raw.items():
                 try:
                     entry = Entry(float(e["mean_ms"]), float(e["std_ms"]), float(e["p50_ms"]), int(e["n"]))
-                except (KeyError, TypeError, ValueError):
+                except (KeyError, TypeError, ValueError, OverflowError):
                     raise bad(f"entry {k!r} needs numeric mean_ms, std_ms, p50_ms and n") from None
                 if not all(math.isfinite(v) and v >= 0 for v in (entry.mean_ms, entry.std_ms, entry.p50_ms)):
-                    raise bad(f"entry {k!r} has a negative or non-finite time")
+                    raise bad(f"entry {k!r} has a negative or non-finite time; re-measure it or restore the table")
+                if entry.n < 0 or isinstance(e["n"], bool) or float(e["n"]) != entry.n:
+                    raise bad(f"entry {k!r} has n = {e['n']!r}; the number of timed runs is an integer >= 0")
                 out[k] = entry
             return out
 
@@ -205,6 +254,8 @@ class LatencyTable:
             raise bad("'scoped' must be an object of scope -> entries")
         scoped = {str(sc): read_entries(es) for sc, es in scoped_raw.items()}
         m = data.get("model") or {}
+        if not isinstance(m, dict):
+            raise bad("'model' must be an object (the fitted device model)")
         if m.get("kind", "affine") not in MODEL_KINDS:
             raise bad(f"device model kind {m.get('kind')!r} is not one of {MODEL_KINDS}")
         try:
@@ -214,11 +265,25 @@ class LatencyTable:
                 fitted_on=int(m.get("fitted_on", 0)),
                 terms={str(k): float(v) for k, v in (m.get("terms") or {}).items()},
             )
-        except (TypeError, ValueError, AttributeError):
+        except (TypeError, ValueError, AttributeError, OverflowError):
             raise bad("device model fields must be numbers") from None
+        numbers = {"overhead_ms": model.overhead_ms, "scale": model.scale, "per_unit_ms": model.per_unit_ms,
+                   **{f"terms.{k}": v for k, v in model.terms.items()}}
+        for name, v in numbers.items():
+            if not math.isfinite(v):
+                raise bad(f"device model {name} = {v!r} is not finite; refit it ('edgenas lut validate' or "
+                          f"'lut fit') or restore the table")
+        if model.fitted_on < 0:
+            raise bad(f"device model fitted_on = {model.fitted_on} is negative")
+        batch = data.get("batch", 1)
+        if not _is_int(batch) or batch < 1:
+            raise bad(f"batch {batch!r} is not a positive integer")
+        for key, typ in (("host", dict), ("validation", dict)):
+            if data.get(key) is not None and not isinstance(data[key], typ):
+                raise bad(f"field {key!r} must be an object")
         return cls(
             device=data["device"], space=data["space"], runtime=data["runtime"], entries=entries, model=model,
             host=data.get("host") or {}, created=str(data.get("created", "")), source=str(data.get("source", "")),
-            batch=int(data.get("batch", 1)), validation=data.get("validation"), notes=str(data.get("notes", "")),
+            batch=batch, validation=data.get("validation"), notes=str(data.get("notes", "")),
             scoped=scoped,
         )
