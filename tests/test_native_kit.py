@@ -341,8 +341,11 @@ def test_import_kit_from_recorded_logs(tmp_path, capsys):
     """A native kit whose logs/ hold the recorded benchmark_model log (one per model, as the device
     script names them) imports into a table; one log of another model makes it exit 2, table untouched."""
     kit_id = "0123456789ab"
-    units = [f"unit{i}" for i in range(4)]
-    nets = [f"net{i}" for i in range(3)]
+    from edgenas import get_space
+
+    sp = get_space("tiny")  # keys must be units (and networks archs) of the kit's space
+    units = sorted({u.key for u in sp.units(sp.sample(1, 0)[0])})[:4]
+    nets = [str(s) for s in sp.sample(3, 1)]
     files = {k: f"models/{i:016x}.tflite" for i, k in enumerate(units + nets)}
     manifest = {
         "format": "edgenas-kit", "version": 1, "kit_id": kit_id, "device": "rec-phone", "space": "tiny",
@@ -364,13 +367,13 @@ def test_import_kit_from_recorded_logs(tmp_path, capsys):
     assert code == 0, err
     assert "imported 4 entries for rec-phone/tiny" in out and "from 7 raw benchmark_model logs" in out
     table = LatencyTable.load(store / "latency_tables" / "rec-phone__tiny.json")
-    assert table.entries["unit0"].p50_ms == pytest.approx(0.18834) and table.entries["unit0"].n == 50
+    assert table.entries[units[0]].p50_ms == pytest.approx(0.18834) and table.entries[units[0]].n == 50
     assert table.model.fitted_on == 3 and table.model.scale == pytest.approx(0.5, rel=1e-3)
     assert "per-operator profiles parsed" in table.notes and "benchmark_model" in table.runtime["version"]
     assert "per-operator profiles of 7 models" in out and "Convolution (NHWC, F32) IGEMM" in out
     before = (store / "latency_tables" / "rec-phone__tiny.json").read_bytes()
-    victim = kit / "logs" / (Path(files["net1"]).stem + ".log")
-    victim.write_text(LITERT.replace(TFLITE, files["net2"]).replace(KIT, kit_id))
+    victim = kit / "logs" / (Path(files[nets[1]]).stem + ".log")
+    victim.write_text(LITERT.replace(TFLITE, files[nets[2]]).replace(KIT, kit_id))
     code, _, err = cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
-    assert code == 2 and f"{victim}:1: a log of model {files['net2']}, not {files['net1']}" in err
+    assert code == 2 and f"{victim}:1: a log of model {files[nets[2]]}, not {files[nets[1]]}" in err
     assert (store / "latency_tables" / "rec-phone__tiny.json").read_bytes() == before

@@ -312,7 +312,9 @@ def _check_results(data: Any, origin: str, device: str | None) -> tuple[str, str
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise bad(f"{key!r} must be an object")
     entries = data["entries"]
-    if not isinstance(entries, dict) or not entries:
+    if not isinstance(entries, dict):
+        raise bad("'entries' must be an object of unit key -> statistics")
+    if not entries:
         raise bad("'entries' is empty: no unit was timed; run the kit on the board again")
     unknown = [k for k in entries if not isinstance(k, str) or not is_space_unit_key(data["space"], k)]
     if unknown:
