@@ -9,9 +9,11 @@ built from a space's own unit keys (no profiling, no conversion), so the whole m
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from edgenas.cli.main import main
 from edgenas.latency import DeviceStore, LatencyTable
 from edgenas.latency.devices import DeviceSpec, new_device_spec, parse_device
 from edgenas.latency.features import spec_features
-from edgenas.latency.kit import is_space_unit_key
+from edgenas.latency.kit import is_space_unit_key, table_from_results
 from edgenas.latency.native import LogError, parse_benchmark_model, parse_ort_perf_test
 from edgenas.latency.validate import CONTEXT_FEATURES
 from edgenas.spaces import Task, get_space
@@ -55,10 +57,18 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
 
 
-def results(space: str = "tiny", device: str = "kitdev", scale: float = 1.0, networks: int = 12,
+def results(space: str = "tiny", device: Any = "kitdev", scale: float = 1.0, networks: int = 12,
             runtime: str = "onnxruntime", kit: str = "0123456789ab") -> dict[str, Any]:
     """A runner-format results document: every unit of a few specs of ``space`` and ``networks`` whole
-    networks whose times are an affine function of their units' sum (so the device model fits)."""
+    networks whose times are an affine function of their units' sum (so the device model fits). A fresh
+    copy each call (built once per argument set)."""
+    data = json.loads(_results_json(space, scale, networks, runtime, kit))
+    data["device"] = device
+    return data
+
+
+@functools.cache
+def _results_json(space: str, scale: float, networks: int, runtime: str, kit: str) -> str:
     sp = get_space(space)
     specs = sp.sample(networks + 3, 3)
     keys = sorted({u.key for s in specs for u in sp.units(s)})
@@ -71,10 +81,10 @@ def results(space: str = "tiny", device: str = "kitdev", scale: float = 1.0, net
         nets[str(s)] = {"mean_ms": net_ms, "std_ms": 0.01, "p50_ms": net_ms, "n": 20}
         units[str(s)] = us
         feats[str(s)] = spec_features(list(CONTEXT_FEATURES), sp, s, None)
-    return {"format": "edgenas-kit-results", "version": 1, "kit": kit, "device": device, "space": space,
-            "runtime": {"name": runtime, "version": "1.0", "threads": 1, "options": {}},
-            "host": {"platform": "test"}, "protocol": {"warmup": 1, "repeats": 20, "max_seconds": 10.0},
-            "entries": entries, "networks": nets, "network_units": units, "network_features": feats}
+    return json.dumps({"format": "edgenas-kit-results", "version": 1, "kit": kit, "device": None, "space": space,
+                       "runtime": {"name": runtime, "version": "1.0", "threads": 1, "options": {}},
+                       "host": {"platform": "test"}, "protocol": {"warmup": 1, "repeats": 20, "max_seconds": 10.0},
+                       "entries": entries, "networks": nets, "network_units": units, "network_features": feats})
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -91,13 +101,20 @@ def store(tmp_path: Path) -> Path:
     return s
 
 
+@pytest.fixture(scope="module")
+def good_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding a good imported tiny table of device kitdev, built once (through the same library
+    calls as 'lut import-kit'; test_a_good_kit_does_replace_the_table drives the CLI itself)."""
+    d = tmp_path_factory.mktemp("good-store")
+    table = table_from_results(results(), "good.json")
+    DeviceStore(d).save_table(table, new_device_spec("kitdev", "onnxruntime", "lut import-kit"))
+    return d
+
+
 @pytest.fixture
-def good(tmp_path: Path, store: Path, capsys) -> Path:
-    """The store holding a good imported tiny table of device kitdev; returns the table path."""
-    code, out, err = cli(capsys, "lut", "import-kit", str(write_json(tmp_path / "good.json", results())),
-                         "--devices-dir", str(store))
-    assert code == 0, err
-    assert "created device spec" in out and "validation on 6 random networks" in out
+def good(store: Path, good_template: Path) -> Path:
+    """The store holding the good table of kitdev/tiny (a copy of the template); returns the table path."""
+    shutil.copytree(good_template, store, dirs_exist_ok=True)
     path = store / "latency_tables" / "kitdev__tiny.json"
     table = LatencyTable.load(path)
     assert table.model.fitted_on == 12 and math.isfinite(table.model.overhead_ms)
@@ -348,8 +365,15 @@ def test_a_failed_import_leaves_no_new_device_spec(tmp_path, store, capsys, muta
     assert snapshot(tmp_path) == before and not (store / "devices").exists()
 
 
-def test_a_good_kit_does_replace_the_table(tmp_path, store, good, capsys):
-    """The control for the tests above: the same import with good numbers rewrites the table."""
+def test_a_good_kit_does_replace_the_table(tmp_path, store, capsys):
+    """The control for the tests above: a good kit imports, and a second one with other good numbers
+    rewrites the table."""
+    code, out, err = cli(capsys, "lut", "import-kit", str(write_json(tmp_path / "good.json", results())),
+                         "--devices-dir", str(store))
+    assert code == 0, err
+    assert "created device spec" in out and "validation on 6 random networks" in out
+    good = store / "latency_tables" / "kitdev__tiny.json"
+    assert LatencyTable.load(good).model.fitted_on == 12
     old = good.read_bytes()
     code, _, err = cli(capsys, "lut", "import-kit", str(write_json(tmp_path / "new.json", results(scale=2.0))),
                        "--devices-dir", str(store))
@@ -717,3 +741,33 @@ def test_ofa_predictor_loads_a_matching_state_dict(tmp_path, capsys):
                          str(tmp_path / "acc.pth"), "--arch", TUTORIAL, "--json")
     assert code == 0, err
     assert json.loads(out)[0]["arch"] == TUTORIAL
+
+
+# -- a table that cannot be written leaves no new device spec behind ----------------------------------------
+def test_import_whose_table_cannot_be_written_leaves_no_spec(tmp_path, store, capsys):
+    (store / "latency_tables").write_text("a file where the table folder should be")
+    before = snapshot(tmp_path)
+    res = write_json(tmp_path / "r.json", results(networks=0))
+    before["r.json"] = res.read_bytes()
+    code, _, err = cli(capsys, "lut", "import-kit", str(res), "--devices-dir", str(store))
+    one_line_error(code, err, "cannot write or read")
+    assert snapshot(tmp_path) == before and not (store / "devices" / "kitdev.toml").exists()
+
+
+@pytest.mark.slow  # two fits (about 6 s)
+def test_lut_fit_writes_the_new_device_spec_only_with_its_table(tmp_path, store, capsys):
+    sp = get_space("nb201")
+    csv = tmp_path / "m.csv"
+    csv.write_text("arch,latency_ms\n" + "".join(f"{s},{1.0 + (i % 5) / 10}\n" for i, s in enumerate(sp.sample(12, 1))))
+    (store / "latency_tables").write_text("a file where the table folder should be")
+    before = snapshot(tmp_path)
+    code, out, err = cli(capsys, "lut", "fit", "--space", "nb201", "--measurements", str(csv), "--device", "board",
+                         "--prior-device", "none", "--no-curve", "--folds", "2", "--devices-dir", str(store))
+    one_line_error(code, err, "cannot write or read")
+    assert "created device spec" not in out and snapshot(tmp_path) == before
+    (store / "latency_tables").unlink()
+    code, out, err = cli(capsys, "lut", "fit", "--space", "nb201", "--measurements", str(csv), "--device", "board",
+                         "--prior-device", "none", "--no-curve", "--folds", "2", "--devices-dir", str(store))
+    assert code == 0, err
+    assert f"created device spec {store / 'devices' / 'board.toml'}" in out
+    assert DeviceStore(store).load_table(DeviceStore(store).device("board"), "nb201").device == "board"

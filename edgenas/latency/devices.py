@@ -287,12 +287,18 @@ class DeviceStore:
             if old is not None and (old.device, old.space) != (table.device, table.space):
                 raise EdgenasError(f"{str(path)!r} holds the table of {old.device}/{old.space}; it is not replaced "
                                    f"by one for {table.device}/{table.space} (check [tables] in the device spec)")
-        if new_spec is not None and table.device not in self.device_files():
-            created = self.save_device(new_spec, table.device)
+        folders = [f for f in (self.device_path(table.device).parent, path.parent) if not f.exists()]
         try:
+            if new_spec is not None and table.device not in self.device_files():
+                created = self.save_device(new_spec, table.device)
             table.save(path)
         except BaseException:
             if created is not None:
                 created.unlink(missing_ok=True)
+            for folder in folders:  # folders this call created, now empty again
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
             raise
         return path, created
