@@ -73,6 +73,20 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def ensure_writable_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Create ``path`` (and parents) when missing and prove it is writable, before any work starts;
+    otherwise one line saying why not."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".edgenas-write-test.", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise EdgenasError(f"cannot write to {what} {str(p)!r}: {exc.strerror or exc}") from None
+    return p
+
+
 def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
     """A TOML document as a dict; a missing, unreadable, binary or malformed file is an
     :class:`EdgenasError` naming it (``what`` says what the file is, e.g. ``config``)."""

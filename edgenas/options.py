@@ -91,10 +91,13 @@ def coerce_options(fn: Callable[..., Any], options: dict[str, Any], what: str,
     return {k: coerce(v, hints.get(k, Any), f"{what} option {k}") for k, v in options.items()}
 
 
-def coerce(value: Any, annotation: Any, what: str) -> Any:
+def coerce(value: Any, annotation: Any, what: str, strict: bool = False) -> Any:
     """``value`` converted to ``annotation`` (str, int, float, bool, Path, lists/tuples of those,
-    unions, Optional); anything else passes unchanged. Raises :class:`EdgenasError` naming ``what``."""
-    ok, out = _try(value, annotation)
+    unions, Optional); anything else passes unchanged. Raises :class:`EdgenasError` naming ``what``.
+
+    ``strict`` (typed input such as TOML): no conversion from text (``"2"`` is not an integer, ``"a,b"`` is
+    not a list, ``2`` is not a string); an integer is still accepted where a number is wanted."""
+    ok, out = _try(value, annotation, strict)
     if ok:
         return out
     shown = value if not isinstance(value, str) or len(value) <= 60 else value[:57] + "..."
@@ -102,7 +105,7 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
 
 
 
-def _try(value: Any, ann: Any) -> tuple[bool, Any]:
+def _try(value: Any, ann: Any, strict: bool = False) -> tuple[bool, Any]:
     if ann is Any or ann is inspect.Parameter.empty or ann is object:
         return True, value
     origin = typing.get_origin(ann)
@@ -117,34 +120,45 @@ def _try(value: Any, ann: Any) -> tuple[bool, Any]:
         for a in args:
             if a is type(None):
                 continue
-            ok, out = _try(value, a)
+            ok, out = _try(value, a, strict)
             if ok:
                 return True, out
         return False, None
     if origin in (list, tuple, typing.Sequence, Iterable) or _is_abc_seq(origin):
         args = typing.get_args(ann)
         item = args[0] if args else Any
-        if isinstance(value, str):
+        if isinstance(value, str) and not strict:
             value = [v.strip() for v in value.split(",")] if value.strip() else []
         if not isinstance(value, (list, tuple)):
             return False, None
         out = []
         for v in value:
-            ok, c = _try(v, item)
+            ok, c = _try(v, item, strict)
             if not ok:
                 return False, None
             out.append(c)
         return True, (tuple(out) if origin is tuple else out)
     if origin is typing.Literal:
         return (value in typing.get_args(ann)), value
-    if origin is dict:
-        return isinstance(value, dict), value
+    if origin is dict or ann is dict:
+        if not isinstance(value, dict):
+            return False, None
+        args = typing.get_args(ann)
+        kt, vt = args if len(args) == 2 else (Any, Any)
+        conv = {}
+        for k, v in value.items():
+            okk, ck = _try(k, kt, strict)
+            okv, cv = _try(v, vt, strict)
+            if not (okk and okv):
+                return False, None
+            conv[ck] = cv
+        return True, conv
     if ann is type(None):
         return value is None, None
     if ann is bool:
         if isinstance(value, bool):
             return True, value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        if not strict and isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return True, value.lower() in ("true", "yes", "1")
         return False, None
     if ann is int:
@@ -152,9 +166,9 @@ def _try(value: Any, ann: Any) -> tuple[bool, Any]:
             return False, None
         if isinstance(value, int):
             return True, value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and value.is_integer() and not strict:
             return True, int(value)
-        if isinstance(value, str):
+        if isinstance(value, str) and not strict:
             try:
                 return True, int(value.strip())
             except ValueError:
@@ -165,7 +179,7 @@ def _try(value: Any, ann: Any) -> tuple[bool, Any]:
             return False, None
         if isinstance(value, (int, float)):
             return math.isfinite(float(value)), float(value)
-        if isinstance(value, str):
+        if isinstance(value, str) and not strict:
             try:
                 f = float(value.strip())
             except ValueError:
@@ -175,7 +189,7 @@ def _try(value: Any, ann: Any) -> tuple[bool, Any]:
     if ann is str:
         if isinstance(value, str):
             return True, value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not strict:
             return True, str(value)
         return False, None
     if ann in (Path,) or (isinstance(ann, type) and issubclass(ann, Path)):
@@ -206,14 +220,17 @@ def _describe(ann: Any) -> str:
         return " or ".join(dict.fromkeys(parts))
     if origin in (list, tuple) or _is_abc_seq(origin):
         args = typing.get_args(ann)
-        return f"a comma list of {_plural(args[0]) if args else 'values'}"
+        return f"a list of {_plural(args[0]) if args else 'values'}"
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(ann))
+    if origin is dict:
+        args = typing.get_args(ann)
+        return f"a table of {_plural(args[1])}" if len(args) == 2 and args[1] is not Any else "a table"
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path",
              dict: "a table"}
     return names.get(ann, f"a {getattr(ann, '__name__', str(ann))}")
 
 
 def _plural(ann: Any) -> str:
-    return {int: "integers", float: "numbers", str: "names", bool: "booleans"}.get(ann, _describe(ann))
+    return {int: "integers", float: "numbers", str: "strings", bool: "booleans"}.get(ann, _describe(ann))
 

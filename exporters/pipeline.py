@@ -11,7 +11,6 @@ model_tflm.{tflite,cc,h}, model_card.json, model_card.md}`` plus ``OUT/export.js
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
@@ -24,7 +23,8 @@ from edgenas.errors import EdgenasError
 from edgenas.exporters.base import Artifact, ExportJob, ExportOptions, get_exporter
 from edgenas.exporters.card import model_card, model_card_markdown
 from edgenas.exporters.weights import export_data, load_weights, save_weights, train_final
-from edgenas.fileio import atomic_write
+from edgenas.fileio import atomic_write, ensure_writable_dir
+from edgenas.jobs import ExportConfig, SpaceConfig, TaskConfig
 from edgenas.spaces import ArchSpec, SearchSpace, Task
 
 DEFAULT_FORMATS = ("onnx", "tflite", "tflite-int8")
@@ -76,39 +76,6 @@ class ModelExport:
 
 
 # -- choosing models --------------------------------------------------------------------------------
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgenasError(f"{path} not found: is {path.parent} a search run folder (edgenas search --out)?") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EdgenasError(f"cannot read {what} {path}: {exc}") from None
-
-
-def _trial_rows(run_dir: Path) -> dict[int, dict[str, Any]]:
-    path = run_dir / "trials.csv"
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise EdgenasError(f"{path} not found: is {run_dir} a finished search run folder?") from None
-    out = {}
-    for r in rows:
-        try:
-            out[int(r["trial"])] = {k: _number(v) for k, v in r.items()}
-        except (KeyError, ValueError):
-            continue
-    return out
-
-
-def _number(v: str) -> Any:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return v
-    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
-
-
 def device_targets(config: dict[str, Any], row: dict[str, Any], devices_dir: str | None = None) -> list[LatencyTarget]:
     """The run's devices with the row's predicted latency and, for a device that is this host, the
     format that runs in its runtime."""
@@ -135,36 +102,32 @@ def device_targets(config: dict[str, Any], row: dict[str, Any], devices_dir: str
     return out
 
 
-def requests_from_run(run_dir: Path, trials: str = "pareto", devices_dir: str | None = None) -> tuple[
+def requests_from_run(run_dir: Path, trials: str | list[int] = "pareto", devices_dir: str | None = None) -> tuple[
         list[ExportRequest], dict[str, Any]]:
-    """The models to export from a run folder (``pareto`` = its feasible front, or trial numbers
-    ``3,17``) and the run's resolved configuration."""
+    """The models to export from a finished run folder (``pareto`` = its feasible front, or trial
+    numbers) and the run's resolved configuration."""
     from edgenas.search.job import SearchJob
+    from edgenas.search.runfolder import TRIALS_CSV, RunFolder
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise EdgenasError(f"run folder {run_dir} not found")
-    config = _read_json(run_dir / "config.json", "the run's configuration")
-    job = SearchJob(json.loads(json.dumps(config)), devices_dir=devices_dir)
-    if trials.strip() == "pareto":
-        rows = _read_json(run_dir / "front.json", "the run's front")
+    folder = RunFolder(run_dir).require_finished("export")
+    config = folder.config()
+    job = SearchJob(config, devices_dir=devices_dir)
+    if trials == "pareto":
+        rows = folder.front()
         if not rows:
             raise EdgenasError(f"{run_dir} has an empty Pareto front (no feasible scored trial); pass --trials IDS")
     else:
-        try:
-            wanted = [int(t) for t in trials.split(",") if t.strip()]
-        except ValueError:
-            raise EdgenasError(f"--trials takes 'pareto' or trial numbers like 3,17; got {trials!r}") from None
-        table = _trial_rows(run_dir)
-        missing = [t for t in wanted if t not in table]
+        table = folder.trial_rows()
+        missing = [t for t in trials if t not in table]
         if missing:
-            raise EdgenasError(f"trial(s) {', '.join(map(str, missing))} not in {run_dir / 'trials.csv'} "
+            raise EdgenasError(f"trial(s) {', '.join(map(str, missing))} not in {folder.file(TRIALS_CSV)} "
                                f"(it has {len(table)} trials)")
-        rows = [table[t] for t in wanted]
+        rows = [table[t] for t in trials]
     out = []
     for r in rows:
-        if not isinstance(r.get("arch"), str):
-            continue
+        if not isinstance(r.get("arch"), str) or not r["arch"]:
+            raise EdgenasError(f"trial {r.get('trial')} of {run_dir} has no arch (it failed or never ran); "
+                               f"choose another with --trials")
         spec = job.space.parse(r["arch"])
         est = {k: r[k] for k in r if k == "accuracy" or k.startswith("estimat")}
         out.append(ExportRequest(job.space, spec, job.task, f"trial_{int(r['trial']):04d}", int(r["trial"]), est,
@@ -241,6 +204,122 @@ def export_models(
         say(f"[{i}/{len(requests)}] {req.name}: {'ok' if result.ok else 'FAILED'} in "
             f"{time.perf_counter() - t0:.1f} s -> {folder}")
     return results
+
+
+@dataclass
+class ExportResult:
+    """What :func:`run_export` did: one :class:`ModelExport` per model, and where it wrote them."""
+
+    out_dir: Path
+    models: list[ModelExport]
+    settings: ExportSettings
+
+    @property
+    def ok(self) -> bool:
+        """Every model and format exported and verified."""
+        return all(m.ok for m in self.models)
+
+
+def run_export(
+    cfg: ExportConfig, *, run_dir: str | Path | None = None, space: SpaceConfig | None = None,
+    arch: str | None = None, task: TaskConfig | None = None, weights: str | Path | None = None,
+    measure_latency: bool = True, devices_dir: str | None = None, command: str = "", verbose: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """The export job: a run folder's front (or ``cfg.trials``), or one ``arch`` of ``space``; each model
+    trained (or loaded from ``weights``), exported in every format, verified, and given a model card.
+    Input problems raise :class:`EdgenasError` before any work; a model or format that fails is recorded
+    in the result (``.ok`` False) and the others still export."""
+    import torch
+
+    from edgenas.latency.runtimes.base import file_stem
+
+    say = say or (lambda m: print(m, file=sys.stderr, flush=True))
+    cfg.check_formats()
+    torch.set_num_threads(cfg.threads)
+    if cfg.train_epochs < 1 and not weights:
+        raise EdgenasError("train_epochs must be >= 1 to train the models (or give weights to export as they are)")
+    dataset = cfg.dataset
+    if run_dir is not None:
+        if space is not None or arch is not None:
+            raise EdgenasError("give either a run folder or a space and an arch, not both")
+        requests, config = requests_from_run(Path(run_dir), cfg.trials, devices_dir)
+        dataset = dataset or run_dataset_source(config)
+        out_dir = Path(cfg.out) if cfg.out else Path(run_dir) / "export"
+    else:
+        if space is None or not arch:
+            raise EdgenasError("export needs a run folder, or a space and an arch (with an output folder)")
+        if not cfg.out:
+            raise EdgenasError("exporting one arch needs an output folder (--out DIR)")
+        sp = space.build()
+        spec = sp.parse(arch)
+        requests = [ExportRequest(sp, spec, (task or TaskConfig()).task(), f"{sp.name}-{file_stem(str(spec))[:10]}")]
+        out_dir = Path(cfg.out)
+        if dataset is None and not weights:
+            if sp.name != "tiny":
+                raise EdgenasError("an arch without weights is trained: give a dataset (e.g. digits, a folder, an "
+                                   ".npz)")
+            dataset = "digits"
+    if weights is not None:
+        wpath = Path(weights)
+        if not wpath.is_file():
+            raise EdgenasError(f"weights {str(wpath)!r} not found")
+        if len(requests) != 1:
+            raise EdgenasError(f"weights fit one model, but {len(requests)} are chosen; choose one trial")
+        req = requests[0]
+        from edgenas.estimators.data import data_task, resolve_dataset
+        from edgenas.exporters.weights import check_weights
+
+        task_now = data_task(req.space, req.task, resolve_dataset(dataset)) if dataset else req.task
+        check_weights(req.space, req.spec, task_now, wpath)  # a bad file is one line, before any output
+        req.weights = wpath
+    ensure_writable_dir(out_dir, "export folder")
+    options = ExportOptions(nhwc=cfg.nhwc, int8_io=not cfg.float_io, opset=cfg.opset,
+                            measure_latency=measure_latency, verbose=verbose)
+    settings = ExportSettings(cfg.formats, cfg.train_epochs, cfg.seed, options, dataset, command,
+                              str(run_dir) if run_dir is not None else None)
+    say(f"exporting {len(requests)} model(s) as {', '.join(cfg.formats)} to {out_dir}")
+    models = export_models(requests, out_dir, settings, say)
+    atomic_write(out_dir / "export.json", json.dumps(summary_json(models, settings), indent=1) + "\n")
+    return ExportResult(out_dir, models, settings)
+
+
+def export_report(result: ExportResult) -> str:
+    """For people: one row per model (each format's KiB, host latency and accuracy, or the first
+    problem), then how many verified and where the cards and failures are."""
+    rows = []
+    for r in result.models:
+        row: dict[str, str] = {"model": r.request.name, "ok": "yes" if r.ok else "NO"}
+        problem = r.error
+        for a in r.artifacts:
+            if a.ok:
+                row[f"{a.format} KiB"] = f"{a.bytes / 1024:.1f}"
+                if a.latency_ms is not None:
+                    row[f"{a.format} ms"] = f"{a.latency_ms:.4g}"
+                if a.accuracy is not None:
+                    row[f"{a.format} acc"] = f"{a.accuracy:.4f}"
+                if "tflm_arena_bytes" in a.extra:
+                    row["arena KiB"] = f"{a.extra['tflm_arena_bytes'] / 1024:.1f}"
+            elif problem is None:
+                problem = f"{a.format}: {a.error}"
+        if problem:
+            row["problem"] = problem
+        rows.append(row)
+    cols: list[str] = []
+    for row in rows:
+        cols += [k for k in row if k not in cols and k != "problem"]
+    if any("problem" in row for row in rows):
+        cols.append("problem")
+    widths = {c: max(len(c), *(len(row.get(c, "-")) for row in rows)) for c in cols}
+    lines = ["  ".join(c.rjust(widths[c]) if c != "problem" else c for c in cols)]
+    for row in rows:
+        lines.append("  ".join(row.get(c, "-").rjust(widths[c]) if c != "problem" else row.get(c, "")
+                               for c in cols).rstrip())
+    ok = sum(m.ok for m in result.models)
+    n = len(result.models)
+    lines.append(f"\n{ok} of {n} model(s) exported and verified; cards: {result.out_dir}/*/model_card.md"
+                 + ("" if ok == n else f"; failures are listed in {result.out_dir / 'export.json'}"))
+    return "\n".join(lines)
 
 
 SAMPLE_FILE = "sample_input.npy"

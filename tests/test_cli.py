@@ -178,10 +178,10 @@ def test_run_describe_config(capsys, repo, tmp_path):
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("[space]\nname = 'tiny'\n[serach]\nx = 1\n", "unknown table [serach]"),
-        ("[space]\nnme = 'tiny'\n", "unknown key 'nme'"),
-        ("[task]\nnum_classes = 10\n", "[space] needs a 'name'"),
-        ("[space]\nname = 'tiny'\n[task]\nnum_classes = 'ten'\n", "num_classes must be of type int"),
+        ("[space]\nname = 'tiny'\n[serach]\nx = 1\n", "[serach]: unknown table"),
+        ("[space]\nnme = 'tiny'\n", "[space] nme: unknown key"),
+        ("[task]\nnum_classes = 10\n", "[space] name: is required"),
+        ("[space]\nname = 'tiny'\n[task]\nnum_classes = 'ten'\n", "[task] num_classes: must be an integer, got 'ten'"),
         ("[space\n", "not valid TOML"),
     ],
 )

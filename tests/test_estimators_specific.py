@@ -17,7 +17,7 @@ from scipy.stats import spearmanr
 from edgenas import Task, get_space
 from edgenas.cli.main import main
 from edgenas.errors import EdgenasError
-from edgenas.estimators import WORST_SCORE, Estimator, estimator_from_config, get_estimator
+from edgenas.estimators import WORST_SCORE, Estimator, get_estimator
 from edgenas.estimators.base import Outcome, spec_seed
 from edgenas.estimators.compose import percentile
 from edgenas.estimators.ofa_predictor import ofa_features
@@ -194,7 +194,7 @@ def test_ofa_predictor_input_errors(tmp_path):
         get_estimator("ofa-predictor", get_space("mbv3"), weights=str(tmp_path / "none.pth"))
     bad = tmp_path / "bad.pth"
     torch.save({"0.weight": torch.zeros(3, 3)}, bad)
-    with pytest.raises(EdgenasError, match="do not fit"):
+    with pytest.raises(EdgenasError, match="is not a state dict for this architecture"):
         get_estimator("ofa-predictor", get_space("mbv3"), weights=str(bad))
 
 
@@ -403,24 +403,28 @@ def test_spec_seed_is_stable_and_distinct():
     assert 0 <= spec_seed(123, "x") < 2**31
 
 
-def test_estimator_from_config(tmp_path):
+def test_estimator_table(tmp_path):
+    from edgenas.jobs import ConfigError, EstimatorConfig, JobConfig
+
     space = get_space("nb201")
-    est = estimator_from_config({"name": "snip", "seed": 3, "dataset": DATA, "options": {"batch_size": 4}},
-                                space, Task(resolution=8))
+    est = EstimatorConfig("snip", seed=3, dataset=DATA, options={"batch_size": 4}).build(space, Task(resolution=8))
     assert est.name == "snip" and est.seed == 3 and est.batch_size == 4
     p = tmp_path / "t.csv"
     spec = space.sample(1, 0)[0]
     p.write_text(f"arch,score\n{spec},1.5\n")
-    rel = estimator_from_config({"name": "tabular", "options": {"path": "t.csv"}}, space, base_dir=tmp_path)
-    assert rel.score(spec) == 1.5
-    digits = estimator_from_config({"name": "snip", "dataset": "digits"}, space, base_dir=tmp_path)
+
+    def table(est: dict):
+        return JobConfig.from_dict({"space": {"name": "nb201"}, "estimator": est}, base_dir=tmp_path).estimator
+
+    assert table({"name": "tabular", "options": {"path": "t.csv"}}).build(space).score(spec) == 1.5
+    digits = table({"name": "snip", "dataset": "digits"}).build(space)
     assert digits.dataset.name == "digits"  # a built-in name is not a path
-    with pytest.raises(EdgenasError, match="unknown key 'optoins'"):
-        estimator_from_config({"name": "synflow", "optoins": {}}, space)
-    with pytest.raises(EdgenasError, match="needs a 'name'"):
-        estimator_from_config({"seed": 1}, space)
-    with pytest.raises(EdgenasError, match="seed must be of type int"):
-        estimator_from_config({"name": "synflow", "seed": "1"}, space)
+    with pytest.raises(ConfigError, match=r"\[estimator\] optoins: unknown key"):
+        table({"name": "synflow", "optoins": {}})
+    with pytest.raises(ConfigError, match=r"\[estimator\] name: is required"):
+        table({"seed": 1})
+    with pytest.raises(ConfigError, match=r"\[estimator\] seed: must be an integer, got '1'"):
+        table({"name": "synflow", "seed": "1"})
 
 
 # -- CLI -------------------------------------------------------------------------------------

@@ -170,17 +170,20 @@ def test_export_one_arch_without_a_run(tmp_path, capsys):
 
 
 def test_a_failing_format_is_reported_and_the_others_still_export(tmp_path, monkeypatch, capsys):
-    from edgenas.cli.export import run_export
+    from edgenas.exporters.pipeline import export_report, run_export
     from edgenas.exporters.tflite import TfliteInt8Exporter
+    from edgenas.jobs import ExportConfig, SpaceConfig, TaskConfig
 
     def boom(self, job):
         raise RuntimeError("quantizer exploded")
 
     monkeypatch.setattr(TfliteInt8Exporter, "build", boom)
-    rc = run_export(None, str(tmp_path), ["onnx", "tflite-int8"], 1, space="tiny", arch=ARCH,
-                    space_options={"resolutions": [32]}, classes=10, in_channels=1, dataset="digits",
-                    measure_latency=False)
-    assert rc == 1
+    result = run_export(ExportConfig(formats=["onnx", "tflite-int8"], train_epochs=1, out=str(tmp_path),
+                                     dataset="digits"),
+                        space=SpaceConfig("tiny", {"resolutions": [32]}), arch=ARCH,
+                        task=TaskConfig(num_classes=10, in_channels=1), measure_latency=False)
+    assert not result.ok
+    print(export_report(result))
     summary = json.loads((tmp_path / "export.json").read_text())
     (model,) = summary["models"]
     assert not model["ok"] and "quantizer exploded" in model["failed_formats"]["tflite-int8"]
@@ -192,13 +195,13 @@ def test_a_failing_format_is_reported_and_the_others_still_export(tmp_path, monk
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["export", "/nonexistent/run"], "run folder /nonexistent/run not found"),
+    (["export", "/nonexistent/run"], "run folder '/nonexistent/run' not found"),
     (["export", "--space", "tiny", "--arch", ARCH, "--out", "OUT", "--formats", "onnx,coreml"],
      "unknown format(s) coreml"),
     (["export", "--space", "tiny", "--arch", "tiny:w0.6:r32:k3e3_k3e3_k3e3_k3e3", "--out", "OUT"], "tiny"),
-    (["export", "--space", "tiny"], "--space and --arch"),
+    (["export", "--space", "tiny"], "a space and an arch"),
     (["export", "--space", "tiny", "--arch", ARCH, "--out", "OUT", "--weights", "/nonexistent.pt"],
-     "--weights '/nonexistent.pt' not found"),
+     "weights '/nonexistent.pt' not found"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
     args = [str(tmp_path / "out") if a == "OUT" else a for a in args]

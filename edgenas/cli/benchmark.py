@@ -49,11 +49,11 @@ def _finished_runs(path: Path, settings: dict[str, Any], trace_cls: Any) -> dict
 def cmd_benchmark(args: argparse.Namespace) -> int:
     import optuna
 
-    from edgenas.cli.search import _quiet_third_party
     from edgenas.fileio import atomic_write
+    from edgenas.logs import quiet_third_party
     from edgenas.search import benchmark as bm
 
-    _quiet_third_party(args.verbose)
+    quiet_third_party(args.verbose)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     budgets = _ints(args.evaluations or ("50,100,300,1000" if args.task == "nb201" else "500,1000,2000"),
                     "--evaluations")

@@ -3,106 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
 
-from edgenas.archio import read_archs
-from edgenas.errors import EdgenasError
-from edgenas.report import check_writable, format_table, write_csv, write_json
-from edgenas.spaces import ArchSpec, SearchSpace, Task, get_space, space_names
+from edgenas.cli.common import (
+    add_arch_arguments,
+    add_output_arguments,
+    add_space_arguments,
+    emit,
+    space_and_task,
+    specs_from_args,
+)
+from edgenas.report import check_writable, write_json
+from edgenas.spaces import get_space, space_names
 from edgenas.spaces.base import RECORD_FIELDS
 
 COST_FIELDS = list(RECORD_FIELDS)
 
 
-def parse_space_options(items: list[str] | None) -> dict[str, Any]:
-    """``key=value`` pairs; values are JSON when they parse as JSON, comma lists become lists."""
-    opts: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise EdgenasError(f"space option {item!r} must look like key=value, e.g. widths=1.0,1.2")
-        vals = [_scalar(v) for v in raw.split(",")] if "," in raw else _scalar(raw)
-        opts[key.strip()] = vals
-    return opts
-
-
-def _scalar(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def add_space_arguments(p: argparse.ArgumentParser) -> None:
-    """--space, --space-opt and the task flags shared by every command that builds specs."""
-    p.add_argument("--space", required=True, help=f"search space ({', '.join(space_names())})")
-    p.add_argument("--space-opt", action="append", metavar="KEY=VALUE",
-                   help="space constructor option, e.g. widths=1.0,1.2 or resolution_step=16 (repeatable)")
-    p.add_argument("--classes", type=int, help="number of output classes (default: the space's)")
-    p.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
-    p.add_argument("--resolution", type=int,
-                   help="input resolution for spaces whose specs do not fix it (nb201, fbnet)")
-
-
-def add_arch_arguments(p: argparse.ArgumentParser) -> None:
-    """The arch-input group shared by describe, estimate and predict."""
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--arch", action="append", help="one arch in any accepted form (repeatable)")
-    g.add_argument("--arch-json", action="append", help="one arch as a JSON object, e.g. OFA's {ks,e,d,r,w}")
-    g.add_argument("--archs", metavar="FILE", help="file with one arch per line, or a CSV with an 'arch' column")
-    g.add_argument("--random", type=int, metavar="N", help="N uniformly random specs (with --seed)")
-    p.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
-
-
-def space_and_task(args: argparse.Namespace) -> tuple[SearchSpace, Task]:
-    space = get_space(args.space, **parse_space_options(args.space_opt))
-    for flag in ("classes", "in_channels", "resolution"):
-        v = getattr(args, flag)
-        if v is not None and v <= 0:
-            raise EdgenasError(f"--{flag.replace('_', '-')} must be positive, got {v}")
-    return space, Task(num_classes=args.classes, in_channels=args.in_channels, resolution=args.resolution)
-
-
-def specs_from_args(args: argparse.Namespace, space: SearchSpace) -> list[ArchSpec]:
-    if args.arch:
-        return [space.parse(a) for a in args.arch]
-    if args.arch_json:
-        out = []
-        for text in args.arch_json:
-            if not text.strip().startswith("{"):
-                raise EdgenasError("--arch-json takes a JSON object, e.g. '{\"ks\": [...], \"e\": [...], ...}'")
-            out.append(space.parse(text))
-        return out
-    if args.archs:
-        return read_archs(args.archs, space)
-    if args.random <= 0:
-        raise EdgenasError(f"--random must be positive, got {args.random}")
-    return space.sample(args.random, args.seed)
-
-
-def emit(records: list[dict[str, Any]], columns: list[str], args: argparse.Namespace) -> None:
-    """Table on stdout, or JSON (``--json``), or a CSV file (``--csv OUT``) plus a one-line summary."""
-    if getattr(args, "json", False):
-        write_json(records)
-    elif getattr(args, "csv", None):
-        write_csv(args.csv, records, columns)
-        print(f"wrote {len(records)} records to {args.csv}")
-    else:
-        print(format_table(records, columns))
-
-
 def cmd_spaces(args: argparse.Namespace) -> int:
+    from edgenas.spaces import SPACES
+
     rows = []
     for name in space_names():
         sp = get_space(name)
+        origin = SPACES.entry(name).origin
         rows.append({"name": name, "summary": sp.summary, "size": sp.size(), "choices": sp.choices(),
-                     "encoding_size": sp.encoding_size()})
+                     "encoding_size": sp.encoding_size(), "from": origin})
     if args.json:
         write_json(rows)
         return 0
     for r in rows:
-        print(f"{r['name']}: {r['summary']}")
+        print(f"{r['name']}: {r['summary']}" + (f" [plug-in: {r['from']}]" if r["from"] != "edgenas" else ""))
         print(f"  size: {r['size']:,} ({r['size']:.3g})")
         for k, v in r["choices"].items():
             print(f"  {k}: {v}")
@@ -139,9 +69,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices-dir", metavar="DIR", help="user folder of device specs and latency tables")
     p.add_argument("--no-measure", action="store_true",
                    help="with a local --device: fail on missing table entries instead of measuring them")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="print JSON records instead of a table")
-    out.add_argument("--csv", metavar="OUT", help="write CSV records to OUT")
+    add_output_arguments(p)
     p.set_defaults(func=cmd_describe)
-
-

@@ -6,37 +6,27 @@ import argparse
 import inspect
 import json
 import sys
-from typing import Any
 
-from edgenas.cli.describe import add_arch_arguments, add_space_arguments, emit, space_and_task, specs_from_args
+from edgenas.cli.common import (
+    add_arch_arguments,
+    add_output_arguments,
+    add_space_arguments,
+    emit,
+    space_and_task,
+    specs_from_args,
+)
 from edgenas.datasets import Dataset
 from edgenas.errors import EdgenasError
 from edgenas.estimators import RECORD_FIELDS, estimator_class, estimator_names, estimator_options, get_estimator
+from edgenas.options import parse_kv
 from edgenas.report import check_writable, write_json
-
-
-def parse_estimator_options(items: list[str] | None) -> dict[str, Any]:
-    """``key=value`` pairs. A value is JSON when the whole of it parses as JSON (numbers, booleans,
-    objects such as ``expensive_options={"epochs": 1}``); otherwise a string, kept whole (so
-    ``members=synflow,snip`` stays one string; list-valued options accept comma lists)."""
-    opts: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise EdgenasError(f"estimator option {item!r} must look like key=value, e.g. epochs=2")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        opts[key.strip()] = value
-    return opts
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     if args.csv:
         check_writable(args.csv)
     space, task = space_and_task(args)
-    options = parse_estimator_options(args.est_opt)
+    options = parse_kv(args.est_opt, "--est-opt")
     for flag in ("weights", "dataset"):
         value = getattr(args, flag)
         if value is not None:
@@ -91,7 +81,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "(repeatable; see 'edgenas estimators')")
     p.add_argument("--est-seed", type=int, default=0, help="estimator seed (default 0)")
     add_arch_arguments(p)
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="print JSON records instead of a table")
-    out.add_argument("--csv", metavar="OUT", help="write CSV records to OUT")
+    add_output_arguments(p)
     p.set_defaults(func=cmd_estimate)

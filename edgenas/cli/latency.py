@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgenas.cli.describe import (
+from edgenas.cli.common import (
     add_arch_arguments,
     add_space_arguments,
     emit,

@@ -104,7 +104,7 @@ def _selection_lines(sel: dict[str, Any]) -> list[str]:
 
 
 def cmd_lut_fit(args: argparse.Namespace, store_from: Callable[[argparse.Namespace], DeviceStore]) -> int:
-    from edgenas.cli.describe import space_and_task
+    from edgenas.cli.common import space_and_task
     from edgenas.latency.fit import (
         MIN_ROWS,
         cross_validate,
@@ -183,7 +183,7 @@ def cmd_lut_fit(args: argparse.Namespace, store_from: Callable[[argparse.Namespa
 def add_fit_parser(lsub: argparse._SubParsersAction, add_store_argument: Callable[[argparse.ArgumentParser], None],
                    store_from: Callable[[argparse.Namespace], DeviceStore]) -> argparse.ArgumentParser:
     """Add ``fit`` to the ``edgenas lut`` sub-commands."""
-    from edgenas.cli.describe import add_space_arguments
+    from edgenas.cli.common import add_space_arguments
 
     f = lsub.add_parser("fit", help="fit a device's table from whole networks measured end to end (CSV)")
     add_space_arguments(f)

@@ -13,15 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from edgenas import __version__
+from edgenas.cli.common import OneLineParser, flag_message
 from edgenas.errors import EdgenasError
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and still exit code 2)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
+from edgenas.jobs import ConfigError
 
 # Each command module exposes ``add_parsers(sub)``; order here is the order of ``--help``.
 COMMAND_MODULES = ("describe", "latency", "estimate", "search", "benchmark", "export", "run")
@@ -33,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"edgenas.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"edgenas.cli.{name}":
-                raise
-            continue  # command not built yet
-        module.add_parsers(sub)
+        importlib.import_module(f"edgenas.cli.{name}").add_parsers(sub)
     return parser
 
 
@@ -48,8 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ConfigError as exc:  # a value from a flag names the flag; from a job file, the file
+        print(f"edgenas {args.command}: error: {flag_message(exc)}", file=sys.stderr)
+        return 2
     except EdgenasError as exc:
-        print(f"edgenas {args.command}: error: {exc}", file=sys.stderr)
+        print(f"edgenas {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edgenas: interrupted", file=sys.stderr)
@@ -60,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" {exc.filename!r}" if exc.filename else ""
         print(f"edgenas {args.command}: error: cannot write or read{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def _one_line(text: str) -> str:
+    """The error contract is one line: a message that spans several (a library's text) is joined."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,9 +28,8 @@ import hashlib
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgenas.errors import EdgenasError
@@ -202,6 +201,31 @@ class BatchEstimator(Estimator, ABC):
         return [Estimate(str(s), float(v), each) for s, v in zip(specs, scores)]
 
 
+class SearchParticipant(ABC):
+    """A declared capability: an estimator that takes part in a search beyond scoring candidates.
+
+    Composite estimators compare a candidate with a reference sample (:mod:`edgenas.estimators.compose`).
+    Inside a search the fair sample is the candidates that meet the budgets, so the search offers one
+    (:meth:`reference_size`, :meth:`use_reference`); a cheap filter can also tell a sampler, before a
+    trial is spent, whether a candidate would pass its cheap stage (:meth:`screen`).
+    """
+
+    @abstractmethod
+    def reference_size(self, stratified: bool) -> int:
+        """How many feasible reference candidates it wants from the search (0: it keeps its own sample).
+        ``stratified``: the search can also give a cost position per candidate (see :meth:`use_reference`)."""
+
+    @abstractmethod
+    def use_reference(self, specs: Sequence[ArchSpec],
+                      stratify: Callable[[ArchSpec], Sequence[float]] | None = None) -> None:
+        """Compare candidates with ``specs`` from now on; ``stratify`` maps a spec to its cost position
+        (log cheap objectives), for estimators that compare a candidate with its cost neighbours only."""
+
+    def screen(self) -> Callable[[ArchSpec], bool] | None:
+        """A cheap test a sampler may apply before proposing a candidate (None: none)."""
+        return None
+
+
 # -- registry ----------------------------------------------------------------------------------
 def _check_estimator(name: str, obj: Any) -> None:
     if not (isinstance(obj, type) and issubclass(obj, Estimator)):
@@ -278,47 +302,3 @@ def as_name_list(value: str | Iterable[str]) -> list[str]:
     if not out:
         raise EdgenasError("expected at least one estimator name")
     return out
-
-
-# -- TOML --------------------------------------------------------------------------------------
-CONFIG_KEYS = {"name": str, "seed": int, "dataset": str, "weights": str, "options": dict}
-PATH_KEYS = ("dataset", "weights", "path", "data")
-
-
-def estimator_from_config(
-    table: dict[str, Any], space: SearchSpace, task: Task | None = None, base_dir: str | Path | None = None
-) -> Estimator:
-    """Build an estimator from a TOML ``[estimator]`` table::
-
-        [estimator]
-        name = "train"              # required: a registered estimator name
-        seed = 0                    # optional (default 0)
-        dataset = "digits"          # optional: built-in name, image folder or .npz path
-        weights = "acc_predictor.pth"   # optional: for estimators with a 'weights' option
-        options = { epochs = 2, train_samples = 512 }
-
-    ``dataset``/``weights`` (and path-like ``options`` ``path``/``data``) relative to ``base_dir`` (the
-    config file's folder) are resolved against it; built-in dataset names are left alone.
-    """
-    for key, value in table.items():
-        want = CONFIG_KEYS.get(key)
-        if want is None:
-            raise EdgenasError(f"[estimator]: unknown key {key!r}; known: {', '.join(CONFIG_KEYS)}")
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            raise EdgenasError(f"[estimator] {key} must be of type {want.__name__}")
-    if "name" not in table:
-        raise EdgenasError("[estimator] needs a 'name' key, e.g. name = \"synflow\"")
-    options = dict(table.get("options", {}))
-    for key in ("dataset", "weights"):
-        if key in table:
-            if key in options:
-                raise EdgenasError(f"[estimator]: {key!r} given both as a key and in options")
-            options[key] = table[key]
-    if base_dir is not None:
-        from edgenas.datasets import BUILTIN_DATASETS
-
-        for key in PATH_KEYS:
-            val = options.get(key)
-            if isinstance(val, str) and val.split(":")[0] not in BUILTIN_DATASETS and not Path(val).is_absolute():
-                options[key] = str((Path(base_dir) / val).resolve())
-    return get_estimator(table["name"], space, task, seed=table.get("seed", 0), **options)

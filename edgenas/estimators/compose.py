@@ -27,6 +27,7 @@ from edgenas.estimators.base import (
     WORST_SCORE,
     Estimate,
     Estimator,
+    SearchParticipant,
     as_name_list,
     build_member,
     register_estimator,
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from edgenas.spaces.base import ArchSpec, SearchSpace, Task
 
 POOLS = ("reference", "batch")
+STRATIFIED_REFERENCE = 128
+"""Reference candidates a filter compares with inside a search when it can stratify by cost (it then
+compares each candidate with the 16 nearest in cost)."""
 
 
 def _check_pool(pool: str, reference: int) -> None:
@@ -54,7 +58,7 @@ def percentile(sorted_ref: np.ndarray, value: float) -> float:
 
 
 @register_estimator
-class RankEnsemble(Estimator):
+class RankEnsemble(Estimator, SearchParticipant):
     """Average of the members' ranks (as fractions in [0, 1]); higher is better.
 
     With ``pool="reference"`` a member's rank of a spec is its mid-rank percentile among the member's
@@ -98,6 +102,14 @@ class RankEnsemble(Estimator):
         that meet its budgets), else ``reference`` seeded draws from the space."""
         return list(self.reference_pool) if self.reference_pool else self.space.sample(self.reference, self.seed)
 
+    def reference_size(self, stratified: bool) -> int:
+        return self.reference if self.pool == "reference" else 0
+
+    def use_reference(self, specs: Sequence[ArchSpec],
+                      stratify: Callable[[ArchSpec], Sequence[float]] | None = None) -> None:
+        self.reference_pool = list(specs)
+        self._ref = None
+
     def _calibrate(self) -> list[np.ndarray]:
         if self._ref is None:
             t0 = time.perf_counter()
@@ -125,7 +137,7 @@ class RankEnsemble(Estimator):
 
 
 @register_estimator
-class CheapFilter(Estimator):
+class CheapFilter(Estimator, SearchParticipant):
     """Score with ``cheap`` first; only the top ``keep`` fraction is scored with ``expensive``.
 
     With ``pool="reference"`` a spec passes when its cheap score reaches the (1 - keep) quantile of the
@@ -169,6 +181,21 @@ class CheapFilter(Estimator):
         self.neighbours = 16
         self._threshold: float | None = None
         self._strata: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def reference_size(self, stratified: bool) -> int:
+        if self.pool != "reference":
+            return 0
+        return max(self.reference, STRATIFIED_REFERENCE if stratified else 0)
+
+    def use_reference(self, specs: Sequence[ArchSpec],
+                      stratify: Callable[[ArchSpec], Sequence[float]] | None = None) -> None:
+        self.reference_pool = list(specs)
+        self.stratify = stratify
+        self._threshold = None
+        self._strata = None
+
+    def screen(self) -> Callable[[ArchSpec], bool] | None:
+        return self.passes if self.pool == "reference" else None
 
     def _stratified_pass(self, spec: ArchSpec, score: float) -> bool:
         """Does ``score`` reach the (1 - keep) quantile of the cheap scores of the ``neighbours``

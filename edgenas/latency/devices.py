@@ -26,7 +26,7 @@ from typing import Any
 from edgenas.errors import EdgenasError, UnknownNameError
 from edgenas.fileio import atomic_write, read_toml, write_toml
 from edgenas.latency.table import LatencyTable
-from edgenas.names import check_name
+from edgenas.names import RULE, check_name, is_safe_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -205,7 +205,16 @@ class DeviceStore:
         return spec
 
     def devices(self) -> list[DeviceSpec]:
-        return [self.device(n) for n in sorted(self.device_files())]
+        """Every device spec found; a spec file whose name is not a safe device name is skipped with a
+        note (it cannot be used by name, and must not make every command fail)."""
+        out = []
+        for n in sorted(self.device_files()):
+            if not is_safe_name(n):
+                print(f"edgenas: skipping device spec {str(self.device_files()[n])!r}: its file name is not a "
+                      f"device name ({RULE})", file=sys.stderr)
+                continue
+            out.append(self.device(n))
+        return out
 
     # -- tables ------------------------------------------------------------------------------
     def find_table(self, device: DeviceSpec, space: str) -> Path | None:

@@ -39,8 +39,8 @@ from edgenas.latency.lookup import read_arch_table
 from edgenas.paths import DATA_ENV, shared_file
 from edgenas.search.job import SearchJob
 from edgenas.search.pareto import hypervolume
+from edgenas.search.record import TrialRecord
 from edgenas.search.run import make_sampler
-from edgenas.search.samplers.base import RECORD_ATTR
 from edgenas.search.worker import Evaluator
 
 MAX_TRIALS_FACTOR = 20
@@ -112,11 +112,11 @@ def run_method(
         values = evaluate(trial)
         frozen = study.tell(trial, values)
         trace.trials += 1
-        rec = frozen.user_attrs.get(RECORD_ATTR) or {}
-        if rec.get("status") not in ("evaluated", "rejected"):
+        rec = TrialRecord.from_trial(frozen)
+        if rec is None or not rec.status.queried_estimator:
             continue
-        trace.archs.append(frozen.user_attrs["arch"])
-        accs.append(float(rec.get("accuracy", -math.inf)))
+        trace.archs.append(rec.arch)
+        accs.append(rec.accuracy)
         n = len(trace.archs)
         t = time.perf_counter() - t0
         if n % every == 0 or n == max_evaluations:

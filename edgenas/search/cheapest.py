@@ -85,8 +85,27 @@ def _what(budget: Budget) -> tuple[str, str]:
     return ("smallest", "needs") if budget.upper else ("largest", "has")
 
 
+def check_consistent(budgets: Sequence[Budget]) -> None:
+    """Budgets on one field that no value can meet together (``macs<=5M`` and ``macs>=10M``) are an
+    impossible budget: an :class:`EdgenasError` before any trial runs."""
+    by_field: dict[str, list[Budget]] = {}
+    for b in budgets:
+        by_field.setdefault(b.field.name, []).append(b)
+    for group in by_field.values():
+        uppers = [b for b in group if b.upper]
+        lowers = [b for b in group if not b.upper]
+        if uppers and lowers:
+            hi = min(uppers, key=lambda b: b.limit)
+            lo = max(lowers, key=lambda b: b.limit)
+            if lo.limit > hi.limit:
+                raise EdgenasError(f"budgets {lo.describe()} and {hi.describe()} contradict each other: no "
+                                   f"architecture meets both; drop or relax one")
+
+
 def check_budgets(oracle: CostOracle, budgets: Sequence[Budget], seed: int = 0) -> dict[str, Extreme]:
-    """The extreme of each cheap budget's field; an unreachable budget raises :class:`EdgenasError`."""
+    """The extreme of each cheap budget's field; an unreachable or self-contradictory budget raises
+    :class:`EdgenasError`."""
+    check_consistent(budgets)
     out = {}
     name = oracle.space.name
     for b in budgets:

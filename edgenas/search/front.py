@@ -14,24 +14,29 @@ from optuna.trial import FrozenTrial, TrialState
 
 from edgenas.search.fields import Budget, Field, given_reference
 from edgenas.search.pareto import hypervolume, nondominated
-from edgenas.search.samplers.base import ARCH_ATTR, RECORD_ATTR
+from edgenas.search.record import TrialRecord, TrialStatus, trial_arch, trial_error, trial_status
 
 
 def trial_row(t: FrozenTrial, objectives: Sequence[Field]) -> dict[str, Any]:
     """One flat record per trial: number, state, arch, status, objectives, costs, estimator record."""
-    rec = dict(t.user_attrs.get(RECORD_ATTR) or {})
-    est = rec.pop("estimate", None) or {}
-    row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(), "arch": t.user_attrs.get(ARCH_ATTR, "")}
-    row["status"] = rec.pop("status", "failed" if t.state == TrialState.FAIL else "")
+    rec = TrialRecord.from_trial(t)
+    status = trial_status(t)
+    row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(), "arch": trial_arch(t) or "",
+                           "status": status.value if status is not None else ""}
     if t.values is not None:
         for f, v in zip(objectives, t.values):
             row[f.name] = v
-    row.update({k: v for k, v in rec.items() if k not in row})
-    for k in ("score", "seconds", "epochs", "samples"):
-        if k in est:
-            row[f"estimate_{k}"] = est[k]
-    if "error" in t.user_attrs:
-        row["error"] = t.user_attrs["error"]
+    if rec is not None:
+        attrs = rec.to_attrs()
+        est = attrs.pop("estimate", None) or {}
+        attrs.pop("status", None)
+        row.update({k: v for k, v in attrs.items() if k not in row})
+        for k in ("score", "seconds", "epochs", "samples"):
+            if k in est:
+                row[f"estimate_{k}"] = est[k]
+    err = trial_error(t)
+    if err:
+        row["error"] = err
     if t.datetime_start and t.datetime_complete:
         row["duration_s"] = (t.datetime_complete - t.datetime_start).total_seconds()
     return row
@@ -57,18 +62,18 @@ class FrontState:
         if t.state not in (TrialState.COMPLETE, TrialState.FAIL):
             return
         self.finished += 1
-        rec = t.user_attrs.get(RECORD_ATTR) or {}
-        if t.state != TrialState.COMPLETE or t.values is None:
+        rec = TrialRecord.from_trial(t)
+        if t.state != TrialState.COMPLETE or t.values is None or rec is None:
             return
-        if rec.get("feasible", True):
+        if rec.feasible:
             self.feasible += 1
-        if rec.get("status") == "evaluated":
+        if rec.status == TrialStatus.EVALUATED:
             self.evaluated += 1
-        elif rec.get("status") == "rejected":
+        elif rec.status == TrialStatus.REJECTED:
             self.rejected += 1
-        ok = rec.get("feasible", True) and all(math.isfinite(v) for v in t.values) and (
-            all(b.met(rec[b.field.name]) for b in self.budgets if not b.field.cheap and b.field.name in rec)
-            if any(not b.field.cheap for b in self.budgets) else True)
+        values = {f.name: v for f, v in zip(self.objectives, t.values)} | rec.costs | {"accuracy": rec.accuracy}
+        ok = rec.feasible and all(math.isfinite(v) for v in t.values) and all(
+            b.met(values[b.field.name]) for b in self.budgets if not b.field.cheap and b.field.name in values)
         if ok:
             self.points.append(list(t.values))
             self.numbers.append(t.number)

@@ -1,10 +1,10 @@
-"""A search job: the resolved configuration and everything built from it.
+"""A search job: the typed job (:class:`~edgenas.jobs.JobConfig`) and everything built from it.
 
-The resolved configuration is one JSON-able dict (``space``, ``task``, ``devices``, ``estimator``,
-``search``); it is written to the run directory and stored in the Optuna study, so a worker on another
-machine rebuilds the identical job from the storage URL and study name alone. Latency tables are
-stored in the study too (as they were when the search started): every worker predicts with the same
-table, and no worker measures anything mid-search.
+The job's resolved form (:meth:`~edgenas.jobs.JobConfig.resolved`: space, task, latency sources,
+estimator, search) is written to the run folder and stored in the Optuna study, so a worker on another
+machine rebuilds the identical job from the storage URL and study name alone. Latency tables are stored
+in the study too (as they were when the search started): every worker predicts with the same table, and
+no worker measures anything mid-search.
 """
 
 from __future__ import annotations
@@ -12,49 +12,19 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from edgenas.errors import EdgenasError
+from edgenas.jobs import JobConfig, SearchConfig
 from edgenas.search.fields import Budget, Field, parse_budget, resolve_field
 from edgenas.search.oracle import CostOracle, LatencySource
-from edgenas.spaces import SearchSpace, Task, get_space
+from edgenas.spaces import SearchSpace, Task
+
+if TYPE_CHECKING:
+    from edgenas.estimators.base import Estimator
 
 DEFAULT_OBJECTIVES = ("accuracy", "latency_ms")
-STRATIFIED_REFERENCE = 128
-"""Reference candidates a filter estimator compares with inside a search (16 nearest in cost)."""
-SEARCH_DEFAULTS: dict[str, Any] = {
-    "objectives": list(DEFAULT_OBJECTIVES),
-    "budgets": [],
-    "sampler": "nsga2",
-    "sampler_options": {},
-    "seed": 0,
-    "trials": None,
-    "timeout": None,
-    "workers": 1,
-    "storage": None,
-    "study": None,
-    "precision": "int8",
-    "reference": {},
-}
-SEARCH_TYPES: dict[str, type | tuple[type, ...]] = {
-    "objectives": list, "budgets": list, "sampler": str, "sampler_options": dict, "seed": int,
-    "trials": int, "timeout": (int, float), "workers": int, "storage": str, "study": str,
-    "precision": str, "reference": dict, "out": str,
-}
-
-
-def check_search_table(table: dict[str, Any], origin: str = "[search]") -> None:
-    for key, value in table.items():
-        want = SEARCH_TYPES.get(key)
-        if want is None:
-            raise EdgenasError(f"{origin}: unknown key {key!r}; known: {', '.join(SEARCH_TYPES)}")
-        if value is None:
-            continue
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            name = want.__name__ if isinstance(want, type) else " or ".join(t.__name__ for t in want)
-            raise EdgenasError(f"{origin}: {key} must be of type {name}")
 
 
 @dataclass
@@ -69,48 +39,51 @@ class DeviceConfig:
         return {k: v for k, v in {"name": self.name, "csv": self.csv, "column": self.column}.items() if v is not None}
 
 
-@dataclass
 class SearchJob:
-    """Everything a worker needs, built from a resolved configuration."""
+    """Everything a worker needs, built from a job (a :class:`JobConfig`, or its resolved dict as a run
+    stores it). ``devices_dir`` is this machine's device store (not part of the job)."""
 
-    config: dict[str, Any]
-    space: SearchSpace = field(init=False)
-    task: Task = field(init=False)
-    devices: list[DeviceConfig] = field(init=False)
-    objectives: list[Field] = field(init=False)
-    budgets: list[Budget] = field(init=False)
-    devices_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        cfg = self.config
-        sp = cfg["space"]
-        self.space = get_space(sp["name"], **sp.get("options", {}))
-        self.task = Task(**cfg.get("task", {}))
-        self.devices = [DeviceConfig(**d) for d in cfg.get("devices", [])]
-        names = [d.name for d in self.devices]
-        if len(set(names)) != len(names):
-            raise EdgenasError(f"devices listed twice: {', '.join(names)}")
+    def __init__(self, job: JobConfig | dict[str, Any], devices_dir: str | None = None) -> None:
+        self.job = job if isinstance(job, JobConfig) else JobConfig.from_resolved(job)
+        if self.job.search is None:
+            self.job = self.job.with_overrides(search=SearchConfig())
+        self.config: dict[str, Any] = self.job.resolved()
+        """The resolved job (JSON): written to ``config.json`` and stored in the study."""
+        self.devices_dir = devices_dir
+        self.space: SearchSpace = self.job.space.build()
+        self.task: Task = self.job.task.task()
+        self.devices = [DeviceConfig(**d) for d in self.config["devices"]]
+        names = self.device_names
         s = self.search
-        precision = s.get("precision", "int8")
-        objectives = s.get("objectives") or (list(DEFAULT_OBJECTIVES) if names else ["accuracy", "macs"])
-        self.objectives = [resolve_field(o, names, precision) for o in objectives]
+        objectives = s.objectives or (list(DEFAULT_OBJECTIVES) if names else ["accuracy", "macs"])
+        self.objectives: list[Field] = [resolve_field(o, names, s.precision) for o in objectives]
         seen = [f.name for f in self.objectives]
         if len(set(seen)) != len(seen):
             raise EdgenasError(f"objectives name a field twice: {', '.join(seen)}")
-        if not self.objectives:
-            raise EdgenasError("a search needs at least one objective, e.g. accuracy,latency_ms")
-        self.budgets = [parse_budget(b, names, precision) for b in s.get("budgets", [])]
-        if self.needs_estimator and "estimator" not in cfg:
+        self.budgets: list[Budget] = [parse_budget(b, names, s.precision) for b in s.budgets]
+        known = {f.name for f in self.objectives} | {b.field.name for b in self.budgets}
+        for key in s.reference:
+            f = resolve_field(key, names, s.precision)
+            if f.name not in known:
+                raise EdgenasError(f"reference {key!r} is neither an objective nor a budgeted field of this search")
+        if self.needs_estimator and self.job.estimator is None:
             raise EdgenasError("objective 'accuracy' needs an estimator: pass --estimator (e.g. synflow, train) "
                                "or add an [estimator] table")
         self._latency: dict[str, LatencySource] | None = None
         self._oracle: CostOracle | None = None
-        self._estimator = None
+        self._estimator: Estimator | None = None
 
     # -- views -------------------------------------------------------------------------------
     @property
-    def search(self) -> dict[str, Any]:
-        return self.config.setdefault("search", {})
+    def search(self) -> SearchConfig:
+        assert self.job.search is not None
+        return self.job.search
+
+    @property
+    def reference(self) -> dict[str, float]:
+        """Hypervolume reference values by field name (as the user gave them, aliases resolved)."""
+        s = self.search
+        return {resolve_field(k, self.device_names, s.precision).name: float(v) for k, v in s.reference.items()}
 
     @property
     def needs_estimator(self) -> bool:
@@ -123,6 +96,24 @@ class SearchJob:
     @property
     def device_names(self) -> list[str]:
         return [d.name for d in self.devices]
+
+    @property
+    def estimator_label(self) -> str:
+        return self.job.estimator.label() if self.job.estimator is not None else ""
+
+    def check(self) -> None:
+        """Everything that can be checked before any work: the sampler and its options, the estimator's
+        name (building it may load data or weights: that happens when the first trial needs it)."""
+        from edgenas.options import coerce_options
+        from edgenas.search.samplers.base import FACTORY_ARGS, sampler_entry
+
+        entry = sampler_entry(self.search.sampler)
+        coerce_options(entry.factory, dict(self.search.sampler_options), f"sampler {entry.name!r}",
+                       skip=FACTORY_ARGS)
+        if self.job.estimator is not None and self.needs_estimator:
+            from edgenas.estimators.base import estimator_class
+
+            estimator_class(self.job.estimator.name)
 
     # -- latency -----------------------------------------------------------------------------
     def complete_tables(self, show_progress: bool | None = None) -> dict[str, dict[str, Any]]:
@@ -181,41 +172,41 @@ class SearchJob:
 
     # -- estimator ---------------------------------------------------------------------------
     @property
-    def estimator(self):  # noqa: ANN201 - Estimator; imported lazily (torch)
+    def estimator(self) -> Estimator | None:
         if self._estimator is None and self.needs_estimator:
-            from edgenas.estimators.base import estimator_from_config
-
-            est = estimator_from_config(dict(self.config["estimator"]), self.space, self.task)
-            self._use_feasible_reference(est)
+            assert self.job.estimator is not None
+            est = self.job.estimator.build(self.space, self.task)
+            self._join_search(est)
             self._estimator = est
         return self._estimator
 
-    def _use_feasible_reference(self, est: Any) -> None:
-        """Composite estimators compare a spec with a reference sample; in a search the fair reference
-        is the candidates that meet the budgets, not the whole space. A filter also compares each
-        candidate only with reference candidates of similar cost (the cheap objectives, in logs):
-        otherwise a size-biased proxy (synflow grows with parameters) would filter out every small
-        candidate, i.e. the fast end of the front."""
-        if getattr(est, "pool", None) != "reference" or not hasattr(est, "reference_pool"):
+    def _join_search(self, est: Estimator) -> None:
+        """An estimator that takes part in the search (a :class:`SearchParticipant`: composites that
+        compare a spec with a reference sample) gets the fair reference — the candidates that meet the
+        budgets, not the whole space — and, for a filter, each candidate is compared only with reference
+        candidates of similar cost (the cheap objectives, in logs): otherwise a size-biased proxy (synflow
+        grows with parameters) would filter out every small candidate, i.e. the fast end of the front."""
+        from edgenas.estimators.base import SearchParticipant
+
+        if not isinstance(est, SearchParticipant):
             return
-        seed = int(self.config["estimator"].get("seed", 0))
         cheap = [f.name for f in self.objectives if f.cheap]
-        n = max(int(est.reference), STRATIFIED_REFERENCE if cheap and hasattr(est, "stratify") else 0)
-        est.reference_pool = self.oracle.sample_feasible(n, random.Random(seed))
-        if cheap and hasattr(est, "stratify"):
-            oracle = self.oracle
-            est.stratify = lambda spec: [math.log(max(oracle.record(spec)[f], 1e-12)) for f in cheap]
+        n = est.reference_size(stratified=bool(cheap))
+        if n <= 0:
+            return
+        assert self.job.estimator is not None
+        pool = self.oracle.sample_feasible(n, random.Random(self.job.estimator.seed))
+        oracle = self.oracle
+        stratify = (lambda spec: [math.log(max(oracle.record(spec)[f], 1e-12)) for f in cheap]) if cheap else None
+        est.use_reference(pool, stratify)
+
+    def screen(self) -> Any:
+        """The estimator's cheap pass/fail test for samplers, when it offers one (else None)."""
+        from edgenas.estimators.base import SearchParticipant
+
+        est = self.estimator if self.needs_estimator else None
+        return est.screen() if isinstance(est, SearchParticipant) else None
 
     # -- persistence -------------------------------------------------------------------------
     def to_json(self) -> str:
         return json.dumps(self.config, indent=1, sort_keys=True)
-
-
-def load_job_config(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise EdgenasError(f"{str(p)!r} not found") from None
-    except json.JSONDecodeError as exc:
-        raise EdgenasError(f"{str(p)!r} is not valid JSON: {exc.msg}") from None

@@ -217,6 +217,19 @@ def front_table(front: list[dict[str, Any]], objectives: list[Field], extra: Seq
     return format_table(rows, cols)
 
 
+def front_report(front: list[dict[str, Any]], objectives: Sequence[Field], state: FrontState, estimator: str = "",
+                 budgets: Sequence[Budget] = ()) -> str:
+    """The front for people: a headline (sizes, counts, hypervolume, the accuracy's source) and a table
+    of the objectives, the budgeted fields (what the user asked to hold), key costs and the arch."""
+    extra = list(dict.fromkeys([*(b.field.name for b in budgets), "macs", "params", "peak_ram_bytes_int8",
+                                "size_bytes_int8"]))
+    rejected = f", {state.rejected} rejected by the estimator" if state.rejected else ""
+    head = (f"Pareto front: {len(front)} of {state.evaluated} scored candidates ({state.finished} trials, "
+            f"{state.feasible} within budgets{rejected}); hypervolume {state.hypervolume():.4g}"
+            + (f"; accuracy = {estimator}" if estimator and any(not f.cheap for f in objectives) else ""))
+    return head + "\n" + front_table(front, list(objectives), extra)
+
+
 def describe_budgets(budgets: list[Budget]) -> str:
     return ", ".join(b.describe() for b in budgets) or "none"
 
@@ -225,5 +238,12 @@ def objective_names(objectives: list[Field]) -> str:
     return ", ".join(f"{f.name} {'↑' if f.maximize else '↓'}" for f in objectives)
 
 
-__all__ = ["describe_budgets", "format_value", "front_table", "objective_names", "versions",
-           "write_run_files"]
+__all__ = [
+    "describe_budgets",
+    "format_value",
+    "front_report",
+    "front_table",
+    "objective_names",
+    "versions",
+    "write_run_files",
+]

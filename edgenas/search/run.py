@@ -1,24 +1,25 @@
-"""``run_search``: from a resolved job to a finished run directory.
+"""``run_search``: from a job to a finished run folder.
 
-1. Resolve the job; complete each device's latency table (a local device measures what is missing,
-   once; a remote device must have it) — afterwards every latency is a table look-up.
-2. Check every budget against the cheapest member of the space (impossible budget: exit 2 before any
-   trial) and find one candidate that meets them all (a seed for edgenas' samplers).
-3. Create the study (or load it with ``--resume``): config, tables and meta stored in it; ``--trials N``
+1. Build the job (:class:`~edgenas.search.job.SearchJob`) and check everything that can be checked
+   before any work: space, budgets, objectives, sampler and its options, estimator name.
+2. Complete each device's latency table (a local device measures what is missing, once; a remote device
+   must have it) — afterwards every latency is a table look-up.
+3. Check every budget against the cheapest member of the space (impossible or contradictory budgets:
+   exit 2 before any trial) and find one candidate that meets them all (a seed for edgenas' samplers).
+4. Create the study (or load it to resume): config, tables and meta stored in it; ``trials = N``
    enqueues N trials (resume: fails and replaces the trials of dead workers, tops up the rest).
-4. Run the workers: in this process, or ``--workers N`` processes sharing the storage.
-5. Write the run directory and print the front.
+5. Run the workers: in this process, or ``workers = N`` processes sharing the storage
+   (:func:`join_study`, started through :mod:`multiprocessing`, the same entry ``edgenas worker`` uses).
+6. Write the run folder.
 """
 
 from __future__ import annotations
 
-import json
+import multiprocessing
 import os
 import shlex
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,23 +29,24 @@ from optuna.trial import TrialState
 
 from edgenas.errors import EdgenasError
 from edgenas.fileio import atomic_write
+from edgenas.jobs import JobConfig
 from edgenas.search import study as st
 from edgenas.search.cheapest import check_budgets, first_feasible
 from edgenas.search.fields import format_value
 from edgenas.search.front import FrontState, front_rows, read_state
 from edgenas.search.job import SearchJob
-from edgenas.search.outputs import front_table, write_run_files
+from edgenas.search.outputs import write_run_files
+from edgenas.search.record import TABLES_ATTR, is_abandoned
+from edgenas.search.runfolder import CONFIG_FILE, DEFAULT_STUDY, STUDY_FILE, RunFolder
 from edgenas.search.samplers import SearchContext, get_sampler
 from edgenas.search.worker import StopRule, run_worker
-
-STUDY_FILE = "study.journal"
-DEFAULT_STUDY = "edgenas"
 
 
 @dataclass
 class SearchResult:
     run_dir: Path
     study: optuna.Study
+    job: SearchJob
     state: FrontState
     front: list[dict[str, Any]]
     wall_s: float
@@ -56,7 +58,7 @@ def _say(msg: str, quiet: bool) -> None:
 
 
 def storage_url(job: SearchJob, run_dir: Path) -> str:
-    return job.search.get("storage") or str(run_dir.resolve() / STUDY_FILE)
+    return job.search.storage or str(run_dir.resolve() / STUDY_FILE)
 
 
 def worker_seed(seed: int, index: int) -> int:
@@ -66,12 +68,9 @@ def worker_seed(seed: int, index: int) -> int:
 
 def make_sampler(job: SearchJob, seed: int, seeds: list[Any] | None = None) -> optuna.samplers.BaseSampler:
     s = job.search
-    est = job.estimator if job.needs_estimator else None
-    screen = est.passes if est is not None and hasattr(est, "passes") and getattr(est, "pool", "") == "reference" \
-        else None
     ctx = SearchContext(job.space, job.task, job.oracle, job.objectives, job.budgets, seeds or [],
-                        dict(s.get("reference") or {}), int(s.get("workers") or 1), screen)
-    return get_sampler(s.get("sampler", "nsga2"), ctx, seed, **(s.get("sampler_options") or {}))
+                        job.reference, int(s.workers), job.screen())
+    return get_sampler(s.sampler, ctx, seed, **dict(s.sampler_options))
 
 
 def prepare(job: SearchJob, quiet: bool = False) -> dict[str, Any]:
@@ -79,7 +78,7 @@ def prepare(job: SearchJob, quiet: bool = False) -> dict[str, Any]:
     t0 = time.monotonic()
     tables = job.complete_tables(show_progress=None if not quiet else False)
     job.use_tables(tables)
-    seed = int(job.search.get("seed", 0))
+    seed = job.search.seed
     extremes = check_budgets(job.oracle, job.budgets, seed)
     for key, ext in extremes.items():
         b = next(b for b in job.budgets if str(b) == key)
@@ -95,81 +94,86 @@ def prepare(job: SearchJob, quiet: bool = False) -> dict[str, Any]:
 
 
 def run_search(
-    config: dict[str, Any], run_dir: str | Path, resume: bool = False, quiet: bool = False,
+    config: JobConfig | dict[str, Any], run_dir: str | Path, resume: bool = False, quiet: bool = False,
     progress: bool = True, devices_dir: str | None = None, command: list[str] | None = None,
 ) -> SearchResult:
+    """Run (or, with ``resume``, continue) the search of ``config`` in ``run_dir``."""
     t_start = time.time()
     run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
     job = SearchJob(config, devices_dir=devices_dir)
+    job.check()
     s = job.search
-    trials, timeout = s.get("trials"), s.get("timeout")
-    if trials is None and timeout is None:
-        raise EdgenasError("say when to stop: --trials N and/or --timeout SECONDS")
-    if trials is not None and trials < 1:
-        raise EdgenasError(f"--trials must be >= 1, got {trials}")
-    workers = int(s.get("workers") or 1)
-    if workers < 1:
-        raise EdgenasError(f"--workers must be >= 1, got {workers}")
-    if not resume and (run_dir / "config.json").exists():
+    if s.trials is None and s.timeout is None:
+        raise EdgenasError("say when to stop: set trials and/or timeout ([search] trials = N, --trials N)")
+    if not resume and folder.holds_search():
         raise EdgenasError(f"{str(run_dir)!r} already holds a search; continue it with --resume, or pass another --out")
-    if resume and not (run_dir / "config.json").exists():
-        raise EdgenasError(f"{str(run_dir)!r} holds no search to resume (no config.json)")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise EdgenasError(f"cannot write to run folder {str(run_dir)!r}: {exc.strerror or exc}") from None
+    if resume:
+        folder.require()
+    folder.check_writable()
 
-    url = storage_url(job, run_dir)
+    url = storage_url(job, run_dir) if not resume else folder.storage_url()
     storage = st.open_storage(url)
-    name = s.get("study") or DEFAULT_STUDY
+    name = s.study or DEFAULT_STUDY
     existing = None
     if resume:
         existing = optuna.load_study(study_name=name, storage=storage) if name in _study_names(storage) else None
     if existing is not None:
-        tables = existing.user_attrs.get(st.TABLES_ATTR) or {}
+        tables = existing.user_attrs.get(TABLES_ATTR) or {}
         job.use_tables(tables)
         prep = {"tables": tables, **(st.study_meta(existing).get("prepare") or {})}
     else:
         prep = prepare(job, quiet)
     seeds = [job.space.parse(prep["first_feasible"])] if prep.get("first_feasible") else []
-    meta = {"trials": trials, "prepare": {k: v for k, v in prep.items() if k != "tables"}}
-    atomic_write(run_dir / "config.json", json.dumps(job.config, indent=1, sort_keys=True) + "\n")
+    meta = {"trials": s.trials, "prepare": {k: v for k, v in prep.items() if k != "tables"}}
+    atomic_write(run_dir / CONFIG_FILE, job.to_json() + "\n")
     study, created = st.create_or_load(storage, name, job.directions, job.config, prep["tables"], meta,
-                                       sampler=make_sampler(job, worker_seed(int(s.get("seed", 0)), 0), seeds),
+                                       sampler=make_sampler(job, worker_seed(s.seed, 0), seeds),
                                        metric_names=[f.name for f in job.objectives])
-    if trials is not None:
+    if s.trials is not None:
         if created:
-            st.enqueue(study, trials)
+            st.enqueue(study, s.trials)
         else:
             replaced = st.replace_abandoned(study, bounded=True, assume_dead=url.endswith(".journal"))
             c = st.counts(study)
-            missing = trials - st.finished_count(study) - c["waiting"] - c["running"]
+            missing = s.trials - st.finished_count(study) - c["waiting"] - c["running"]
             if missing > 0:
                 st.enqueue(study, missing)
             _say(f"resuming {name!r}: {st.finished_count(study)} trials done, {replaced} abandoned trial(s) "
                  f"replaced, {max(missing, 0) + c['waiting']} to run", quiet)
     info = {"storage": url, "study": name, "run_dir": str(run_dir), "command": command or sys.argv,
-            "seed": s.get("seed", 0), "workers": workers, "sampler": s.get("sampler"),
+            "seed": s.seed, "workers": s.workers, "sampler": s.sampler,
             "objectives": [f.name for f in job.objectives], "budgets": [str(b) for b in job.budgets],
             "dashboard": f"optuna-dashboard {shlex.quote(_dashboard_url(url))}"}
-    tracker = _Tracker(job, trials, quiet=quiet or not progress)
-    tracker.load(study)
-    stop = StopRule(bounded=trials is not None, timeout_s=timeout)
+    tracker = _Tracker(job, s.trials, quiet=quiet or not progress)
+    tracker.poll(study)
+    stop = StopRule(bounded=s.trials is not None, timeout_s=s.timeout)
     try:
-        if workers == 1:
+        if s.workers == 1:
             run_worker(job, study, stop, on_trial=tracker.add)
         else:
-            _run_processes(job, url, name, workers, devices_dir, stop, study, tracker)
+            _run_processes(job, url, name, s.workers, devices_dir, stop, study, tracker)
     finally:
         tracker.close()
-        state, all_trials = read_state(study, job.objectives, job.budgets, s.get("reference") or {})
+        state, all_trials = read_state(study, job.objectives, job.budgets, job.reference)
         info["wall_s"] = time.time() - t_start
         write_run_files(run_dir, study, all_trials, state, info)
     front = front_rows(all_trials, state)
-    return SearchResult(run_dir, study, state, front, time.time() - t_start)
+    return SearchResult(run_dir, study, job, state, front, time.time() - t_start)
+
+
+def resume_search(run_dir: str | Path, trials: int | None = None, timeout: float | None = None,
+                  workers: int | None = None, quiet: bool = False, progress: bool = True,
+                  devices_dir: str | None = None, command: list[str] | None = None) -> SearchResult:
+    """Continue the search in ``run_dir`` (its stored job and study), optionally with a new trial
+    budget, timeout or worker count."""
+    folder = RunFolder(run_dir)
+    if not folder.holds_search():
+        raise EdgenasError(f"{str(run_dir)!r} holds no search to resume (no {CONFIG_FILE})")
+    cfg = JobConfig.from_resolved(folder.config()).with_overrides(
+        search={"trials": trials, "timeout": timeout, "workers": workers})
+    return run_search(cfg, run_dir, resume=True, quiet=quiet, progress=progress, devices_dir=devices_dir,
+                      command=command)
 
 
 def _study_names(storage: Any) -> list[str]:
@@ -180,23 +184,148 @@ def _dashboard_url(url: str) -> str:
     return url if "://" in url else url.removeprefix("journal:")
 
 
+# -- reading a finished (or running) search back ------------------------------------------------------
+@dataclass
+class FrontView:
+    """A search read back from its storage: the job, every trial, the front and where it came from."""
+
+    study: optuna.Study
+    job: SearchJob
+    state: FrontState
+    trials: list[optuna.trial.FrozenTrial]
+    front: list[dict[str, Any]]
+    url: str
+    name: str
+    folder: RunFolder | None
+    info: dict[str, Any]
+
+    @property
+    def partial(self) -> bool:
+        """Read from a run folder whose search has not written its results (running or interrupted)."""
+        return self.folder is not None and not self.folder.finished()
+
+
+def read_front(run_dir: str | Path | None = None, storage: str | None = None, study: str | None = None,
+               devices_dir: str | None = None) -> FrontView:
+    """The front of the search in ``run_dir`` (its own study), or of ``study`` in ``storage``."""
+    from edgenas.search.runfolder import load_study
+
+    folder = RunFolder(run_dir).require() if run_dir is not None else None
+    url = storage or (folder.storage_url() if folder else None)
+    if url is None:
+        raise EdgenasError("give a run folder or a storage URL and study name")
+    name = study or (folder.study_name() if folder else DEFAULT_STUDY)
+    s = folder.open_study(url, name) if folder else load_study(url, name)
+    job = SearchJob(st.load_config(s), devices_dir=devices_dir)
+    state, trials = read_state(s, job.objectives, job.budgets, job.reference)
+    info = folder.info() if folder else {}
+    return FrontView(s, job, state, trials, front_rows(trials, state), url, name, folder, info)
+
+
+def rewrite_run_files(view: FrontView, out: str | Path, plots: bool = True) -> None:
+    """Write the front files of ``view`` to ``out``. An unfinished run folder is not rewritten in place
+    (its search writes them when it ends): write a snapshot elsewhere with ``out``."""
+    out = Path(out)
+    if view.partial and view.folder is not None and out.resolve() == view.folder.path.resolve():
+        raise EdgenasError(f"the search in {str(view.folder.path)!r} has not finished (no run.json: it is running "
+                           f"or was interrupted); continue it with 'edgenas search --resume {view.folder.path}', "
+                           f"or write a snapshot elsewhere with --out DIR")
+    RunFolder(out).check_writable()
+    info = {**view.info, "storage": view.url, "study": view.name}
+    write_run_files(out, view.study, view.trials, view.state, info, plots=plots)
+
+
+# -- workers ----------------------------------------------------------------------------------------
+@dataclass
+class WorkerSpec:
+    """One worker joining a search through its storage (``edgenas worker``, or a process of
+    ``workers = N``)."""
+
+    storage: str
+    study: str = DEFAULT_STUDY
+    index: int = 0
+    seed: int | None = None
+    """Sampler seed (default: derived from the run's seed and ``index``)."""
+    timeout_s: float | None = None
+    max_trials: int | None = None
+    devices_dir: str | None = None
+    threads: int | None = None
+    """torch threads for training estimators (None: torch's default)."""
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        from edgenas.names import check_name
+
+        check_name(self.study, "study")
+        for key in ("timeout_s", "max_trials", "threads"):
+            v = getattr(self, key)
+            if v is not None and v <= 0:
+                raise EdgenasError(f"worker {key} must be positive, got {v}")
+        if self.index < 0:
+            raise EdgenasError(f"worker index must be >= 0, got {self.index}")
+
+
+def worker_id_text() -> str:
+    w = st.worker_id()
+    return f"{w['host']}:{w['pid']}"
+
+
+def join_study(spec: WorkerSpec) -> int:
+    """Run trials of an existing study until its budget is used up (or the worker's own limits);
+    returns how many this worker finished."""
+    from edgenas.logs import quiet_third_party
+    from edgenas.search.runfolder import load_study
+
+    quiet_third_party(spec.verbose)
+    if spec.threads:
+        import torch
+
+        torch.set_num_threads(spec.threads)
+    study = load_study(spec.storage, spec.study)
+    job = SearchJob(st.load_config(study), devices_dir=spec.devices_dir)
+    job.use_tables(study.user_attrs.get(TABLES_ATTR) or {})
+    meta = st.study_meta(study)
+    first = (meta.get("prepare") or {}).get("first_feasible")
+    seed = spec.seed if spec.seed is not None else worker_seed(job.search.seed, spec.index + 1)
+    study.sampler = make_sampler(job, seed, [job.space.parse(first)] if first else [])
+    bounded = meta.get("trials") is not None
+    return run_worker(job, study, StopRule(bounded=bounded, timeout_s=spec.timeout_s, max_trials=spec.max_trials))
+
+
+def _worker_process(spec: WorkerSpec) -> None:
+    """A spawned worker process: input errors are one line and exit code 2, as in the CLI."""
+    try:
+        join_study(spec)
+    except EdgenasError as exc:
+        print(f"edgenas worker {spec.index}: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
 def _run_processes(job: SearchJob, url: str, name: str, workers: int, devices_dir: str | None, stop: StopRule,
                    study: optuna.Study, tracker: _Tracker) -> None:
-    """``workers`` processes of ``edgenas worker`` on this machine, sharing the storage."""
-    seed = int(job.search.get("seed", 0))
+    """``workers`` processes on this machine sharing the storage (each runs :func:`join_study`)."""
+    seed = job.search.seed
     threads = max(1, (os.cpu_count() or 1) // workers)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "EDGENAS_WORKER_THREADS": str(threads)}
+    ctx = multiprocessing.get_context("spawn")
     procs = []
-    for i in range(workers):
-        cmd = [sys.executable, "-m", "edgenas.cli.main", "worker", "--storage", url, "--study", name,
-               "--worker-index", str(i), "--seed", str(worker_seed(seed, i)), "--quiet"]
-        if stop.timeout_s is not None:
-            cmd += ["--timeout", str(max(1.0, stop.timeout_s - (time.monotonic() - stop.started)))]
-        if devices_dir:
-            cmd += ["--devices-dir", devices_dir]
-        procs.append(subprocess.Popen(cmd, env=env))
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # a spawned process inherits the environment at start
     try:
-        while any(p.poll() is None for p in procs):
+        for i in range(workers):
+            timeout = None if stop.timeout_s is None else max(1.0, stop.timeout_s - (time.monotonic() - stop.started))
+            spec = WorkerSpec(url, name, i, worker_seed(seed, i), timeout, None, devices_dir, threads)
+            p = ctx.Process(target=_worker_process, args=(spec,), name=f"edgenas-worker-{i}")
+            p.start()
+            procs.append(p)
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
+    try:
+        while any(p.is_alive() for p in procs):
             time.sleep(1.0)
             tracker.poll(study)
         tracker.poll(study)
@@ -204,9 +333,11 @@ def _run_processes(job: SearchJob, url: str, name: str, workers: int, devices_di
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(timeout=30)
+            p.join(timeout=30)
         raise
-    bad = [p.returncode for p in procs if p.returncode not in (0, None)]
+    for p in procs:
+        p.join()
+    bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
     if bad:
         raise EdgenasError(f"{len(bad)} worker process(es) failed (exit codes {bad}); the trials they finished "
                            f"are kept: continue with --resume")
@@ -216,7 +347,7 @@ class _Tracker:
     """The live progress bar: trials done, feasible share, front size, hypervolume."""
 
     def __init__(self, job: SearchJob, total: int | None, quiet: bool) -> None:
-        self.state = FrontState(job.objectives, job.budgets, job.search.get("reference") or {})
+        self.state = FrontState(job.objectives, job.budgets, job.reference)
         self.seen: set[int] = set()
         self.quiet = quiet
         self.total = total
@@ -228,12 +359,9 @@ class _Tracker:
 
             self.bar = tqdm(total=total, unit="trial", desc="search", dynamic_ncols=True, file=sys.stderr)
 
-    def load(self, study: optuna.Study) -> None:
-        self.poll(study)
-
     def poll(self, study: optuna.Study) -> None:
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-            if t.number not in self.seen and not t.system_attrs.get(st.ABANDONED_ATTR):
+            if t.number not in self.seen and not is_abandoned(t):
                 self.add(t)
 
     def add(self, t: optuna.trial.FrozenTrial) -> None:
@@ -266,15 +394,3 @@ class _Tracker:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def print_front(result_front: list[dict[str, Any]], job_objectives: list[Any], state: FrontState,
-                estimator: str = "", budgets: Sequence[Any] = ()) -> str:
-    """The front table: objectives, the budgeted fields (what the user asked to hold), key costs, arch."""
-    extra = list(dict.fromkeys([*(b.field.name for b in budgets), "macs", "params", "peak_ram_bytes_int8",
-                                "size_bytes_int8"]))
-    rejected = f", {state.rejected} rejected by the estimator" if state.rejected else ""
-    head = (f"Pareto front: {len(result_front)} of {state.evaluated} scored candidates ({state.finished} trials, "
-            f"{state.feasible} within budgets{rejected}); hypervolume {state.hypervolume():.4g}"
-            + (f"; accuracy = {estimator}" if estimator and any(not f.cheap for f in job_objectives) else ""))
-    return head + "\n" + front_table(result_front, job_objectives, extra)

@@ -30,38 +30,13 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from edgenas.errors import EdgenasError
+from edgenas.search import optuna_compat as compat
+from edgenas.search.record import ABANDONED_ATTR, CONFIG_ATTR, META_ATTR, TABLES_ATTR, WORKER_ATTR, is_abandoned
 
-CONFIG_ATTR = "edgenas:config"
-TABLES_ATTR = "edgenas:tables"
-META_ATTR = "edgenas:meta"
-WORKER_ATTR = "edgenas:worker"
-ABANDONED_ATTR = "edgenas:abandoned"
 HEARTBEAT_S = int(os.environ.get("EDGENAS_HEARTBEAT_S", "20"))
 GRACE_S = int(os.environ.get("EDGENAS_GRACE_S", "90"))
 """RDB storages: a running trial records a heartbeat every HEARTBEAT_S seconds; one silent for GRACE_S
 is a dead worker's, failed and replaced by the next worker that looks (both overridable by env)."""
-
-
-def _journal_backend(path: Path, fsync: bool) -> Any:
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
-    class FlushedJournalFileBackend(JournalFileBackend):
-        """Optuna's journal file, each append flushed to the kernel but not fsync'ed: a killed
-        process (even SIGKILL) loses nothing it has written, only an OS crash or power cut could lose
-        the last writes. fsync per write costs ~0.3 ms, and a trial makes ~40 writes (one per
-        parameter), so it would double a search's own overhead."""
-
-        def append_logs(self, logs: list[dict[str, Any]]) -> None:
-            from optuna.storages.journal._file import get_lock_file
-
-            with get_lock_file(self._lock):
-                data = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-                with open(self._file_path, "ab") as f:
-                    f.write(data.encode("utf-8"))
-                    f.flush()
-
-    cls = JournalFileBackend if fsync else FlushedJournalFileBackend
-    return cls(str(path), lock_obj=JournalFileOpenLock(str(path)))
 
 
 def open_storage(url: str) -> BaseStorage:
@@ -72,9 +47,7 @@ def open_storage(url: str) -> BaseStorage:
         path = Path(url.removeprefix("journal-fsync:").removeprefix("journal:"))
         if not path.parent.exists():
             raise EdgenasError(f"storage folder {str(path.parent)!r} does not exist")
-        from optuna.storages.journal import JournalStorage
-
-        return JournalStorage(_journal_backend(path, fsync))
+        return compat.journal_storage(path, fsync)
     if "://" not in url:
         raise EdgenasError(f"storage {url!r}: give an Optuna URL (sqlite:///run.db, postgresql+psycopg://user@host/db) "
                            f"or a journal file path ending in .journal")
@@ -86,7 +59,9 @@ def open_storage(url: str) -> BaseStorage:
             return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                                               engine_kwargs={"pool_pre_ping": True})
     except ModuleNotFoundError as exc:
-        raise EdgenasError(f"storage {url!r} needs the Python package {exc.name!r}; pip install it") from None
+        from edgenas.extras import missing_extra
+
+        raise missing_extra((exc.name or "").split(".")[0], f"storage {url!r}") from None
     except Exception as exc:  # SQLAlchemy connection / URL errors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise EdgenasError(f"cannot open storage {url!r}: {first}") from None
@@ -118,23 +93,18 @@ def enqueue(study: optuna.Study, n: int) -> None:
 
 def claim(study: optuna.Study) -> optuna.Trial | None:
     """Take one waiting trial atomically, or None when none is left. Never creates a trial."""
-    storage = study._storage
-    for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if not storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                continue
-        except UpdateFinishedTrialError:
+    for t in compat.waiting_trials(study):
+        if not compat.set_state(study, t, TrialState.RUNNING):
             continue
-        trial = optuna.Trial(study, t._trial_id)
-        trial.storage.set_trial_system_attr(t._trial_id, WORKER_ATTR, worker_id())
-        return trial
+        compat.set_system_attr(study, t, WORKER_ATTR, worker_id())
+        return compat.trial_handle(study, t)
     return None
 
 
 def new_trial(study: optuna.Study) -> optuna.Trial:
     """An unbounded run's next trial (a waiting one first)."""
     trial = study.ask()
-    trial.storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_id())
+    compat.set_system_attr(study, trial, WORKER_ATTR, worker_id())
     return trial
 
 
@@ -157,16 +127,11 @@ def abandoned_trials(study: optuna.Study, assume_dead: bool = False) -> list[Any
     worker when ``assume_dead`` (resuming a local run), or a stale RDB heartbeat."""
     host = socket.gethostname()
     out = []
-    stale_ids: set[int] = set()
-    storage = study._storage
-    if hasattr(storage, "_get_stale_trial_ids") and getattr(storage, "get_heartbeat_interval", lambda: None)():
-        try:
-            stale_ids = set(storage._get_stale_trial_ids(study._study_id))
-        except Exception:  # storage without heartbeat support in this version
-            stale_ids = set()
+    stale_ids = compat.stale_trial_ids(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         w = t.system_attrs.get(WORKER_ATTR) or {}
-        if assume_dead or t._trial_id in stale_ids or (w.get("host") == host and not _pid_alive(int(w.get("pid", -1)))):
+        if assume_dead or compat.trial_id(t) in stale_ids or (
+                w.get("host") == host and not _pid_alive(int(w.get("pid", -1)))):
             out.append(t)
     return out
 
@@ -176,13 +141,12 @@ def replace_abandoned(study: optuna.Study, bounded: bool, assume_dead: bool = Fa
     one waiting trial for each, so the run still ends with its requested number. Each abandoned
     trial is replaced exactly once: only the worker whose state change succeeds enqueues."""
     n = 0
-    storage = study._storage
     for t in abandoned_trials(study, assume_dead):
         try:
-            storage.set_trial_system_attr(t._trial_id, ABANDONED_ATTR, True)
-            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                continue
+            compat.set_system_attr(study, t, ABANDONED_ATTR, True)
         except UpdateFinishedTrialError:
+            continue
+        if not compat.set_state(study, t, TrialState.FAIL):
             continue
         n += 1
         if bounded:
@@ -198,7 +162,7 @@ def finished_count(study: optuna.Study) -> int:
     """Trials that count towards the budget: complete, and failed by the estimator (not abandoned)."""
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)):
-        if not t.system_attrs.get(ABANDONED_ATTR):
+        if not is_abandoned(t):
             n += 1
     return n
 
@@ -206,9 +170,8 @@ def finished_count(study: optuna.Study) -> int:
 @contextmanager
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """Record the trial's heartbeat in the background when the storage supports it (RDB)."""
-    storage = study._storage
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-    if not interval or not hasattr(storage, "record_heartbeat"):
+    interval = compat.heartbeat_interval(study)
+    if not interval:
         yield
         return
     stop = threading.Event()
@@ -216,11 +179,11 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     def beat() -> None:
         while not stop.wait(interval):
             try:
-                storage.record_heartbeat(trial._trial_id)
+                compat.record_heartbeat(study, trial)
             except Exception:  # a transient DB error must not kill the trial
                 pass
 
-    storage.record_heartbeat(trial._trial_id)
+    compat.record_heartbeat(study, trial)
     th = threading.Thread(target=beat, daemon=True)
     th.start()
     try:

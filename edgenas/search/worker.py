@@ -20,11 +20,11 @@ import optuna
 from optuna.trial import TrialState
 
 from edgenas.errors import EdgenasError
+from edgenas.search import optuna_compat as compat
 from edgenas.search import study as st
 from edgenas.search.job import SearchJob
-from edgenas.search.samplers.base import ARCH_ATTR, RECORD_ATTR
+from edgenas.search.record import ABANDONED_ATTR, ARCH_ATTR, ERROR_ATTR, RECORD_ATTR, TrialRecord, TrialStatus
 
-WORST = float("-inf")
 WAIT_S = 1.0
 
 
@@ -58,11 +58,11 @@ class Evaluator:
         if len(trials) != self._scanned:
             ai = next((i for i, f in enumerate(self.job.objectives) if not f.cheap), None)
             for t in trials:
-                rec = t.user_attrs.get(RECORD_ATTR) or {}
-                a = t.user_attrs.get(ARCH_ATTR)
-                if a and rec.get("status") == "evaluated" and a not in self._known and t.values is not None:
-                    acc = t.values[ai] if ai is not None else rec.get("accuracy", WORST)
-                    self._known[a] = (t.number, rec.get("estimate") or {}, float(acc))
+                rec = TrialRecord.from_trial(t)
+                if rec is None or rec.status != TrialStatus.EVALUATED or rec.arch in self._known or t.values is None:
+                    continue
+                acc = t.values[ai] if ai is not None else rec.accuracy
+                self._known[rec.arch] = (t.number, rec.estimate or {}, float(acc))
             self._scanned = len(trials)
         return self._known.get(arch)
 
@@ -71,37 +71,33 @@ class Evaluator:
         spec = job.space.suggest(trial)
         arch = str(spec)
         trial.set_user_attr(ARCH_ATTR, arch)
-        rec: dict[str, Any] = job.oracle.full_record(spec)
-        feasible = job.oracle.feasible(rec)
+        costs: dict[str, Any] = job.oracle.full_record(spec)
+        feasible = job.oracle.feasible(costs)
         for b in job.budgets:
             if b.field.cheap:
-                trial.set_constraint(str(b), b.violation(rec[b.field.name]))
-        rec["feasible"] = feasible
-        accuracy = WORST
-        if not feasible:
-            rec["status"] = "infeasible"
-        elif job.needs_estimator:
+                trial.set_constraint(str(b), b.violation(costs[b.field.name]))
+        rec = TrialRecord(arch, TrialStatus.INFEASIBLE, feasible, costs)
+        if feasible and job.needs_estimator:
             prior = self._lookup(arch)
             if prior is not None:
-                rec["status"], rec["duplicate_of"], rec["estimate"] = "duplicate", prior[0], prior[1]
-                accuracy = prior[2]
+                rec.status, rec.duplicate_of, rec.estimate, rec.accuracy = TrialStatus.DUPLICATE, *prior
             else:
+                assert job.estimator is not None and job.job.estimator is not None
                 est = job.estimator.estimate(spec)
-                accuracy = est.score
-                rec["estimate"] = {k: v for k, v in est.as_record().items() if k != "arch"}
-                rec["estimator"] = job.config["estimator"]["name"]
-                rec["status"] = "evaluated" if math.isfinite(accuracy) else "rejected"
-                if math.isfinite(accuracy):
-                    self._known[arch] = (trial.number, rec["estimate"], accuracy)
-        else:
-            rec["status"] = "evaluated"
-        rec["accuracy"] = accuracy
+                rec.accuracy = est.score
+                rec.estimate = {k: v for k, v in est.as_record().items() if k != "arch"}
+                rec.estimator = job.job.estimator.name
+                rec.status = TrialStatus.EVALUATED if math.isfinite(rec.accuracy) else TrialStatus.REJECTED
+                if rec.status == TrialStatus.EVALUATED:
+                    self._known[arch] = (trial.number, rec.estimate, rec.accuracy)
+        elif feasible:
+            rec.status = TrialStatus.EVALUATED
         for b in job.budgets:
             if not b.field.cheap:  # accuracy budgets: known only now (unknown for infeasible: 0 = not counted)
-                v = b.violation(accuracy) if feasible and math.isfinite(accuracy) else (1.0 if feasible else 0.0)
-                trial.set_constraint(str(b), v)
-        trial.set_user_attr(RECORD_ATTR, rec)
-        return [accuracy if not f.cheap else rec[f.name] for f in job.objectives]
+                ok = feasible and math.isfinite(rec.accuracy)
+                trial.set_constraint(str(b), b.violation(rec.accuracy) if ok else (1.0 if feasible else 0.0))
+        trial.set_user_attr(RECORD_ATTR, rec.to_attrs())
+        return [rec.accuracy if not f.cheap else costs[f.name] for f in job.objectives]
 
 
 def run_worker(
@@ -130,11 +126,11 @@ def run_worker(
             with st.heartbeat(study, trial):
                 values = evaluate(trial)
         except (KeyboardInterrupt, EdgenasError):
-            study._storage.set_trial_system_attr(trial._trial_id, st.ABANDONED_ATTR, True)
+            compat.set_system_attr(study, trial, ABANDONED_ATTR, True)
             study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception as exc:  # an estimator bug on one spec must not end the search
-            trial.set_user_attr("error", f"{exc.__class__.__name__}: {exc}"[:500])
+            trial.set_user_attr(ERROR_ATTR, f"{exc.__class__.__name__}: {exc}"[:500])
             frozen = study.tell(trial, state=TrialState.FAIL)
         else:
             frozen = study.tell(trial, values)

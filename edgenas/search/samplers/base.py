@@ -25,17 +25,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from edgenas.errors import EdgenasError
 from edgenas.registry import GROUPS, Registry
+from edgenas.search import optuna_compat as compat
 from edgenas.search.fields import Budget, Field
 from edgenas.search.oracle import CostOracle
+from edgenas.search.record import TrialRecord, trial_arch
 from edgenas.spaces import ArchSpec, SearchSpace, Task
 
 if TYPE_CHECKING:
     from optuna.study import Study
 
-ARCH_ATTR = "arch"
-"""User attribute holding a trial's canonical arch string (set as soon as the spec is known)."""
-RECORD_ATTR = "edgenas"
-"""User attribute holding a finished trial's record: costs, feasibility, the estimator's record."""
 
 
 @dataclass
@@ -91,15 +89,15 @@ class History:
         """(finished observations with a record, running ones with an arch), in trial order."""
         done, running = [], []
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-            arch = t.user_attrs.get(ARCH_ATTR)
+            arch = trial_arch(t)
             if arch is None:
                 continue
             if t.state == TrialState.RUNNING:
                 running.append(Observation(t.number, arch, self.spec(arch), True, None))
                 continue
-            rec = t.user_attrs.get(RECORD_ATTR) or {}
+            rec = TrialRecord.from_trial(t)
             values = list(t.values) if t.values is not None else None
-            done.append(Observation(t.number, arch, self.spec(arch), bool(rec.get("feasible", True)), values))
+            done.append(Observation(t.number, arch, self.spec(arch), rec.feasible if rec else True, values))
         return done, running
 
 
@@ -139,7 +137,7 @@ class SpecSampler(optuna.samplers.BaseSampler):
         if plan is None:
             plan = self._plans[trial.number] = self.context.space.trial_params(self.propose(study, trial))
         value = plan.get(param_name)
-        if value is not None and param_distribution._contains(param_distribution.to_internal_repr(value)):
+        if value is not None and compat.contains(param_distribution, value):
             return value
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
