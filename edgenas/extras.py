@@ -13,19 +13,25 @@ from types import ModuleType
 from edgenas.errors import EdgenasError
 
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "tflite": ("ai-edge-litert", "litert-torch"),
-    "int8": ("ai-edge-quantizer",),
+    "tflite": ("ai-edge-litert", "litert-torch", "ai-edge-quantizer"),
     "tflm": ("tflite-micro",),
     "postgres": ("psycopg[binary]",),
-    "plots": ("plotly", "matplotlib"),
+    "plots": ("matplotlib", "plotly"),
     "dashboard": ("optuna-dashboard",),
 }
 """extra -> the distributions it installs (kept equal to pyproject's optional-dependencies by a test)."""
 
+MODULE_DIST: dict[str, str] = {
+    "ai_edge_litert": "ai-edge-litert", "litert_torch": "litert-torch", "ai_edge_quantizer": "ai-edge-quantizer",
+    "tflite_micro": "tflite-micro", "psycopg": "psycopg", "plotly": "plotly", "matplotlib": "matplotlib",
+    "optuna_dashboard": "optuna-dashboard",
+}
+"""Top-level import name -> its distribution on the package index."""
+
 MODULE_EXTRA: dict[str, str] = {
     "ai_edge_litert": "tflite",
     "litert_torch": "tflite",
-    "ai_edge_quantizer": "int8",
+    "ai_edge_quantizer": "tflite",
     "tflite_micro": "tflm",
     "psycopg": "postgres",
     "plotly": "plots",
@@ -60,8 +66,8 @@ def missing_extra(top_module: str, what: str) -> MissingExtraError:
     extra = MODULE_EXTRA.get(top_module)
     if extra is None:
         return MissingExtraError(f"{what} needs the Python package {top_module!r}; pip install it")
-    dists = " and ".join(EXTRAS[extra])
-    return MissingExtraError(f"{what} needs the optional package {dists}: {install_hint(extra)}")
+    return MissingExtraError(f"{what} needs the optional package {MODULE_DIST.get(top_module, top_module)}: "
+                             f"{install_hint(extra)}")
 
 
 def available(module: str) -> bool:

@@ -87,6 +87,22 @@ def ensure_writable_dir(path: str | Path, what: str = "output folder") -> Path:
     return p
 
 
+def check_can_create(path: str | Path, what: str = "output folder") -> Path:
+    """Fail early, writing nothing, when folder ``path`` could not be created or written: its nearest
+    existing ancestor must be a writable folder (``ensure_writable_dir`` creates and proves it later)."""
+    p = Path(path)
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise EdgenasError(f"cannot write to {what} {str(p)!r}: {str(probe)!r} is a file")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise EdgenasError(f"cannot write to {what} {str(p)!r}: {str(probe)!r} is not writable")
+    return p
+
+
 def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
     """A TOML document as a dict; a missing, unreadable, binary or malformed file is an
     :class:`EdgenasError` naming it (``what`` says what the file is, e.g. ``config``)."""

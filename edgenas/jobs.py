@@ -79,7 +79,7 @@ class ConfigError(EdgenasError):
 
     def text(self) -> str:
         where = f"[{self.table}]" + (f" {self.key}" if self.key else "")
-        return (f"config {self.origin}: " if self.origin else "") + f"{where}: {self.problem}"
+        return (f"{self.origin}: " if self.origin else "") + f"{where}: {self.problem}"
 
     def located(self, origin: str) -> ConfigError:
         return ConfigError(self.table, self.key, self.problem, origin)
@@ -378,13 +378,17 @@ class ExportConfig:
             _fail("export", "opset", f"must be an ONNX opset from 13 to 23, got {self.opset}")
 
     def check_formats(self) -> None:
-        """Every format is a registered exporter (imports the exporter registry)."""
+        """Every format is a registered exporter whose optional packages are installed."""
         from edgenas.exporters import exporter_names
 
         known = exporter_names()
         bad = [f for f in self.formats if f not in known]
         if bad:
             _fail("export", "formats", f"unknown format(s) {', '.join(bad)}; choose from {', '.join(known)}")
+        from edgenas.exporters import EXPORTERS
+
+        for f in self.formats:
+            EXPORTERS.get(f).check_available()
 
     def as_flags(self) -> str:
         """The ``edgenas export`` flags that reproduce this table (recorded on model cards)."""
@@ -498,7 +502,7 @@ class JobConfig:
 
         p = Path(path)
         data = read_toml(p, "config")
-        return cls.from_dict(data, origin=p.name, base_dir=p.parent.resolve(), source=p)
+        return cls.from_dict(data, origin=f"config {p.name}", base_dir=p.parent.resolve(), source=p)
 
     @classmethod
     def from_dict(cls, data: Any, origin: str | None = None, base_dir: Path | None = None,
@@ -530,13 +534,13 @@ class JobConfig:
             self.estimator.resolve_paths(base_dir)
 
     @classmethod
-    def from_resolved(cls, resolved: dict[str, Any]) -> JobConfig:
+    def from_resolved(cls, resolved: dict[str, Any], origin: str = "the search's stored job") -> JobConfig:
         """The job a search stored (``config.json``, the study's ``edgenas:config``): see :meth:`resolved`."""
         if not isinstance(resolved, dict) or not isinstance(resolved.get("space"), dict):
-            raise EdgenasError("the stored search configuration is not an edgenas job (no space)")
+            raise EdgenasError(f"{origin} is not an edgenas job (no space)")
         devices = resolved.get("devices") or []
         if not isinstance(devices, list) or not all(isinstance(d, dict) and "name" in d for d in devices):
-            raise EdgenasError("the stored search configuration has a malformed devices list")
+            raise EdgenasError(f"{origin} has a malformed devices list")
         names = [d["name"] for d in devices if not d.get("csv")]
         csvs = [d for d in devices if d.get("csv")]
         data: dict[str, Any] = {"space": resolved["space"], "task": resolved.get("task") or {}}
@@ -547,7 +551,7 @@ class JobConfig:
         if resolved.get("estimator"):
             data["estimator"] = resolved["estimator"]
         data["search"] = {k: v for k, v in (resolved.get("search") or {}).items() if v is not None}
-        return cls.from_dict(data, origin="the stored search configuration")
+        return cls.from_dict(data, origin=origin)
 
     # -- writing -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

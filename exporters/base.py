@@ -197,8 +197,19 @@ class Exporter(ABC):
     summary: ClassVar[str] = ""
     stem: ClassVar[str] = "model"
     """File name (without suffix) inside a model's folder; unique per format."""
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Import names of the optional packages the format needs (their extras: :mod:`edgenas.extras`)."""
     timeable: ClassVar[bool] = True
     """Whether :meth:`latency_ms` can time the file on this host."""
+
+    @classmethod
+    def check_available(cls) -> None:
+        """One line naming the pip extra when an optional package the format needs is missing."""
+        from edgenas.extras import available, missing_extra
+
+        for module in cls.requires:
+            if not available(module):
+                raise missing_extra(module, f"export format {cls.name!r}")
 
     @abstractmethod
     def build(self, job: ExportJob) -> bytes:

@@ -95,6 +95,7 @@ def invoke(it: Any, d: dict[str, Any], o: dict[str, Any], x: np.ndarray) -> np.n
 class _LiteRT(Exporter):
     suffix = ".tflite"
     runtime = "litert"
+    requires = ("ai_edge_litert", "litert_torch")
 
     def runner(self, path: Path, job: ExportJob) -> Runner:
         return litert_runner(path, job.options.threads)
@@ -124,6 +125,7 @@ class TfliteInt8Exporter(_LiteRT):
     size_field = "size_bytes_int8"
     stem = "model_int8"
     summary = "TFLite full-integer int8 (ai-edge-quantizer, calibrated on the training split)"
+    requires = ("ai_edge_litert", "litert_torch", "ai_edge_quantizer")
 
     def build(self, job: ExportJob) -> bytes:
         return int8_tflite(job)

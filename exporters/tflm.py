@@ -229,6 +229,7 @@ class TflmExporter(Exporter):
     summary = ("TFLite Micro: the int8 .tflite + C source/header, minimal arena by bisection, verified in the "
                "TFLM interpreter against LiteRT")
     timeable = False
+    requires = ("ai_edge_litert", "litert_torch", "ai_edge_quantizer", "tflite_micro")
 
     def build(self, job: ExportJob) -> bytes:
         return int8_tflite(job)

@@ -6,6 +6,7 @@ host in one call.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,11 @@ def calibrate_and_validate(
                                             context_features(space, cal_specs, task),
                                             context_features(space, val_specs, task, list(table.model.terms)))
     png = None
-    if plot:
+    from edgenas.extras import available, missing_extra
+
+    if plot and not available("matplotlib"):
+        print(f"edgenas: no plot: {missing_extra('matplotlib', 'the predicted-vs-measured plot')}", file=sys.stderr)
+    elif plot:
         png = plot_predicted_vs_measured(
             predicted, measured_val, path.with_suffix(".png"),
             f"{table.device} / {space.name}: {metrics['within_10pct']:.0%} within ±10%, "

@@ -86,6 +86,10 @@ def write_run_files(
         try:
             pareto_png(run_dir / PLOT_FILE, all_rows, front, objectives, state.budgets)
             written.append(PLOT_FILE)
+        except ModuleNotFoundError as exc:  # the [plots] extra is not installed
+            from edgenas.extras import missing_extra
+
+            problems.append(f"{PLOT_FILE}: {missing_extra((exc.name or '').split('.')[0], 'the plot')}")
         except Exception as exc:  # plotting must never lose the results above
             problems.append(f"{PLOT_FILE}: {exc.__class__.__name__}: {exc}")
         names, more = optuna_html(run_dir / "plots", study, objectives, state)
@@ -169,7 +173,9 @@ def optuna_html(folder: Path, study: optuna.Study, objectives: list[Field],
         import optuna.visualization as vis
 
         if not vis.is_available():
-            return [], ["plots/*.html: plotly is not installed (pip install plotly)"]
+            from edgenas.extras import missing_extra
+
+            return [], [f"plots/*.html: {missing_extra('plotly', 'the interactive plots')}"]
     except ImportError:
         return [], ["plots/*.html: optuna.visualization unavailable"]
     folder.mkdir(exist_ok=True)

@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import TrialState
 
 from edgenas.errors import EdgenasError
-from edgenas.fileio import atomic_write
+from edgenas.fileio import atomic_write, check_can_create
 from edgenas.jobs import JobConfig
 from edgenas.search import study as st
 from edgenas.search.cheapest import check_budgets, first_feasible
@@ -108,22 +108,26 @@ def run_search(
         raise EdgenasError("say when to stop: set trials and/or timeout ([search] trials = N, --trials N)")
     if not resume and folder.holds_search():
         raise EdgenasError(f"{str(run_dir)!r} already holds a search; continue it with --resume, or pass another --out")
-    if resume:
-        folder.require()
-    folder.check_writable()
-
-    url = storage_url(job, run_dir) if not resume else folder.storage_url()
-    storage = st.open_storage(url)
     name = s.study or DEFAULT_STUDY
     existing = None
     if resume:
-        existing = optuna.load_study(study_name=name, storage=storage) if name in _study_names(storage) else None
+        folder.require()
+        url = folder.storage_url()
+        existing = folder.open_study(url, name) if folder.file(STUDY_FILE).exists() or "://" in url else None
+        storage = st.open_storage(url)
+    else:
+        check_can_create(run_dir, "run folder")  # fail before any work, without writing anything
+        url = storage_url(job, run_dir)
+        st.check_storage_url(url)
     if existing is not None:
         tables = existing.user_attrs.get(TABLES_ATTR) or {}
         job.use_tables(tables)
         prep = {"tables": tables, **(st.study_meta(existing).get("prepare") or {})}
     else:
-        prep = prepare(job, quiet)
+        prep = prepare(job, quiet)  # tables, impossible budgets: nothing is written before this passes
+    folder.check_writable()
+    if not resume:
+        storage = st.open_storage(url)
     seeds = [job.space.parse(prep["first_feasible"])] if prep.get("first_feasible") else []
     meta = {"trials": s.trials, "prepare": {k: v for k, v in prep.items() if k != "tables"}}
     atomic_write(run_dir / CONFIG_FILE, job.to_json() + "\n")
@@ -170,14 +174,10 @@ def resume_search(run_dir: str | Path, trials: int | None = None, timeout: float
     folder = RunFolder(run_dir)
     if not folder.holds_search():
         raise EdgenasError(f"{str(run_dir)!r} holds no search to resume (no {CONFIG_FILE})")
-    cfg = JobConfig.from_resolved(folder.config()).with_overrides(
+    cfg = JobConfig.from_resolved(folder.config(), str(folder.file(CONFIG_FILE))).with_overrides(
         search={"trials": trials, "timeout": timeout, "workers": workers})
     return run_search(cfg, run_dir, resume=True, quiet=quiet, progress=progress, devices_dir=devices_dir,
                       command=command)
-
-
-def _study_names(storage: Any) -> list[str]:
-    return [x.study_name for x in storage.get_all_studies()]
 
 
 def _dashboard_url(url: str) -> str:

@@ -180,12 +180,15 @@ def load_study(url: str, name: str) -> optuna.Study:
 
     try:
         storage = open_storage(url)
+        names = [s.study_name for s in storage.get_all_studies()]
+        if name not in names:
+            held = f"it holds {', '.join(map(repr, names))}" if names else \
+                "it holds no study: empty, or not an Optuna storage"
+            raise EdgenasError(f"no study named {name!r} in {url} ({held})")
         return optuna.load_study(study_name=name, storage=storage)
     except EdgenasError:
         raise
-    except KeyError:
-        raise EdgenasError(f"no study named {name!r} in {url}") from None
-    except Exception as exc:  # a garbage journal: JSON / Optuna log errors
+    except Exception as exc:  # a damaged journal: JSON / Optuna log errors
         raise EdgenasError(f"cannot read the study in {url}: it is not an Optuna storage "
                            f"({exc.__class__.__name__})") from None
 

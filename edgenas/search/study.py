@@ -39,6 +39,29 @@ GRACE_S = int(os.environ.get("EDGENAS_GRACE_S", "90"))
 is a dead worker's, failed and replaced by the next worker that looks (both overridable by env)."""
 
 
+def check_storage_url(url: str) -> None:
+    """Check a storage URL without opening or writing anything: its form, and for a database URL that the
+    driver it names is installed (a missing one is one line naming the pip extra)."""
+    if url.startswith(("journal:", "journal-fsync:")) or url.endswith(".journal") or url.endswith(".log"):
+        return
+    if "://" not in url:
+        raise EdgenasError(f"storage {url!r}: give an Optuna URL (sqlite:///run.db, postgresql+psycopg://user@host/db) "
+                           f"or a journal file path ending in .journal")
+    from sqlalchemy.engine import make_url
+
+    try:
+        dialect = make_url(url).get_dialect()
+    except Exception as exc:  # unknown dialect or malformed URL
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise EdgenasError(f"storage {url!r} is not a database URL edgenas can open: {first}") from None
+    try:
+        dialect.import_dbapi()
+    except ModuleNotFoundError as exc:
+        from edgenas.extras import missing_extra
+
+        raise missing_extra((exc.name or "").split(".")[0], f"storage {url!r}") from None
+
+
 def open_storage(url: str) -> BaseStorage:
     """An Optuna storage from a URL or journal path (errors are one line, exit 2). A journal path (or
     ``journal:PATH``) is flushed per write; ``journal-fsync:PATH`` also fsyncs every write."""

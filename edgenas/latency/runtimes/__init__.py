@@ -30,7 +30,9 @@ def runtime_names() -> list[str]:
 
 
 def get_runtime(name: str, threads: int = 1, options: dict | None = None) -> DeviceRuntime:
-    return RUNTIMES.get(name)(threads=threads, options=options or {})
+    cls = RUNTIMES.get(name)
+    cls.check_available()
+    return cls(threads=threads, options=options or {})
 
 
 __all__ = ["RUNTIMES", "DeviceRuntime", "ExportItem", "get_runtime", "register_runtime", "runtime_names"]

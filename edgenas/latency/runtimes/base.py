@@ -34,6 +34,17 @@ def file_stem(key: str) -> str:
 class DeviceRuntime(ABC):
     name: ClassVar[str]
     suffix: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Import names of the optional packages the runtime needs (their extras: :mod:`edgenas.extras`)."""
+
+    @classmethod
+    def check_available(cls) -> None:
+        """One line naming the pip extra when an optional package the runtime needs is missing."""
+        from edgenas.extras import available, missing_extra
+
+        for module in cls.requires:
+            if not available(module):
+                raise missing_extra(module, f"runtime {cls.name!r}")
 
     def __init__(self, threads: int = 1, options: dict[str, Any] | None = None) -> None:
         self.threads = threads

@@ -93,6 +93,7 @@ class Branches:
 class LiteRTRuntime(DeviceRuntime):
     name = "litert"
     suffix = ".tflite"
+    requires = ("ai_edge_litert", "litert_torch", "ai_edge_quantizer")
 
     def __init__(self, threads: int = 1, options: dict[str, Any] | None = None, batch: int = 32) -> None:
         super().__init__(threads, options)
