@@ -76,9 +76,9 @@ def shell_lines(page: Path, text: str | None = None) -> list[Line]:
 
 
 def inline_code(text: str) -> list[str]:
-    """The inline code spans of a page's prose (outside fenced blocks)."""
+    """The inline code spans of a page's prose (outside fenced blocks; a span may wrap onto the next line)."""
     prose = re.sub(r"^\s*(```+|~~~+).*?^\s*\1\s*$", "", text, flags=re.S | re.M)
-    return re.findall(r"`([^`\n]+)`", prose)
+    return [" ".join(m.split()) for m in re.findall(r"`((?:[^`\n]|\n(?!\s*\n))+)`", prose)]
 
 
 def words(line: str) -> list[str]:
@@ -306,6 +306,8 @@ def test_a_made_up_make_target_script_or_link_is_caught(tmp_path):
     assert check_paths("python3 examples/classify_onnx.py runs/x") == []
     assert check_paths("python3 examples/no_such_script.py") == ["examples/no_such_script.py"]
     assert check_paths("cd benchmarks && python no_such_bench.py") == ["benchmarks/no_such_bench.py"]
+    assert inline_code("run `cd benchmarks && python\nsearch.py` or `make demo`.\n") == [
+        "cd benchmarks && python search.py", "make demo"]
     page = tmp_path / "page.md"
     (tmp_path / "other.md").write_text("# A heading `with code`\n")
     text = "[ok](other.md) [anchor](other.md#a-heading-with-code) [web](https://example.org/x)\n"
