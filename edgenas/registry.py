@@ -23,7 +23,10 @@ package registers without editing edgenas by declaring an entry point in its ``p
 (an entry point may also name a module whose import runs the decorators). Entry points are loaded the
 first time a registry is asked for its names or for a name it does not hold from edgenas itself. A
 plug-in that fails to load is reported once on stderr (and named when asked for) instead of breaking
-every command; a plug-in cannot replace a built-in of the same name.
+every command; a plug-in cannot replace a built-in of the same name, and a name that two installed
+distributions declare is reported (the first found on ``sys.path`` is kept). A plug-in's own ``name``
+attribute, when it has one, must equal its entry point's name. :mod:`edgenas.testing` holds the contract
+suite of each kind, for a plug-in package's own tests.
 """
 
 from __future__ import annotations
@@ -123,11 +126,15 @@ class Registry(Generic[T]):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        for ep in _entry_points(self.group):
+        eps, duplicates = _entry_points(self.group)
+        for name, (kept, dropped) in duplicates.items():
+            self._fail(name, f"{_dist_name(dropped)} also provides it ({dropped.value}); kept {kept.value} from "
+                             f"{_dist_name(kept)}; uninstall one of them", record=False)
+        for ep in eps:
             if ep.name in self._entries and self._entries[ep.name].builtin:
                 self._fail(ep.name, f"clashes with edgenas' own {self.kind} {ep.name!r}; not loaded")
                 continue
-            dist = getattr(getattr(ep, "dist", None), "name", None) or ep.value.split(":")[0].split(".")[0]
+            dist = _dist_name(ep)
             try:
                 obj = ep.load()
                 if isinstance(obj, types.ModuleType):  # importing it ran its register decorators
@@ -141,19 +148,22 @@ class Registry(Generic[T]):
                 self._fail(ep.name, f"{ep.value} (from {dist}) failed to load: {exc.__class__.__name__}"
                                     + (f": {msg}" if msg else ""))
 
-    def _fail(self, name: str, reason: str) -> None:
-        self.failed[name] = reason
+    def _fail(self, name: str, reason: str, record: bool = True) -> None:
+        """Report a plug-in that is not loaded (once, on stderr); ``record``: remember why, for
+        :meth:`entry` to say when the name is asked for."""
+        if record:
+            self.failed[name] = reason
         print(f"edgenas: {self.kind} plug-in {name!r}: {reason}", file=sys.stderr)
 
     # -- looking up ----------------------------------------------------------------------------
     def entry(self, name: str) -> Entry[T]:
         """The entry of ``name``; an unknown name is an :class:`UnknownNameError` listing the choices."""
+        if not isinstance(name, str):
+            raise UnknownNameError(f"{self.kind} name must be a string, got {type(name).__name__} {name!r}")
         self._load_builtins()
         if name not in self._entries:
             self.load_plugins()
         if name not in self._entries:
-            if not isinstance(name, str):
-                raise UnknownNameError(f"{self.kind} name must be a string, got {type(name).__name__} {name!r}")
             if name in self.failed:
                 raise UnknownNameError(f"{self.kind} {name!r} could not be loaded: {self.failed[name]}")
             raise UnknownNameError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
@@ -196,13 +206,24 @@ def _module_of(obj: Any) -> str:
     return str(getattr(obj, "__module__", "") or "")
 
 
-def _entry_points(group: str) -> list[md.EntryPoint]:
+def _dist_name(ep: md.EntryPoint) -> str:
+    """The distribution that declares ``ep`` (else the top-level module it names)."""
+    return getattr(getattr(ep, "dist", None), "name", None) or ep.value.split(":")[0].split(".")[0]
+
+
+def _entry_points(group: str) -> tuple[list[md.EntryPoint], dict[str, tuple[md.EntryPoint, md.EntryPoint]]]:
+    """The group's entry points, one per name (the first found on sys.path), and the names that a second
+    *distribution* also declares: name -> (kept, dropped). One distribution seen twice (a path entry and
+    site-packages) is not a conflict."""
     eps = md.entry_points()
     selected = eps.select(group=group) if hasattr(eps, "select") else eps.get(group, [])  # type: ignore[attr-defined]
     seen: dict[str, md.EntryPoint] = {}
-    for ep in selected:  # one distribution installed twice (a path entry and site-packages): keep the first
-        seen.setdefault(ep.name, ep)
-    return list(seen.values())
+    duplicates: dict[str, tuple[md.EntryPoint, md.EntryPoint]] = {}
+    for ep in selected:
+        first = seen.setdefault(ep.name, ep)
+        if first is not ep and _dist_name(first) != _dist_name(ep) and ep.name not in duplicates:
+            duplicates[ep.name] = (first, ep)
+    return list(seen.values()), duplicates
 
 
 GROUPS = {

@@ -1,4 +1,5 @@
-"""The wheel: exporters/devices/latency_tables install only under edgenas, with their data files."""
+"""The wheel: exporters/devices/latency_tables install only under edgenas, with their data files;
+edgenas.testing (the plug-in contract suites) is installed too."""
 
 from __future__ import annotations
 
@@ -27,7 +28,10 @@ def test_pyproject_lists_every_package(repo):
     mapped = set(cfg["tool"]["setuptools"]["package-dir"])
     assert on_disk | mapped == listed
     assert cfg["project"]["scripts"]["edgenas"] == "edgenas.cli.main:main"
-    assert any(re.fullmatch(r"torch==2\.13\.0", d) for d in cfg["project"]["dependencies"])
+    # a torch range, not one build: pip must keep a user's own (CUDA or CPU) torch
+    (torch,) = [d.replace(" ", "") for d in cfg["project"]["dependencies"] if re.match(r"torch\b", d)]
+    assert re.fullmatch(r"torch>=[\d.]+,<\d+", torch), torch
+    assert "edgenas.testing" in listed  # the contract suites plug-in packages run
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +53,9 @@ def test_wheel_layout(wheel, repo):
     assert "edgenas/exporters/__init__.py" in names
     assert "edgenas/devices/__init__.py" in names
     assert "edgenas/latency_tables/__init__.py" in names
+    for module in (repo / "edgenas" / "testing").glob("*.py"):
+        assert f"edgenas/testing/{module.name}" in names
+    assert "examples" not in tops and "edgenas_example_plugin" not in tops  # the example plug-in is its own package
     for toml in (repo / "devices").glob("*.toml"):
         assert f"edgenas/devices/{toml.name}" in names
     for table in (repo / "latency_tables").glob("*.json"):
@@ -58,7 +65,7 @@ def test_wheel_layout(wheel, repo):
 def test_installed_package_has_no_top_level_exporters(tmp_path):
     """Outside the checkout, `import exporters` must fail and `edgenas.exporters` must work."""
     code = (
-        "import importlib.util, edgenas.exporters, edgenas.devices, edgenas.latency_tables\n"
+        "import importlib.util, edgenas.exporters, edgenas.devices, edgenas.latency_tables, edgenas.testing\n"
         "assert importlib.util.find_spec('exporters') is None\n"
         "print('ok')\n"
     )

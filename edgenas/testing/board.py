@@ -88,9 +88,7 @@ def run_trials(job: Any, n: int, study: Any = None, seed: int | None = None) -> 
     from edgenas.search.run import make_sampler
     from edgenas.search.worker import Evaluator
 
-    if seed is None:  # the job's [search] seed (a typed table; a plain dict in older job layers)
-        seed = int(job.search.get("seed", 0) if isinstance(job.search, dict) else job.search.seed)
-    sampler = make_sampler(job, seed)
+    sampler = make_sampler(job, job.search.seed if seed is None else seed)
     if study is None:
         study = optuna.create_study(directions=job.directions, sampler=sampler)
     else:

@@ -1,7 +1,8 @@
 """The exporter contract suite (:class:`ExporterContract`), in the style of Optuna's samplers_tests.
 
 Every exporter must, for a trained model of each space it is tested on (:mod:`edgenas.testing.models`):
-declare itself (name, suffix, runtime, parity kind, a file name no other format uses); write its file
+declare itself (name, suffix, runtime, parity kind, a file name no other format uses, its optional
+packages, importable where the suite runs); write its file
 atomically (no temporary file left, sha256 and byte count as recorded); pass its own parity rule in
 its target runtime against torch on the validation batch (float: max |diff| <= 1e-4; quantized: top-1
 agreement >= 98%); give (N, classes) float32 logits from its runner and reload to the same outputs;
@@ -78,6 +79,8 @@ class ExporterContract:
         assert isinstance(ex, Exporter) and ex.name == fmt and ex.suffix.startswith(".") and ex.runtime
         assert ex.kind in ("exact", "quantized")
         assert isinstance(ex.summary, str) and ex.summary
+        assert isinstance(ex.requires, tuple) and all(isinstance(m, str) for m in ex.requires)
+        type(ex).check_available()  # its optional packages are importable where the suite runs
         others = {get_exporter(f).stem + get_exporter(f).suffix: f for f in exporter_names() if f != fmt}
         assert ex.stem + ex.suffix not in others, f"{fmt} and {others.get(ex.stem + ex.suffix)} write the same file"
 

@@ -1,7 +1,8 @@
 """The device-runtime contract suite (:class:`RuntimeContract`), derived from
 :class:`~edgenas.latency.runtimes.base.DeviceRuntime`.
 
-Every runtime must: be registered under its name with a file suffix; describe itself (name, version,
+Every runtime must: be registered under its name with a file suffix (and its optional packages
+declared in ``requires``, importable where the suite runs); describe itself (name, version,
 threads, options); honour the threads and options it is built with (kept, reported, and timing works
 with them); export :class:`~edgenas.latency.runtimes.base.ExportItem` models to one non-empty file
 each, named with its suffix, under the folder asked for (reporting progress); time a file with sane
@@ -84,6 +85,9 @@ class RuntimeContract:
         cls = RUNTIMES.get(name)
         assert isinstance(cls, type) and issubclass(cls, DeviceRuntime) and cls.name == name
         assert isinstance(cls.suffix, str) and cls.suffix.startswith(".") and len(cls.suffix) > 1
+        # optional packages it needs are declared (a missing one is a one-line error naming the extra)
+        assert isinstance(cls.requires, tuple) and all(isinstance(m, str) for m in cls.requires)
+        cls.check_available()
 
     def test_describes_itself(self, runtime: DeviceRuntime, name: str) -> None:
         version = runtime.version()

@@ -22,13 +22,9 @@ import optuna
 import pytest
 
 from edgenas.errors import EdgenasError
+from edgenas.search.record import ARCH_ATTR, RECORD_ATTR
 from edgenas.search.samplers import get_sampler, sampler_entry, sampler_names, sampler_options
 from edgenas.testing.board import make_job, run_trials
-
-try:  # the trial attribute keys' one home
-    from edgenas.search.record import ARCH_ATTR, RECORD_ATTR
-except ImportError:  # pragma: no cover - a tree from before edgenas.search.record
-    from edgenas.search.samplers.base import ARCH_ATTR, RECORD_ATTR  # type: ignore[attr-defined,no-redef]
 
 
 def archs(study: optuna.Study) -> list[str]:
@@ -93,7 +89,9 @@ class SamplerContract:
             get_sampler(name, ctx, 0, **options, no_such_option_xyz=1)
 
     def test_multi_objective_run_under_budgets(self, name: str, options: dict[str, Any]) -> None:
-        job = self.job_for(name, options, budgets=("latency_ms<=0.5", "peak_ram_bytes<=48KiB"))
+        # each budget alone admits about half of tiny's members, both together about 44%: a sampler blind
+        # to cost meets feasible and infeasible candidates alike within 18 trials
+        job = self.job_for(name, options, budgets=("latency_ms<=3", "peak_ram_bytes<=64KiB"))
         study = run_trials(job, 18)
         trials = study.get_trials()
         assert len(trials) == 18 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
@@ -101,7 +99,7 @@ class SamplerContract:
             spec = job.space.parse(t.user_attrs[ARCH_ATTR])
             rec = t.user_attrs[RECORD_ATTR]
             assert rec["feasible"] == job.oracle.feasible(job.oracle.record(spec))
-            assert set(t.constraints) == {"latency_ms<=0.5", "peak_ram_bytes_int8<=49152"}
+            assert set(t.constraints) == {"latency_ms<=3", "peak_ram_bytes_int8<=65536"}
             if not rec["feasible"]:
                 assert rec["status"] == "infeasible" and "estimate" not in rec  # never scored
                 assert t.values[0] == float("-inf")
