@@ -267,7 +267,7 @@ def installed(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     tmp = tmp_path_factory.mktemp("plugin")
     src = tmp / "src"
     shutil.copytree(repo / "examples" / "plugin", src,
-                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"))
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache"))
     site = tmp / "site"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "-q",
