@@ -33,6 +33,8 @@ class FakeDists:
         self.tag = uuid.uuid4().hex[:8]
         self.group = f"edgenas.test-{self.tag}"
         self.modules: list[str] = []
+        self.base = ""
+        """The module holding the test registry (REG) and its plug-ins' base class (Thing)."""
         monkeypatch.syspath_prepend(str(root))
 
     def module(self, stem: str, source: str) -> str:
@@ -64,36 +66,38 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     f.cleanup()
 
 
-class Thing:
-    """Base class of the test registry's plug-ins."""
-
-    name = ""
-
-
-def check_thing(name: str, obj: object) -> None:
-    if not (isinstance(obj, type) and issubclass(obj, Thing)):
-        raise EdgenasError(f"thing plug-in {name!r} must be a Thing subclass, got {obj!r}")
-
-
 def registry_with_builtin(fake: FakeDists) -> Registry:
-    """A registry whose built-in ('alpha') registers on import of its builtins module, as edgenas' own do."""
+    """A registry whose built-in ('alpha') registers on import of its builtins module, as edgenas' own do.
+    The plug-ins' base class and the registry live in a module of the fake site (``fake.base``)."""
+    fake.base = fake.module("base", '''
+        REG = None
+
+
+        class Thing:
+            """Base class of the test registry's plug-ins."""
+
+            name = ""
+        ''')
+    base = importlib.import_module(fake.base)
+
+    def check_thing(name: str, obj: object) -> None:
+        if not (isinstance(obj, type) and issubclass(obj, base.Thing)):
+            raise EdgenasError(f"thing plug-in {name!r} must be a Thing subclass, got {obj!r}")
+
     reg: Registry = Registry("thing", fake.group, check=check_thing)
-    holder = fake.module("holder", "REG = None\n")
-    __import__(holder).REG = reg
-    builtin = fake.module("builtin", f"""
-        from {holder} import REG
-        from test_plugins import Thing
+    base.REG = reg
+    reg.builtins = (fake.module("builtin", f"""
+        from {fake.base} import REG, Thing
 
         @REG.register
         class Alpha(Thing):
             name = "alpha"
-        """)
-    reg.builtins = (builtin,)
+        """),)
     return reg
 
 
 PLUGINS = """
-    from test_plugins import Thing
+    from {base} import Thing
 
     class Gamma(Thing):
         name = "gamma"
@@ -108,7 +112,7 @@ PLUGINS = """
 
 def test_entry_point_plugin_is_registered_with_its_distribution(fake, capsys):
     reg = registry_with_builtin(fake)
-    mod = fake.module("plugins", PLUGINS)
+    mod = fake.module("plugins", PLUGINS.format(base=fake.base))
     fake.dist("fake-plugin", {"gamma": f"{mod}:Gamma"})
     assert reg.names() == ["alpha", "gamma"]
     gamma = reg.entry("gamma")
@@ -119,7 +123,7 @@ def test_entry_point_plugin_is_registered_with_its_distribution(fake, capsys):
 
 def test_broken_plugin_is_reported_once_and_named_when_asked_for(fake, capsys):
     reg = registry_with_builtin(fake)
-    mod = fake.module("plugins", PLUGINS)
+    mod = fake.module("plugins", PLUGINS.format(base=fake.base))
     broken = fake.module("broken", "raise ImportError('needs the frobnicate package (pip install frobnicate)')\n")
     fake.dist("fake-plugin", {"gamma": f"{mod}:Gamma", "broken": f"{broken}:Broken", "missing": f"{mod}:Nope"})
     assert reg.names() == ["alpha", "gamma"]  # the others still load
@@ -138,7 +142,7 @@ def test_broken_plugin_is_reported_once_and_named_when_asked_for(fake, capsys):
 
 def test_plugin_cannot_replace_a_builtin(fake, capsys):
     reg = registry_with_builtin(fake)
-    mod = fake.module("plugins", PLUGINS)
+    mod = fake.module("plugins", PLUGINS.format(base=fake.base))
     fake.dist("fake-plugin", {"alpha": f"{mod}:FakeAlpha", "gamma": f"{mod}:Gamma"})
     assert reg.get("alpha").__module__.startswith("builtin_")  # a built-in name does not even load plug-ins
     assert reg.names() == ["alpha", "gamma"]
@@ -154,10 +158,8 @@ def test_plugin_cannot_replace_a_builtin(fake, capsys):
 def test_module_plugin_registering_a_builtin_name_is_refused(fake, capsys):
     """An entry point naming a module whose import runs the decorators cannot replace a built-in either."""
     reg = registry_with_builtin(fake)
-    holder = next(m for m in fake.modules if m.startswith("holder"))
     sneaky = fake.module("sneaky", f"""
-        from {holder} import REG
-        from test_plugins import Thing
+        from {fake.base} import REG, Thing
 
         @REG.register
         class Alpha(Thing):
@@ -172,10 +174,8 @@ def test_module_plugin_registering_a_builtin_name_is_refused(fake, capsys):
 
 def test_module_plugin_registers_through_decorators(fake):
     reg = registry_with_builtin(fake)
-    holder = next(m for m in fake.modules if m.startswith("holder"))
     mod = fake.module("decorated", f"""
-        from {holder} import REG
-        from test_plugins import Thing
+        from {fake.base} import REG, Thing
 
         @REG.register
         class Delta(Thing):
@@ -188,7 +188,7 @@ def test_module_plugin_registers_through_decorators(fake):
 
 def test_plugin_whose_name_disagrees_with_its_entry_point_is_refused(fake, capsys):
     reg = registry_with_builtin(fake)
-    mod = fake.module("plugins", PLUGINS)
+    mod = fake.module("plugins", PLUGINS.format(base=fake.base))
     fake.dist("fake-plugin", {"delta": f"{mod}:Gamma"})
     assert reg.names() == ["alpha"] and "gamma" not in reg and "delta" not in reg
     assert "named 'gamma' but its entry point is 'delta'" in reg.failed["delta"]
@@ -199,7 +199,7 @@ def test_plugin_whose_name_disagrees_with_its_entry_point_is_refused(fake, capsy
 
 def test_plugin_of_the_wrong_kind_is_refused(fake, capsys):
     reg = registry_with_builtin(fake)
-    mod = fake.module("plugins", PLUGINS)
+    mod = fake.module("plugins", PLUGINS.format(base=fake.base))
     fake.dist("fake-plugin", {"notathing": f"{mod}:NotAThing"})
     assert "notathing" not in reg
     assert "must be a Thing subclass" in reg.failed["notathing"]
@@ -208,8 +208,8 @@ def test_plugin_of_the_wrong_kind_is_refused(fake, capsys):
 
 def test_two_distributions_with_one_name_are_reported(fake, capsys):
     reg = registry_with_builtin(fake)
-    mod = fake.module("plugins", PLUGINS)
-    other = fake.module("other", PLUGINS)
+    mod = fake.module("plugins", PLUGINS.format(base=fake.base))
+    other = fake.module("other", PLUGINS.format(base=fake.base))
     fake.dist("first-plugin", {"gamma": f"{mod}:Gamma"})
     fake.dist("second-plugin", {"gamma": f"{other}:Gamma"})
     assert reg.names() == ["alpha", "gamma"]
@@ -222,7 +222,7 @@ def test_two_distributions_with_one_name_are_reported(fake, capsys):
 
 def test_unknown_names_list_the_choices(fake):
     reg = registry_with_builtin(fake)
-    mod = fake.module("plugins", PLUGINS)
+    mod = fake.module("plugins", PLUGINS.format(base=fake.base))
     fake.dist("fake-plugin", {"gamma": f"{mod}:Gamma"})
     with pytest.raises(UnknownNameError) as info:
         reg.get("gama")

@@ -19,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from edgenas.exporters import Exporter, ExportJob, ExportOptions, exporter_names, get_exporter
+from edgenas.exporters import EXPORTERS, Exporter, ExportJob, ExportOptions, exporter_names, get_exporter
 from edgenas.exporters.base import EXACT_TOLERANCE, TOP1_AGREEMENT
 from edgenas.testing.models import exported, trained
 
@@ -81,7 +81,8 @@ class ExporterContract:
         assert isinstance(ex.summary, str) and ex.summary
         assert isinstance(ex.requires, tuple) and all(isinstance(m, str) for m in ex.requires)
         type(ex).check_available()  # its optional packages are importable where the suite runs
-        others = {get_exporter(f).stem + get_exporter(f).suffix: f for f in exporter_names() if f != fmt}
+        # the classes, not instances: another format's optional packages need not be installed here
+        others = {EXPORTERS.get(f).stem + EXPORTERS.get(f).suffix: f for f in exporter_names() if f != fmt}
         assert ex.stem + ex.suffix not in others, f"{fmt} and {others.get(ex.stem + ex.suffix)} write the same file"
 
     def test_artifact_is_written_atomically_and_verified(self, case: tuple[str, str]) -> None:
