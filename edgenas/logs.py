@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def quiet_third_party(verbose: bool = False) -> None:
@@ -19,3 +21,20 @@ def quiet_third_party(verbose: bool = False) -> None:
     warnings.filterwarnings("ignore", message=".*Clip non-finite values.*")
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
     logging.getLogger("optuna").setLevel(logging.WARNING)
+
+
+@contextmanager
+def optuna_quiet(quiet: bool = True) -> Iterator[None]:
+    """Optuna's INFO lines (``A new study created ...``) hidden for a block, its verbosity restored after
+    (for library calls asked to be quiet; the CLI sets it once with :func:`quiet_third_party`)."""
+    import optuna
+
+    if not quiet:
+        yield
+        return
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)

@@ -129,6 +129,8 @@ def _try(value: Any, ann: Any, strict: bool = False) -> tuple[bool, Any]:
         item = args[0] if args else Any
         if isinstance(value, str) and not strict:
             value = [v.strip() for v in value.split(",")] if value.strip() else []
+        elif not strict and not isinstance(value, (list, tuple, dict)):
+            value = [value]  # one value on the command line (``widths=1.0``) is a one-item list
         if not isinstance(value, (list, tuple)):
             return False, None
         out = []

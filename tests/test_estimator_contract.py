@@ -108,8 +108,5 @@ class TestBuiltinEstimators(EstimatorContract):
     def trains(self, name: str) -> bool:
         return name in TRAINING
 
-    def seed_matters(self, name: str) -> bool:
-        return estimator_class(name).seeded and name not in ("params", "macs")
-
     def degenerate_is_worst(self, name: str) -> bool:
         return name in ZERO_COST

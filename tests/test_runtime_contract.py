@@ -3,12 +3,11 @@ each with an option a device spec would give it."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edgenas.latency.runtimes import RUNTIMES, DeviceRuntime, runtime_names
+from edgenas.latency.runtimes import RUNTIMES, runtime_names
 from edgenas.testing import RuntimeContract
 
 BUILTINS = [e.name for e in RUNTIMES.entries() if e.builtin]
@@ -29,9 +28,3 @@ class TestBuiltinRuntimes(RuntimeContract):
     @pytest.fixture
     def options(self, name: str) -> dict[str, Any]:
         return OPTIONS.get(name, {})
-
-    @pytest.mark.xfail(strict=True, reason="DeviceRuntime.time/time_paired pass on the runtime's own exception "
-                       "(onnxruntime NoSuchFile/InvalidProtobuf, LiteRT ValueError) for a missing or corrupt "
-                       "file; the one-line EdgenasError belongs in edgenas/latency/runtimes/base.py (reported)")
-    def test_missing_or_corrupt_model_file_is_a_user_error(self, runtime: DeviceRuntime, tmp_path: Path) -> None:
-        super().test_missing_or_corrupt_model_file_is_a_user_error(runtime, tmp_path)

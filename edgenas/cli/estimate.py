@@ -17,7 +17,14 @@ from edgenas.cli.common import (
 )
 from edgenas.datasets import Dataset
 from edgenas.errors import EdgenasError
-from edgenas.estimators import RECORD_FIELDS, estimator_class, estimator_names, estimator_options, get_estimator
+from edgenas.estimators import (
+    ESTIMATORS,
+    RECORD_FIELDS,
+    estimator_class,
+    estimator_names,
+    estimator_options,
+    get_estimator,
+)
 from edgenas.options import parse_kv
 from edgenas.report import check_writable, write_json
 
@@ -53,12 +60,13 @@ def cmd_estimators(args: argparse.Namespace) -> int:
     for name in estimator_names():
         cls = estimator_class(name)
         opts = {k: (None if v is inspect.Parameter.empty else v) for k, v in estimator_options(name).items()}
-        rows.append({"name": name, "summary": cls.summary, "needs_data": cls.needs_data, "options": opts})
+        rows.append({"name": name, "summary": cls.summary, "needs_data": cls.needs_data, "options": opts,
+                     "from": ESTIMATORS.entry(name).origin})
     if args.json:
         write_json(rows)
         return 0
     for r in rows:
-        print(f"{r['name']}: {r['summary']}")
+        print(f"{r['name']}: {r['summary']}" + (f" [plug-in: {r['from']}]" if r["from"] != "edgenas" else ""))
         if r["options"]:
             print("  options: " + ", ".join(f"{k}={v!r}" for k, v in r["options"].items()))
     return 0

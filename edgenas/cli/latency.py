@@ -16,7 +16,7 @@ from edgenas.cli.common import (
     specs_from_args,
 )
 from edgenas.errors import EdgenasError
-from edgenas.latency.devices import RUNTIMES, DeviceStore, new_device_spec
+from edgenas.latency.devices import DeviceStore, new_device_spec, runtime_choices
 from edgenas.names import check_name
 from edgenas.report import check_writable
 
@@ -205,7 +205,7 @@ def cmd_lut_import_kit(args: argparse.Namespace) -> int:
     data, origin = load_results(Path(args.results))
     table = table_from_results(data, origin, args.device)
     prof = profile_summary(data)
-    runtime = table.runtime.get("name") if table.runtime.get("name") in RUNTIMES else "litert"
+    runtime = table.runtime.get("name") if table.runtime.get("name") in runtime_choices() else "litert"
     spec = new_device_spec(table.device, runtime, "lut import-kit")
     path, created = store.save_table(table, spec, check=check_kit_runtime(table))
     _said_created(created)

@@ -21,7 +21,7 @@ from typing import Any
 
 from edgenas.archio import read_arch_column
 from edgenas.errors import EdgenasError
-from edgenas.latency.devices import RUNTIMES, DeviceStore, new_device_spec, parse_device
+from edgenas.latency.devices import DeviceStore, new_device_spec, parse_device, runtime_choices
 from edgenas.latency.table import LatencyTable
 from edgenas.names import check_name
 from edgenas.spaces import ArchSpec, SearchSpace, Task
@@ -201,7 +201,7 @@ def add_fit_parser(lsub: argparse._SubParsersAction, add_store_argument: Callabl
     f.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     f.add_argument("--seed", type=int, default=0, help="seed of the CV folds (default 0)")
     f.add_argument("--no-curve", action="store_true", help="skip the CV curve (how many more rows would help)")
-    f.add_argument("--runtime", choices=RUNTIMES, default="litert",
+    f.add_argument("--runtime", choices=runtime_choices(), default="litert",
                    help="runtime recorded in a newly created device spec (default litert)")
     add_store_argument(f)
 

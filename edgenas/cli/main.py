@@ -33,14 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the subcommand's help, not the top level's
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+    command = " ".join(x for x in (args.command, getattr(args, "lut_command", None)) if x)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:  # a value from a flag names the flag; from a job file, the file
-        print(f"edgenas {args.command}: error: {flag_message(exc)}", file=sys.stderr)
+        print(f"edgenas {command}: error: {flag_message(exc)}", file=sys.stderr)
         return 2
     except EdgenasError as exc:
-        print(f"edgenas {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"edgenas {command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edgenas: interrupted", file=sys.stderr)
@@ -49,8 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as exc:  # an unwritable output, a full disk: one line; what was computed is already saved
         where = f" {exc.filename!r}" if exc.filename else ""
-        print(f"edgenas {args.command}: error: cannot write or read{where}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"edgenas {command}: error: cannot write or read{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` came from."""
+    for key in ("command", "lut_command"):
+        name = getattr(args, key, None)
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not name or not actions or name not in actions[0].choices:
+            break
+        parser = actions[0].choices[name]
+    return parser
 
 
 def _one_line(text: str) -> str:

@@ -33,7 +33,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-RUNTIMES = ("onnxruntime", "litert")
 PRECISIONS = ("fp32", "int8")
 INT8_RUNTIMES = ("litert",)  # runtimes whose profiler can time full-integer models
 DEVICES_ENV = "EDGENAS_DEVICES_DIR"
@@ -85,6 +84,13 @@ _KEYS = {"name", "runtime", "threads", "local", "description", "precision", "run
          "tables"}
 
 
+def runtime_choices() -> list[str]:
+    """Every registered runtime (edgenas' own and plug-ins'), what a device spec may name."""
+    from edgenas.latency.runtimes import runtime_names
+
+    return runtime_names()
+
+
 def parse_device(data: dict[str, Any], origin: str) -> DeviceSpec:
     def bad(msg: str) -> EdgenasError:
         return EdgenasError(f"device spec {origin!r}: {msg}")
@@ -106,8 +112,9 @@ def parse_device(data: dict[str, Any], origin: str) -> DeviceSpec:
     for key, typ in (("description", str), ("local", bool)):
         if key in data and not isinstance(data[key], typ):
             raise bad(f"'{key}' must be a {typ.__name__}")
-    if data.get("runtime") not in RUNTIMES:
-        raise bad(f"'runtime' must be one of {', '.join(RUNTIMES)}, got {data.get('runtime')!r}")
+    known = runtime_choices()
+    if data.get("runtime") not in known:
+        raise bad(f"'runtime' must be one of {', '.join(known)}, got {data.get('runtime')!r}")
     threads = data.get("threads", 1)
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise bad("'threads' must be a positive integer")

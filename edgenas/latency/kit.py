@@ -30,7 +30,7 @@ from typing import Any
 
 from edgenas.errors import EdgenasError
 from edgenas.fileio import atomic_write
-from edgenas.latency.devices import RUNTIMES, DeviceSpec
+from edgenas.latency.devices import DeviceSpec, runtime_choices
 from edgenas.latency.features import spec_features
 from edgenas.latency.profile import Progress, _keyed, export_units, network_unit
 from edgenas.latency.runtimes import get_runtime
@@ -384,7 +384,7 @@ def check_kit_runtime(table: LatencyTable) -> Callable[[DeviceSpec], None]:
     kit_runtime = table.runtime.get("name")
 
     def check(device: DeviceSpec) -> None:
-        if kit_runtime in RUNTIMES and kit_runtime != device.runtime:
+        if kit_runtime in runtime_choices() and kit_runtime != device.runtime:
             raise EdgenasError(f"the kit was timed with {kit_runtime}, but device {device.name!r} runs "
                                f"{device.runtime} ({device.path}); store it under another name with --device NAME")
     return check

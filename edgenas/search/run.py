@@ -97,7 +97,18 @@ def run_search(
     config: JobConfig | dict[str, Any], run_dir: str | Path, resume: bool = False, quiet: bool = False,
     progress: bool = True, devices_dir: str | None = None, command: list[str] | None = None,
 ) -> SearchResult:
-    """Run (or, with ``resume``, continue) the search of ``config`` in ``run_dir``."""
+    """Run (or, with ``resume``, continue) the search of ``config`` in ``run_dir``; ``quiet`` also hides
+    Optuna's own INFO lines."""
+    from edgenas.logs import optuna_quiet
+
+    with optuna_quiet(quiet):
+        return _run_search(config, run_dir, resume, quiet, progress, devices_dir, command)
+
+
+def _run_search(
+    config: JobConfig | dict[str, Any], run_dir: str | Path, resume: bool, quiet: bool, progress: bool,
+    devices_dir: str | None, command: list[str] | None,
+) -> SearchResult:
     t_start = time.time()
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)

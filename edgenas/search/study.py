@@ -231,7 +231,9 @@ def create_or_load(
         study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler)
         created = True
         if metric_names:
-            study.set_metric_names(list(metric_names))
+            with warnings.catch_warnings():  # experimental since Optuna 3.2: edgenas relies on it knowingly
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                study.set_metric_names(list(metric_names))
         if config is not None:
             study.set_user_attr(CONFIG_ATTR, config)
         if tables is not None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -62,10 +63,12 @@ class DeviceRuntime(ABC):
         called with the number of items finished since the last call."""
 
     def time(self, path: Path, warmup: int = 10, repeats: int = 50, max_seconds: float = 10.0) -> list[float]:
-        """Per-run latencies (ms) of a model file on this host."""
+        """Per-run latencies (ms) of a model file on this host; a missing file, or one the runtime cannot
+        load or run, is a one-line :class:`EdgenasError` naming it."""
         from edgenas.devices.runner import time_model
 
-        return time_model(str(path), self.name, self.threads, warmup, repeats, max_seconds, self.options)
+        with self._model_errors(path):
+            return time_model(str(path), self.name, self.threads, warmup, repeats, max_seconds, self.options)
 
     def time_paired(self, path: Path, ref_path: Path, warmup: int = 10, repeats: int = 50,
                     max_seconds: float = 10.0, group: int = 5) -> tuple[list[float], list[float]]:
@@ -73,8 +76,28 @@ class DeviceRuntime(ABC):
         (see ``time_model_paired`` in the runner): the reference tells the speed each window ran at."""
         from edgenas.devices.runner import time_model_paired
 
-        return time_model_paired(str(path), str(ref_path), self.name, self.threads, warmup, repeats,
-                                 max_seconds, self.options, group)
+        with self._model_errors(path, ref_path):
+            return time_model_paired(str(path), str(ref_path), self.name, self.threads, warmup, repeats,
+                                     max_seconds, self.options, group)
+
+    @contextmanager
+    def _model_errors(self, *paths: Path) -> Iterator[None]:
+        from edgenas.errors import EdgenasError
+
+        for p in paths:
+            if not Path(p).is_file():
+                raise EdgenasError(f"model file {str(p)!r} not found")
+        try:
+            yield
+        except EdgenasError:
+            raise
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # the runtime's own load/run errors (NoSuchFile, InvalidProtobuf, ValueError)
+            text = " ".join(str(exc).split())[:200]
+            names = " or ".join(repr(Path(p).name) for p in paths)
+            raise EdgenasError(f"{self.name} cannot run model file {names} ({Path(paths[0]).parent}): "
+                               f"{exc.__class__.__name__}" + (f": {text}" if text else "")) from None
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version(), "threads": self.threads, "options": self.options}
