@@ -25,7 +25,8 @@ def main() -> int:
     ap.add_argument("--space", default="tiny")
     ap.add_argument("--n", type=int, default=30, help="random specs")
     ap.add_argument("--batch", type=int, default=30, help="specs per litert-torch conversion")
-    ap.add_argument("--seed", type=int, default=2024, help="the seed of tests/test_tflm.py: they share conversions")
+    ap.add_argument("--seed", type=int, default=2024,
+                    help="the seed of tests/exporters/test_tflm.py: they share conversions")
     args = ap.parse_args()
     space = get_space(args.space)
     specs = space.sample(args.n, args.seed)

@@ -24,13 +24,9 @@ ARCH_COLUMNS = ("arch", "arch_str", "op_idx_list")
 
 
 def _read_text(p: Path, what: str) -> str:
-    try:
-        return p.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise EdgenasError(f"{what} {str(p)!r} not found") from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
-        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.__class__.__name__
-        raise EdgenasError(f"cannot read {what} {str(p)!r}: {reason}") from None
+    from edgenas.fileio import read_text
+
+    return read_text(p, what, "CSV or text", "utf-8-sig")
 
 
 def _csv_rows(text: str, p: Path, what: str) -> list[list[str]]:

@@ -103,24 +103,45 @@ def check_can_create(path: str | Path, what: str = "output folder") -> Path:
     return p
 
 
-def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
-    """A TOML document as a dict; a missing, unreadable, binary or malformed file is an
-    :class:`EdgenasError` naming it (``what`` says what the file is, e.g. ``config``)."""
+def read_text(path: str | Path, what: str = "file", kind: str = "text", encoding: str = "utf-8") -> str:
+    """A text file's content; a missing, unreadable or binary file is an :class:`EdgenasError` naming it
+    (``what`` says what the file is, e.g. ``config``; ``kind`` its format, e.g. ``TOML``)."""
     p = Path(path)
     try:
-        text = p.read_bytes().decode("utf-8")
+        return p.read_bytes().decode(encoding)
     except FileNotFoundError:
         raise EdgenasError(f"{what} {str(p)!r} not found") from None
     except IsADirectoryError:
-        raise EdgenasError(f"{what} {str(p)!r} is a folder, not a TOML file") from None
+        raise EdgenasError(f"{what} {str(p)!r} is a folder, not a {kind} file") from None
     except PermissionError:
         raise EdgenasError(f"{what} {str(p)!r} cannot be read (permission denied)") from None
     except UnicodeDecodeError:
-        raise EdgenasError(f"{what} {str(p)!r} is not a text file (TOML is UTF-8 text)") from None
+        raise EdgenasError(f"{what} {str(p)!r} is not a text file ({kind} is UTF-8 text)") from None
+
+
+def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
+    """A TOML document as a dict; every problem is one line naming the file (see :func:`read_text`)."""
+    text = read_text(path, what, "TOML")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise EdgenasError(f"{what} {str(p)!r} is not valid TOML: {exc}") from None
+        raise EdgenasError(f"{what} {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def read_json(path: str | Path, what: str = "file", hint: str = "") -> Any:
+    """A JSON document; an empty or malformed file is one line naming it (``hint``: what to do then)."""
+    import json
+
+    text = read_text(path, what, "JSON")
+    more = f"; {hint}" if hint else ""
+    if not text.strip():
+        raise EdgenasError(f"{what} {str(path)!r} is empty{more}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EdgenasError(f"{what} {str(path)!r} is not valid JSON ({exc.msg} at line {exc.lineno}){more}") from None
+    except RecursionError:
+        raise EdgenasError(f"{what} {str(path)!r} is not valid JSON (nested too deeply){more}") from None
 
 
 def toml_text(data: dict[str, Any], header: str = "") -> str:

@@ -1,9 +1,23 @@
-"""Shared fixtures. Tests that need the public reference data skip with a reason when it is absent."""
+"""Shared fixtures and the test tiers. Tests that need the public reference data skip with a reason when
+it is absent.
+
+Tiers: ``make test`` runs everything; ``make test-fast`` (``-m "not slow"``) leaves out every test that
+converts models (litert-torch, ai-edge-quantizer, TFLite Micro), starts a server, profiles latency, or
+runs a search in subprocesses. :data:`SLOW_PATHS` marks whole modules; single slow tests elsewhere carry
+``@pytest.mark.slow`` themselves.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # several pytest workers share the cores: one math thread each (and in every subprocess they start),
+    # set before torch is imported, instead of each worker's torch spreading over every core
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 
 import pytest
 from pgserver import start_for_pytest
@@ -11,6 +25,32 @@ from pgserver import start_for_pytest
 from edgenas.paths import DATA_ENV, shared_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+SLOW_PATHS = (
+    "exporters/",                       # every test converts or trains a model to convert
+    "latency/test_latency_int8.py",     # int8 conversions and profiling
+    "latency/test_runtime_contract.py",  # litert conversions and timing
+    "latency/test_native_kit.py",       # kits of converted models run through the runners
+    "search/test_search_postgres.py",   # a PostgreSQL server and worker processes
+    "search/test_pgserver.py",          # a PostgreSQL server
+)
+"""Modules (relative to tests/) whose every test belongs to the slow tier."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow-tier marks (:data:`SLOW_PATHS`), and one pytest-xdist group per module unless the module
+    names a wider group: a module's tests then run on one worker, so its module- and session-scoped
+    fixtures (a search, a trained and exported model, a profiled table) are built once, not once per
+    worker its tests were spread over (``make test`` runs ``--dist loadgroup``)."""
+    slow = pytest.mark.slow
+    for item in items:
+        path = Path(str(item.fspath)).resolve()
+        rel = path.relative_to(TESTS).as_posix() if path.is_relative_to(TESTS) else path.name
+        if any(rel.startswith(p) for p in SLOW_PATHS):
+            item.add_marker(slow)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(rel))
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,7 @@ def assert_one_line(r: subprocess.CompletedProcess, *needles: str) -> None:
         assert n in lines[0], lines[0]
 
 
+@pytest.mark.slow  # a subprocess importing torch
 def test_the_core_runs_without_any_optional_backend(tmp_path):
     r = run_without(OPTIONAL, ["describe", "--space", "tiny", "--random", "2", "--json"], tmp_path, tmp_path)
     assert r.returncode == 0, r.stderr

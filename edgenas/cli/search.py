@@ -133,7 +133,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from edgenas.search.run import WorkerSpec, join_study, worker_id_text
 
     spec = WorkerSpec(args.storage, args.study, args.worker_index, args.seed, args.timeout, args.max_trials,
-                      args.devices_dir, args.threads, args.verbose)
+                      args.devices_dir, args.threads, args.verbose, args.wait)
     n = join_study(spec)
     if not args.quiet:
         print(f"worker {worker_id_text()}: finished {n} trial(s)")
@@ -237,6 +237,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="sampler seed (default: derived from the run's seed and --worker-index)")
     p.add_argument("--worker-index", type=int, default=0, help="distinguishes workers' sampler seeds")
     p.add_argument("--threads", type=int, help="torch threads for training estimators")
+    p.add_argument("--wait", type=float, metavar="SECONDS",
+                   help="wait up to this long for the search to create the study (workers started first)")
     p.add_argument("--devices-dir", metavar="DIR", help="user folder of device specs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")

@@ -86,14 +86,11 @@ def ofa_layer(key: str, style: str) -> list[tuple[Layer, float]]:
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    from edgenas.fileio import read_text
+
+    text = read_text(path, "latency table", "YAML")
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise EdgenasError(f"latency table {str(path)!r} not found") from None
-    except PermissionError:
-        raise EdgenasError(f"latency table {str(path)!r} cannot be read (permission denied)") from None
-    except UnicodeDecodeError:
-        raise EdgenasError(f"{str(path)!r} is not a text file (a published table is YAML text)") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise EdgenasError(f"{str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
     except RecursionError:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.errors import EdgenasError
-from edgenas.fileio import atomic_write
+from edgenas.fileio import atomic_write, read_json
 from edgenas.latency.devices import DeviceSpec, runtime_choices
 from edgenas.latency.features import spec_features
 from edgenas.latency.profile import Progress, _keyed, export_units, network_unit
@@ -129,16 +129,7 @@ def import_kit(path: Path, device: str | None = None) -> LatencyTable:
 
 def _read_json(path: Path, what: str) -> Any:
     """A JSON file's value; a missing, unreadable, binary or malformed file is one line naming it."""
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise EdgenasError(f"{what} {str(path)!r} not found") from None
-    except IsADirectoryError:
-        raise EdgenasError(f"{what} {str(path)!r} is a folder, not a JSON file") from None
-    except PermissionError:
-        raise EdgenasError(f"{what} {str(path)!r} cannot be read (permission denied)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise EdgenasError(f"{what} {str(path)!r} is not valid JSON") from None
+    return read_json(path, what)
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

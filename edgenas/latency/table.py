@@ -199,18 +199,10 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
+        from edgenas.fileio import read_json
+
         p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise EdgenasError(f"latency table {str(p)!r} not found") from None
-        except IsADirectoryError:
-            raise EdgenasError(f"latency table {str(p)!r} is a folder, not a table file") from None
-        except PermissionError:
-            raise EdgenasError(f"latency table {str(p)!r} cannot be read (permission denied)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise EdgenasError(f"latency table {str(p)!r} is not valid JSON ({exc.__class__.__name__}); "
-                               f"re-create it with 'edgenas profile' or restore it") from None
+        data = read_json(p, "latency table", "re-create it with 'edgenas profile' or restore it")
         return cls.from_json(data, str(p))
 
     @classmethod

@@ -263,12 +263,14 @@ class WorkerSpec:
     threads: int | None = None
     """torch threads for training estimators (None: torch's default)."""
     verbose: bool = False
+    wait_s: float | None = None
+    """Wait up to this long for the study to appear (workers started before the search that creates it)."""
 
     def __post_init__(self) -> None:
         from edgenas.names import check_name
 
         check_name(self.study, "study")
-        for key in ("timeout_s", "max_trials", "threads"):
+        for key in ("timeout_s", "max_trials", "threads", "wait_s"):
             v = getattr(self, key)
             if v is not None and v <= 0:
                 raise EdgenasError(f"worker {key} must be positive, got {v}")
@@ -292,7 +294,7 @@ def join_study(spec: WorkerSpec) -> int:
         import torch
 
         torch.set_num_threads(spec.threads)
-    study = load_study(spec.storage, spec.study)
+    study = _wait_for_study(spec) if spec.wait_s else load_study(spec.storage, spec.study)
     job = SearchJob(st.load_config(study), devices_dir=spec.devices_dir)
     job.use_tables(study.user_attrs.get(TABLES_ATTR) or {})
     meta = st.study_meta(study)
@@ -301,6 +303,26 @@ def join_study(spec: WorkerSpec) -> int:
     study.sampler = make_sampler(job, seed, [job.space.parse(first)] if first else [])
     bounded = meta.get("trials") is not None
     return run_worker(job, study, StopRule(bounded=bounded, timeout_s=spec.timeout_s, max_trials=spec.max_trials))
+
+
+def _wait_for_study(spec: WorkerSpec, poll_s: float = 0.5) -> optuna.Study:
+    """The study once it exists and its trial budget is enqueued (a worker may start first)."""
+    from edgenas.search.record import CONFIG_ATTR
+    from edgenas.search.runfolder import load_study
+
+    deadline = time.monotonic() + float(spec.wait_s or 0)
+    while True:
+        try:
+            study = load_study(spec.storage, spec.study)
+            meta = st.study_meta(study)
+            if CONFIG_ATTR in study.user_attrs and (meta.get("trials") is None or study.get_trials(deepcopy=False)):
+                return study
+        except EdgenasError:
+            if time.monotonic() >= deadline:
+                raise
+        if time.monotonic() >= deadline:
+            raise EdgenasError(f"study {spec.study!r} in {spec.storage} did not appear within {spec.wait_s:g} s")
+        time.sleep(poll_s)
 
 
 def _worker_process(spec: WorkerSpec) -> None:

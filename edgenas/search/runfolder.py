@@ -12,7 +12,6 @@ ran, so a copied or moved run folder reads (and rewrites) its own study, never t
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,19 +81,11 @@ class RunFolder:
 
     # -- reading -----------------------------------------------------------------------------------
     def _json(self, name: str, what: str) -> Any:
-        p = self.file(name)
-        try:
-            text = p.read_bytes().decode("utf-8")
-        except FileNotFoundError:
-            raise EdgenasError(f"{p} not found: is {self.path} a search run folder?") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise EdgenasError(f"cannot read {what} {p}: {exc.__class__.__name__}") from None
-        if not text.strip():
-            raise EdgenasError(f"{what} {p} is empty: the run folder is damaged (an interrupted copy or write?)")
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise EdgenasError(f"{what} {p} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        from edgenas.fileio import read_json
+
+        if not self.file(name).exists():
+            raise EdgenasError(f"{self.file(name)} not found: is {self.path} a search run folder?")
+        return read_json(self.file(name), what, "the run folder is damaged (an interrupted copy or write?)")
 
     def config(self) -> dict[str, Any]:
         """The resolved job the search stored (``config.json``)."""

@@ -7,7 +7,7 @@ feature must do, as pytest test classes a plug-in package runs from its own test
         space_name = "myspace"          # registered through the edgenas.spaces entry point
         space_options = {"widths": [1.0]}
 
-edgenas runs the same suites over its own plug-ins (``tests/test_*_contract.py``). Helpers the suites
+edgenas runs the same suites over its own plug-ins (``tests/*/test_*_contract.py``). Helpers the suites
 use are public too: :mod:`edgenas.testing.board` (a synthetic device with a complete latency table, a
 search job on it) and :mod:`edgenas.testing.models` (a briefly trained model per image space, exported
 once per process per format). Needs pytest (``pip install edgenas[dev]``); nothing in edgenas imports

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from edgenas.exporters import EXPORTERS, ExportOptions, get_exporter
 from edgenas.testing import ExporterContract
 from edgenas.testing.models import IMAGE_SPACES, formats, trained
+
+# the trained models and their conversions are built once per worker process: keep their users on one worker
+pytestmark = pytest.mark.xdist_group("trained-models")
 
 BUILTINS = [e.name for e in EXPORTERS.entries() if e.builtin]
 """edgenas' own formats (installed plug-ins run the contract from their own tests)."""

@@ -98,6 +98,7 @@ def test_fit_recovers_fbnet_unit_costs():
     assert rel.max() < 0.01
 
 
+@pytest.mark.slow  # several cross-validated fits (3-6 s)
 def test_fit_recovers_nb201_shared_costs_and_dead_terms():
     space = get_space("nb201")
     truth = truth_table(space, seed=2, terms={"nb201_dead_c3": 0.4, "nb201_const_in_c1": 0.2})
@@ -174,6 +175,7 @@ def test_cross_validate_is_nested_and_honest():
 
 
 # -- the table plugs into the predictor and survives JSON -----------------------------------------
+@pytest.mark.slow  # cross-validated fits (4 s)
 def test_json_round_trip_reproduces_predictions(tmp_path):
     space = get_space("nb201")
     truth = truth_table(space, seed=6, terms={"nb201_dead_c3": 0.3, "nb201_disconnected": -2.0})
@@ -240,6 +242,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
     return path
 
 
+@pytest.mark.slow  # cross-validated fits (4 s)
 def test_cli_fit_writes_table_device_and_validation(tmp_path, capsys):
     space = get_space("nb201")
     truth = truth_table(space, seed=7, terms={"nb201_dead_c1": 0.5})
@@ -350,6 +353,7 @@ def test_fbnet_dev_data_few_networks(shared_data):
     assert m["spearman"] > 0.95 and m["within_10pct"] > 0.9
 
 
+@pytest.mark.slow  # several cross-validated fits (3-6 s)
 def test_nb201_dev_data_beats_naive(shared_data):
     space, specs, y = _nb201_split(shared_data, "pixel3", seed=1, n_train=100)
     table = fit_latency_table(space, specs[:100], y[:100], "pixel3")
@@ -547,6 +551,7 @@ def test_prior_candidates_list_user_and_shipped_tables(tmp_path):
     assert low.coverage < 0.5 and low.skipped.startswith("prices") and full.coverage == 1.0 and not full.skipped
 
 
+@pytest.mark.slow  # several cross-validated fits (3-6 s)
 def test_cli_auto_prior_from_ten_rows_reports_choice_and_curve(tmp_path, capsys):
     """The default (--prior-device auto) with 10 rows: a board that is the shipped Pixel 3 prior at 1.5x
     speed gets that prior, the report says by how much it beat no prior, and the CV curve is printed."""
@@ -574,6 +579,7 @@ def test_cli_auto_prior_from_ten_rows_reports_choice_and_curve(tmp_path, capsys)
     assert np.median(rel) < 0.02
 
 
+@pytest.mark.slow  # several cross-validated fits (3-6 s)
 def test_cli_named_shipped_prior_and_errors(tmp_path, capsys):
     space = get_space("fbnet")
     specs = space.sample(10, 1)
@@ -589,6 +595,7 @@ def test_cli_named_shipped_prior_and_errors(tmp_path, capsys):
     assert code == 2 and "unknown device 'gold6226-help' as prior: no table for fbnet" in err
 
 
+@pytest.mark.slow  # several cross-validated fits (3-6 s)
 def test_leave_one_device_out_on_public_data(shared_data):
     """NB201 Xeon Gold 6226 left out: 20 of its rows and the other devices' shipped priors rank its
     other networks with Spearman > 0.95 (benchmarks/latency_fit.py measures all devices)."""

@@ -18,7 +18,7 @@ from searchkit import BOARD, user_dir, write_board
 from edgenas.cli.main import main
 from edgenas.spaces import Task, get_space
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ARCH = "tiny:w0.5:r32:k3e3_k3e3_k3e3_k3e3"
 
 

@@ -32,8 +32,8 @@ from edgenas.latency.native import (
     profile_summary,
 )
 
-FIX = Path(__file__).resolve().parent / "fixtures" / "native"
-TOOLS = Path(__file__).resolve().parent / "native_tools.py"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "native"
+TOOLS = Path(__file__).resolve().parents[1] / "native_tools.py"
 KIT = "3c9f2b7e41d0"
 TFLITE = "models/5f0b6a21c3d94e87.tflite"
 ONNX = "models/5f0b6a21c3d94e87.onnx"

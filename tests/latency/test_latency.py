@@ -211,6 +211,7 @@ def small_units():
     return [u for u in sp.units(spec)][:4]
 
 
+@pytest.mark.slow  # converts and times micro-models
 @pytest.mark.parametrize("name", runtime_names())
 def test_runtime_exports_faithful_models_and_times_them(name, small_units, tmp_path):
     import torch
@@ -247,6 +248,7 @@ def _run_model(runtime: str, path: Path, x: np.ndarray) -> np.ndarray:
 
 
 # -- profiling, lazy prediction, validation -------------------------------------------------------
+@pytest.mark.slow  # profiles latency
 def test_profile_is_resumable_and_validates(tmp_path, capsys):
     args = ["profile", "--device", "local-cpu-ort", "--space", "tiny", "--space-opt", "widths=[0.5]",
             "--resolutions", "32", "--random", "4", "--validate", "6", "--calibrate", "4", "--repeats", "10",
@@ -269,6 +271,7 @@ def test_profile_is_resumable_and_validates(tmp_path, capsys):
     assert code == 0 and f"{first} measured now" in out
 
 
+@pytest.mark.slow  # profiles latency
 def test_lazy_prediction_measures_missing_units_on_local_device(tmp_path, capsys):
     sp = get_space("tiny", resolutions=[32], widths=[0.5])
     store = DeviceStore(tmp_path)
@@ -288,6 +291,7 @@ def test_lazy_prediction_measures_missing_units_on_local_device(tmp_path, capsys
 
 
 # -- on-device kit --------------------------------------------------------------------------------
+@pytest.mark.slow  # times a kit
 def test_kit_round_trip_with_runner_that_cannot_import_torch_or_edgenas(tmp_path, capsys):
     kit = tmp_path / "kit"
     code, out, _ = cli(capsys, "profile", "kit", "--device", "local-cpu-ort", "--space", "tiny",
@@ -321,11 +325,12 @@ def test_kit_round_trip_with_runner_that_cannot_import_torch_or_edgenas(tmp_path
 
 
 def test_runner_refuses_non_kit(tmp_path):
-    runner = Path(__file__).resolve().parent.parent / "devices" / "runner.py"
+    runner = Path(__file__).resolve().parents[2] / "devices" / "runner.py"
     proc = subprocess.run([sys.executable, str(runner), str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "manifest.json not found" in proc.stderr
 
 
+@pytest.mark.slow  # profiles latency
 def test_local_table_from_another_cpu_is_not_trusted(tmp_path, capsys):
     store = DeviceStore(tmp_path)
     sp = get_space("tiny", resolutions=[32], widths=[0.5])

@@ -102,6 +102,7 @@ def test_duplicates_reuse_the_first_result():
     assert job.estimator.computed == 2  # the spec once, and the fourth trial's
 
 
+@pytest.mark.slow  # a 16-trial frontier search
 def test_frontier_search_from_a_toml_config(board, tmp_path, capsys):
     cfg = tmp_path / "job.toml"
     cfg.write_text(f"""
@@ -157,6 +158,7 @@ def test_run_folder_errors(board, tmp_path, capsys):
     assert "holds no search to resume" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # search subprocesses
 def test_workers_share_an_exact_trial_budget(board, tmp_path):
     run = tmp_path / "run"
     r = subprocess.run([*EDGENAS, *search_args(run, "--trials", "20", "--workers", "2", "--sampler", "random-feasible",
@@ -170,6 +172,7 @@ def test_workers_share_an_exact_trial_budget(board, tmp_path):
     assert len(pids) == 2  # both processes did work
 
 
+@pytest.mark.slow  # search subprocesses
 def test_resume_after_sigkill_loses_no_completed_trial(board, tmp_path):
     run = tmp_path / "run"
     # ~0.1 s per trial (synflow on a 96-px tiny net): time to kill it mid-run

@@ -23,7 +23,9 @@ def test_every_sampler_is_registered():
 
 
 class TestBuiltinSamplers(SamplerContract):
-    @pytest.fixture(params=SAMPLERS)
+    # GP-based samplers refit a surrogate every trial (seconds per test): in the slow tier
+    @pytest.fixture(params=[pytest.param(n, marks=pytest.mark.slow) if n in ("gp", "frontier") else n
+                            for n in SAMPLERS])
     def name(self, request: pytest.FixtureRequest) -> str:
         return request.param
 

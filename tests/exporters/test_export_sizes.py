@@ -11,6 +11,9 @@ from exportkit import IMAGE_SPACES, exported, trained
 
 from edgenas.exporters import get_exporter
 
+# the trained models and their conversions are built once per worker process: keep their users on one worker
+pytestmark = pytest.mark.xdist_group("trained-models")
+
 FORMATS = ("onnx", "tflite", "tflite-int8")
 TOLERANCE = 0.10
 

@@ -87,7 +87,7 @@ def test_points_beyond_the_reference_add_nothing():
     assert hypervolume(np.array([[0.5, 0.5], [2.0, 0.0]]), np.array([1.0, 1.0])) == pytest.approx(0.25)
 
 
-@pytest.mark.parametrize("k", [0, 1, 2])
+@pytest.mark.parametrize("k", [0, 1, pytest.param(2, marks=pytest.mark.slow)])
 def test_ehvi_equals_monte_carlo(k):
     """EHVI in closed form vs the mean hypervolume gain over samples of the uncertain error."""
     rng = np.random.default_rng(10 + k)
@@ -123,6 +123,7 @@ class MacsLatency:
         return [self.space.cost(s, task).macs / 1e6 for s in specs]
 
 
+@pytest.mark.slow  # all 15,625 cells
 def test_cheapest_is_exhaustive_on_nb201():
     space = get_space("nb201")
     oracle = CostOracle(space, None, {"dev": MacsLatency(space)})

@@ -149,6 +149,7 @@ def test_disconnected_cells_score_worst_but_partly_dead_cells_do_not():
         assert math.isfinite(est.score(dead_node)), name
 
 
+@pytest.mark.slow  # synflow on many NB201 cells
 def test_synflow_matches_naslib_on_nb201(shared_data):
     space = get_space("nb201")
     with open(shared_data / "nb201" / "zc_proxies_cifar10.csv", newline="") as f:
@@ -229,6 +230,7 @@ def test_percentile_is_a_mid_rank_cdf():
     assert percentile(ref, 2.0) == 0.5 and percentile(ref, 1.0) == 0.125
 
 
+@pytest.mark.slow  # several proxies over reference samples
 def test_ensemble_reference_and_batch_pools():
     space = get_space("nb201")
     specs = space.sample(6, seed=1)

@@ -97,7 +97,9 @@ def test_degenerate_nb201_specs_are_disconnected():
 class TestBuiltinEstimators(EstimatorContract):
     min_samples_per_epoch = TRAIN["batch_size"]
 
-    @pytest.fixture(params=BUILTINS)
+    # composites of several proxies (seconds per test): in the slow tier
+    @pytest.fixture(params=[pytest.param(n, marks=pytest.mark.slow) if n in ("zc-ensemble", "halving") else n
+                            for n in BUILTINS])
     def name(self, request: pytest.FixtureRequest) -> str:
         return request.param
 

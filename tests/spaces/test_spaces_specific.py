@@ -248,6 +248,7 @@ def test_fbnet_structure_matches_hw_nas_bench():
     assert len(il) == 1 + 6 + 3
 
 
+@pytest.mark.slow  # builds and counts every degenerate cell
 def test_nb201_cost_equals_module_on_degenerate_cells():
     """Dead branches, skip-only and zero nodes: the cases where liveness rules matter most."""
     import random

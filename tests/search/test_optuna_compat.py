@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from edgenas.search import optuna_compat as compat
 from edgenas.search import study as st
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +102,7 @@ def test_system_attrs_and_trial_handles(tmp_path):
     assert done.state == TrialState.COMPLETE and done.system_attrs["edgenas:test"] == {"a": 1}
 
 
+@pytest.mark.slow  # waits for a heartbeat to go stale
 def test_stale_heartbeats_are_found(tmp_path):
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat_interval=1, grace_period=1)
     study = optuna.create_study(study_name="h", storage=storage)

@@ -93,6 +93,7 @@ def test_describe_csv_with_arch_column(capsys, tmp_path):
     assert code == 0 and len(json.loads(out)) == 2
 
 
+@pytest.mark.slow  # 15,625 cells costed
 def test_describe_all_nb201_cells(capsys, shared_data, tmp_path):
     out_csv = tmp_path / "all.csv"
     code, _out, _ = run(capsys, "describe", "--space", "nb201", "--archs",
@@ -140,6 +141,7 @@ def test_bad_arch_line_in_file_names_file_and_line(capsys, tmp_path):
     assert code == 2 and f"{f}:2:" in err and "'oops'" in err
 
 
+@pytest.mark.slow  # console script subprocesses
 def test_console_script_subprocess_error_contract():
     """The installed entry point: exit 2, one line on stderr, no traceback."""
     exe = Path(sys.executable).parent / "edgenas"
@@ -152,11 +154,13 @@ def test_console_script_subprocess_error_contract():
     assert proc.returncode == 0 and "nb201:c3-c3-avg-skip-c3-skip" in proc.stdout
 
 
+@pytest.mark.slow  # profiles this CPU, trains
 def test_demo_config_runs_a_search(capsys, repo, isolated_user_dir, tmp_path):
-    """The demo's own config (shortened to 6 trials): a real search on this CPU's ORT latency table,
-    with its budgets, the synflow filter and short training on digits."""
+    """The demo's own config (shortened to 6 trials at one resolution, which halves this CPU's latency table):
+    a real search on this CPU's ORT latency table, with its budgets, the synflow filter and short training on
+    digits."""
     code, out, err = run(capsys, "search", str(repo / "examples" / "demo.toml"), "--trials", "6",
-                         "--out", str(tmp_path / "demo"), "--no-progress")
+                         "--space-opt", "resolutions=32", "--out", str(tmp_path / "demo"), "--no-progress")
     assert code == 0, err
     assert "Pareto front:" in out and "tiny:w" in out and "latency ms" in out
     assert "TFLM arena" in out.splitlines()[1]  # the budgeted field is a column of the front table

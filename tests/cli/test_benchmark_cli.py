@@ -42,6 +42,7 @@ def _bench(tables, out, *extra: str) -> int:
                  "--results", str(out), "--name", "b", *extra])
 
 
+@pytest.mark.slow  # several whole benchmark runs
 def test_benchmark_records_reports_and_resume(tables, tmp_path, capsys):
     out = tmp_path / "res"
     out.mkdir()

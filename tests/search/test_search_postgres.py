@@ -16,8 +16,13 @@ import optuna
 import pytest
 from searchkit import BOARD, user_dir, write_board
 
+pytestmark = pytest.mark.xdist_group("postgres")  # one PostgreSQL server per worker: keep its users on one
+
 EDGENAS = [sys.executable, "-m", "edgenas.cli.main"]
-N_TRIALS = 45
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+"""Three processes share two cores: with torch's default thread count each, OpenMP's spinning threads
+slowed a 0.2 s trial to 10 s (measured here); one math thread per process, as `--workers` gives its own."""
+N_TRIALS = 24
 
 
 def _storage(url: str) -> optuna.storages.RDBStorage:
@@ -48,12 +53,14 @@ def _search(url: str, name: str, out: Path, workers: int, extra: list[str],
          "--estimator", "synflow", "--sampler", "random-feasible", "--budget", "latency_ms<=4",
          "--trials", str(N_TRIALS), "--storage", url, "--study", name, "--workers", str(workers),
          "--out", str(out), "--no-progress", "-q", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**(env or os.environ), **ONE_THREAD})
 
 
 def _worker(url: str, name: str, index: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A worker started before the search: it waits for the study, so it is ready when the first trial is."""
     return subprocess.Popen([*EDGENAS, "worker", "--storage", url, "--study", name, "--worker-index", str(index),
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--wait", "300", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**(env or os.environ), **ONE_THREAD})
 
 
 def _check_exact(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -73,9 +80,8 @@ def board() -> str:
 
 def test_three_workers_share_one_study_exactly(postgres_url, board, tmp_path):
     name = "three-workers"
-    coordinator = _search(postgres_url, name, tmp_path / "run", 1, [])
-    _wait_for_study(postgres_url, name, coordinator)
     extra = [_worker(postgres_url, name, i) for i in (1, 2)]
+    coordinator = _search(postgres_url, name, tmp_path / "run", 1, [])
     for p in (coordinator, *extra):
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
@@ -97,10 +103,10 @@ def test_three_workers_share_one_study_exactly(postgres_url, board, tmp_path):
 def test_killed_worker_trial_is_replaced(postgres_url, board, tmp_path):
     name = "killed-worker"
     env = {**os.environ, "EDGENAS_HEARTBEAT_S": "1", "EDGENAS_GRACE_S": "4"}
-    coordinator = _search(postgres_url, name, tmp_path / "run", 1, [], env)
-    study = _wait_for_study(postgres_url, name, coordinator)
     victim = _worker(postgres_url, name, 1, env)
     survivor = _worker(postgres_url, name, 2, env)
+    coordinator = _search(postgres_url, name, tmp_path / "run", 1, [], env)
+    study = _wait_for_study(postgres_url, name, coordinator)
     deadline = time.time() + 120
     killed = False
     while time.time() < deadline and not killed:  # kill the victim while it holds a running trial

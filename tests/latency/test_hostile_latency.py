@@ -29,7 +29,7 @@ from edgenas.latency.native import LogError, parse_benchmark_model, parse_ort_pe
 from edgenas.latency.validate import CONTEXT_FEATURES
 from edgenas.spaces import Task, get_space
 
-FIX = Path(__file__).resolve().parent / "fixtures" / "native"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "native"
 TUTORIAL = "mbv3:w1.2:r192:k5e3-k3e3_k5e4-k3e4_k7e6-k7e3-k3e4_k5e4-k5e4-k7e4-k3e3_k3e6-k3e6-k5e6"
 
 
@@ -384,8 +384,8 @@ def test_a_good_kit_does_replace_the_table(tmp_path, store, capsys):
 
 @pytest.mark.parametrize(("text", "needle"), [
     (b"{not json", "is not valid JSON"),
-    (b"\xff\xfe\x00\x01", "is not valid JSON"),
-    (b"", "is not valid JSON"),
+    (b"\xff\xfe\x00\x01", "is not a text file"),
+    (b"", "is empty"),
     (b"[1, 2]", "is not an edgenas kit results file"),
     (b'"results"', "is not an edgenas kit results file"),
 ])
@@ -418,7 +418,7 @@ def _manifest(**change: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("manifest", "needle"), [
     (b"{oops", "kit manifest"),
-    (b"\x80\x81binary", "is not valid JSON"),
+    (b"\x80\x81binary", "is not a text file"),
     (b"[]", "is not an edgenas kit manifest"),
     (json.dumps(_manifest(format="other")).encode(), "is not an edgenas kit manifest"),
     (json.dumps(_manifest(device="../../x")).encode(), "device name '../../x' is not allowed"),
