@@ -38,6 +38,7 @@ SLOW_PATHS = (
 """Modules (relative to tests/) whose every test belongs to the slow tier."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Slow-tier marks (:data:`SLOW_PATHS`), and one pytest-xdist group per module unless the module
     names a wider group: a module's tests then run on one worker, so its module- and session-scoped
