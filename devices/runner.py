@@ -122,10 +122,10 @@ def make_runner(path: str, runtime: str, threads: int, options: Optional[Dict[st
     raise ValueError(f"unknown runtime {runtime!r} (expected onnxruntime or litert)")
 
 
-def time_model(path: str, runtime: str, threads: int = 1, warmup: int = 10, repeats: int = 50,
-               max_seconds: float = 10.0, options: Optional[Dict[str, Any]] = None) -> List[float]:
-    """Per-run latencies in ms of one model file (see module docstring for the procedure)."""
-    run, _ = make_runner(path, runtime, threads, options)
+def time_callable(run: Callable[[], Any], warmup: int = 10, repeats: int = 50,
+                  max_seconds: float = 10.0) -> List[float]:
+    """Per-run latencies in ms of ``run()`` (see module docstring for the procedure). Runtimes that bring
+    their own loader (plug-ins) time through this, so every runtime shares one procedure."""
     for _ in range(warmup):
         run()
     samples: List[float] = []
@@ -139,10 +139,17 @@ def time_model(path: str, runtime: str, threads: int = 1, warmup: int = 10, repe
     return samples
 
 
-def time_model_paired(path: str, ref_path: str, runtime: str, threads: int = 1, warmup: int = 10,
-                      repeats: int = 50, max_seconds: float = 10.0, options: Optional[Dict[str, Any]] = None,
-                      group: int = 5) -> Tuple[List[float], List[float]]:
-    """Per-run latencies in ms of a model and of a reference model, run in alternating groups of
+def time_model(path: str, runtime: str, threads: int = 1, warmup: int = 10, repeats: int = 50,
+               max_seconds: float = 10.0, options: Optional[Dict[str, Any]] = None) -> List[float]:
+    """Per-run latencies in ms of one model file (see module docstring for the procedure)."""
+    run, _ = make_runner(path, runtime, threads, options)
+    return time_callable(run, warmup, repeats, max_seconds)
+
+
+def time_callables_paired(run: Callable[[], Any], ref: Callable[[], Any], warmup: int = 10,
+                          repeats: int = 50, max_seconds: float = 10.0,
+                          group: int = 5) -> Tuple[List[float], List[float]]:
+    """Per-run latencies in ms of ``run()`` and of a reference ``ref()``, run in alternating groups of
     ``group`` runs (reference x group, model x group, ...) so that both see the same machine speed.
 
     On a host whose speed drifts between levels (frequency changes, a VM sharing its physical core: seen
@@ -152,8 +159,6 @@ def time_model_paired(path: str, ref_path: str, runtime: str, threads: int = 1, 
     does a model run right after the reference; each side's median over its group is a warm run. The
     reference gets one group more than the model (a closing one): every model group has a reference group
     on each side. Both lists are whole groups (the model's may exceed ``repeats`` by less than a group)."""
-    run, _ = make_runner(path, runtime, threads, options)
-    ref, _ = make_runner(ref_path, runtime, threads, options)
     for _ in range(warmup):
         ref()
         run()
@@ -175,6 +180,15 @@ def time_model_paired(path: str, ref_path: str, runtime: str, threads: int = 1, 
             break
     timed_group(ref, ref_samples)  # a closing reference group, so the last model group is bracketed too
     return samples, ref_samples
+
+
+def time_model_paired(path: str, ref_path: str, runtime: str, threads: int = 1, warmup: int = 10,
+                      repeats: int = 50, max_seconds: float = 10.0, options: Optional[Dict[str, Any]] = None,
+                      group: int = 5) -> Tuple[List[float], List[float]]:
+    """:func:`time_callables_paired` of a model file and a reference model file in one runtime."""
+    run, _ = make_runner(path, runtime, threads, options)
+    ref, _ = make_runner(ref_path, runtime, threads, options)
+    return time_callables_paired(run, ref, warmup, repeats, max_seconds, group)
 
 
 def summarize(samples: List[float]) -> Dict[str, Any]:

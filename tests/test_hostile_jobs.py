@@ -15,6 +15,7 @@ import pytest
 from searchkit import BOARD, user_dir, write_board
 
 from edgenas.cli.main import main
+from edgenas.testing.cli import assert_one_line_error, run_cli
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -24,14 +25,8 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 2, err
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    assert needle in lines[0], lines[0]
-    return lines[0]
+    code, _, err = run_cli(capsys, *argv)
+    return assert_one_line_error(code, err, needle)
 
 
 @pytest.fixture

@@ -11,17 +11,11 @@ from pathlib import Path
 import pytest
 
 from edgenas.cli.describe import COST_FIELDS
-from edgenas.cli.main import main
+from edgenas.testing.cli import assert_one_line_error, run_cli
 
 FIELDS = ["arch", "macs", "params", "size_bytes_fp32", "size_bytes_int8", "peak_ram_bytes_fp32", "peak_ram_bytes_int8",
           "arena_bytes_tflm"]
 TUTORIAL = "mbv3:w1.2:r192:k5e3-k3e3_k5e4-k3e4_k7e6-k7e3-k3e4_k5e4-k5e4-k7e4-k3e3_k3e6-k3e6-k5e6"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_field_names_are_the_documented_ones():
@@ -29,21 +23,21 @@ def test_field_names_are_the_documented_ones():
 
 
 def test_spaces_lists_every_space(capsys):
-    code, out, _ = run(capsys, "spaces", "--json")
+    code, out, _ = run_cli(capsys, "spaces", "--json")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(out)}
     assert set(rows) == {"mbv3", "tiny", "nb201", "fbnet", "proxyless"}
     assert rows["nb201"]["size"] == 15625
-    code, out, _ = run(capsys, "spaces")
+    code, out, _ = run_cli(capsys, "spaces")
     assert "mbv3" in out and "15,625" in out
 
 
 def test_describe_random_json(capsys):
-    code, out, _ = run(capsys, "describe", "--space", "tiny", "--random", "5", "--seed", "3", "--json")
+    code, out, _ = run_cli(capsys, "describe", "--space", "tiny", "--random", "5", "--seed", "3", "--json")
     assert code == 0
     recs = json.loads(out)
     assert len(recs) == 5 and all(list(r) == FIELDS for r in recs)
-    code, out2, _ = run(capsys, "describe", "--space", "tiny", "--random", "5", "--seed", "3", "--json")
+    code, out2, _ = run_cli(capsys, "describe", "--space", "tiny", "--random", "5", "--seed", "3", "--json")
     assert out == out2
 
 
@@ -51,7 +45,7 @@ def test_describe_arch_json_ofa_form(capsys):
     obj = {"ks": [5, 3, 3, 3, 5, 3, 3, 3, 7, 7, 3, 3, 5, 5, 7, 3, 3, 3, 5, 3],
            "e": [3, 3, 3, 3, 4, 4, 3, 3, 6, 3, 4, 3, 4, 4, 4, 3, 6, 6, 6, 3],
            "d": [2, 2, 3, 4, 3], "r": 192, "w": 1.2}
-    code, out, _ = run(capsys, "describe", "--space", "mbv3", "--arch-json", json.dumps(obj), "--json")
+    code, out, _ = run_cli(capsys, "describe", "--space", "mbv3", "--arch-json", json.dumps(obj), "--json")
     assert code == 0
     assert json.loads(out)[0]["arch"] == TUTORIAL
 
@@ -66,7 +60,7 @@ def test_describe_archs_file_mixed_forms_and_csv_out(capsys, tmp_path):
         "c1-none-none-none-none-none\n"
     )
     out_csv = tmp_path / "out.csv"
-    code, out, _ = run(capsys, "describe", "--space", "nb201", "--archs", str(f), "--csv", str(out_csv))
+    code, out, _ = run_cli(capsys, "describe", "--space", "nb201", "--archs", str(f), "--csv", str(out_csv))
     assert code == 0 and "wrote 3 records" in out
     rows = list(csv.DictReader(out_csv.open()))
     assert list(rows[0]) == FIELDS
@@ -77,27 +71,27 @@ def test_describe_archs_file_mixed_forms_and_csv_out(capsys, tmp_path):
 def test_describe_fbnet_and_ofa_json_lines(capsys, tmp_path):
     f = tmp_path / "fb.txt"
     f.write_text("7-8-1-0-2-3-4-5-6-7-8-0-1-2-3-4-5-6-7-8-0-1\n")
-    code, out, _ = run(capsys, "describe", "--space", "fbnet", "--archs", str(f), "--json")
+    code, out, _ = run_cli(capsys, "describe", "--space", "fbnet", "--archs", str(f), "--json")
     assert code == 0 and json.loads(out)[0]["arch"].startswith("fbnet:cifar100:k5e6-skip-k3e1g2")
     g = tmp_path / "ofa.txt"
     g.write_text('{"ks": [3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3], "e": [6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6],'
                  ' "d": [4,4,4,4,4], "r": 224, "w": 1.2}\n')
-    code, out, _ = run(capsys, "describe", "--space", "mbv3", "--archs", str(g), "--json")
+    code, out, _ = run_cli(capsys, "describe", "--space", "mbv3", "--archs", str(g), "--json")
     assert code == 0 and json.loads(out)[0]["arch"].startswith("mbv3:w1.2:r224:k3e6-k3e6-k3e6-k3e6_")
 
 
 def test_describe_csv_with_arch_column(capsys, tmp_path):
     f = tmp_path / "m.csv"
     f.write_text("arch,latency_ms\nnb201:c3-c3-avg-skip-c3-skip,1.5\nnb201:skip-skip-skip-skip-skip-skip,0.3\n")
-    code, out, _ = run(capsys, "describe", "--space", "nb201", "--archs", str(f), "--json")
+    code, out, _ = run_cli(capsys, "describe", "--space", "nb201", "--archs", str(f), "--json")
     assert code == 0 and len(json.loads(out)) == 2
 
 
 @pytest.mark.slow  # 15,625 cells costed
 def test_describe_all_nb201_cells(capsys, shared_data, tmp_path):
     out_csv = tmp_path / "all.csv"
-    code, _out, _ = run(capsys, "describe", "--space", "nb201", "--archs",
-                       str(shared_data / "nb201" / "nb201_cifar10.csv"), "--csv", str(out_csv))
+    code, _out, _ = run_cli(capsys, "describe", "--space", "nb201", "--archs",
+                            str(shared_data / "nb201" / "nb201_cifar10.csv"), "--csv", str(out_csv))
     assert code == 0
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 15625
@@ -122,22 +116,14 @@ def test_describe_all_nb201_cells(capsys, shared_data, tmp_path):
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, needle, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    _, err = capsys.readouterr()
-    assert code == 2
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert needle in lines[0]
-    assert "Traceback" not in err
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, needle)
 
 
 def test_bad_arch_line_in_file_names_file_and_line(capsys, tmp_path):
     f = tmp_path / "a.txt"
     f.write_text("nb201:c3-c3-avg-skip-c3-skip\nnb201:c3-c3-avg-skip-c3-oops\n")
-    code, _, err = run(capsys, "describe", "--space", "nb201", "--archs", str(f))
+    code, _, err = run_cli(capsys, "describe", "--space", "nb201", "--archs", str(f))
     assert code == 2 and f"{f}:2:" in err and "'oops'" in err
 
 
@@ -156,11 +142,12 @@ def test_console_script_subprocess_error_contract():
 
 @pytest.mark.slow  # profiles this CPU, trains
 def test_demo_config_runs_a_search(capsys, repo, isolated_user_dir, tmp_path):
-    """The demo's own config (shortened to 6 trials at one resolution, which halves this CPU's latency table):
-    a real search on this CPU's ORT latency table, with its budgets, the synflow filter and short training on
-    digits."""
-    code, out, err = run(capsys, "search", str(repo / "examples" / "demo.toml"), "--trials", "6",
-                         "--space-opt", "resolutions=32", "--out", str(tmp_path / "demo"), "--no-progress")
+    """The demo's own config (shortened to 6 trials at one resolution and one width, which cuts this CPU's
+    latency table to a sixth): a real search on this CPU's ORT latency table, with its budgets, the synflow
+    filter and short training on digits."""
+    code, out, err = run_cli(capsys, "search", str(repo / "examples" / "demo.toml"), "--trials", "6",
+                             "--space-opt", "resolutions=32", "--space-opt", "widths=0.5",
+                             "--out", str(tmp_path / "demo"), "--no-progress")
     assert code == 0, err
     assert "Pareto front:" in out and "tiny:w" in out and "latency ms" in out
     assert "TFLM arena" in out.splitlines()[1]  # the budgeted field is a column of the front table
@@ -175,7 +162,7 @@ def test_run_describe_config(capsys, repo, tmp_path):
     cfg = tmp_path / "describe.toml"
     cfg.write_text("[space]\nname = 'tiny'\n[task]\nnum_classes = 10\nin_channels = 1\n"
                    "[describe]\nrandom = 5\nseed = 0\n[estimator]\nname = 'params'\n")
-    code, out, _ = run(capsys, "run", str(cfg))
+    code, out, _ = run_cli(capsys, "run", str(cfg))
     assert code == 0 and out.count("tiny:w") == 5 and "score" in out
 
 
@@ -192,5 +179,5 @@ def test_run_describe_config(capsys, repo, tmp_path):
 def test_run_bad_config(text, needle, capsys, tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(text)
-    code, _, err = run(capsys, "run", str(cfg))
+    code, _, err = run_cli(capsys, "run", str(cfg))
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1

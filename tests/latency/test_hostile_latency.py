@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from edgenas import EdgenasError
-from edgenas.cli.main import main
 from edgenas.latency import DeviceStore, LatencyTable
 from edgenas.latency.devices import DeviceSpec, new_device_spec, parse_device
 from edgenas.latency.features import spec_features
@@ -28,30 +27,13 @@ from edgenas.latency.kit import is_space_unit_key, table_from_results
 from edgenas.latency.native import LogError, parse_benchmark_model, parse_ort_perf_test
 from edgenas.latency.validate import CONTEXT_FEATURES
 from edgenas.spaces import Task, get_space
+from edgenas.testing.cli import assert_one_line_error, run_cli
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "native"
 TUTORIAL = "mbv3:w1.2:r192:k5e3-k3e3_k5e4-k3e4_k7e6-k7e3-k3e4_k5e4-k5e4-k7e4-k3e3_k3e6-k3e6-k5e6"
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code: int, err: str, needle: str) -> None:
-    """Exit 2, exactly one non-empty stderr line, containing ``needle``, no traceback."""
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2, err
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    assert needle in lines[0], lines[0]
-
-
 def snapshot(root: Path) -> dict[str, bytes | None]:
     """Every file (with its bytes) and folder under ``root``."""
     return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
@@ -142,16 +124,16 @@ def test_import_kit_refuses_unsafe_device_names(tmp_path, store, capsys, kit_dev
     if flag == "ABS":
         flag = str(tmp_path / "abs_dev")
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "lut", "import-kit", str(res), "--devices-dir", str(store),
-                       *(["--device", flag] if flag is not None else []))
-    one_line_error(code, err, needle)
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(res), "--devices-dir", str(store),
+                           *(["--device", flag] if flag is not None else []))
+    assert_one_line_error(code, err, needle)
     assert snapshot(tmp_path) == before
     assert not list(tmp_path.rglob("*.toml")) and not list(tmp_path.rglob("*__tiny.json"))
 
 
 def test_import_kit_under_a_safe_name_fixes_a_bad_kit_device_name(tmp_path, store, capsys):
     res = write_json(tmp_path / "r.json", results(device="../../TRAVERSED_dev"))
-    code, _, err = cli(capsys, "lut", "import-kit", str(res), "--device", "board-1", "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(res), "--device", "board-1", "--devices-dir", str(store))
     assert code == 0, err
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
         "a/b/store/devices/board-1.toml", "a/b/store/latency_tables/board-1__tiny.json", "r.json"]
@@ -175,9 +157,9 @@ def test_lut_import_refuses_unsafe_device_names(tmp_path, store, capsys, device,
     yml.write_text(_proxyless_yaml())
     device = str(tmp_path / "X") if device == "ABS" else device
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "lut", "import", "--format", "proxyless", "--device", device, str(yml),
-                       "--devices-dir", str(store))
-    one_line_error(code, err, needle)
+    code, _, err = run_cli(capsys, "lut", "import", "--format", "proxyless", "--device", device, str(yml),
+                           "--devices-dir", str(store))
+    assert_one_line_error(code, err, needle)
     assert snapshot(tmp_path) == before
 
 
@@ -186,13 +168,13 @@ def test_lut_fit_refuses_an_unsafe_device_name_before_fitting(tmp_path, store, c
     csv = tmp_path / "m.csv"
     csv.write_text("arch,latency_ms\n" + "".join(f"{s},{1.0 + i / 10}\n" for i, s in enumerate(sp.sample(12, 1))))
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "lut", "fit", "--space", "nb201", "--measurements", str(csv), "--device", "../../X",
-                       "--prior-device", "none", "--no-curve", "--folds", "2", "--devices-dir", str(store))
-    one_line_error(code, err, "device name '../../X' is not allowed")
+    code, _, err = run_cli(capsys, "lut", "fit", "--space", "nb201", "--measurements", str(csv), "--device", "../../X",
+                           "--prior-device", "none", "--no-curve", "--folds", "2", "--devices-dir", str(store))
+    assert_one_line_error(code, err, "device name '../../X' is not allowed")
     assert snapshot(tmp_path) == before
-    code, _, err = cli(capsys, "lut", "fit", "--space", "nb201", "--measurements", str(csv), "--device", "b",
-                       "--prior-device", "ok,../../x", "--devices-dir", str(store))
-    one_line_error(code, err, "prior device name '../../x' is not allowed")
+    code, _, err = run_cli(capsys, "lut", "fit", "--space", "nb201", "--measurements", str(csv), "--device", "b",
+                           "--prior-device", "ok,../../x", "--devices-dir", str(store))
+    assert_one_line_error(code, err, "prior device name '../../x' is not allowed")
     assert snapshot(tmp_path) == before
 
 
@@ -209,19 +191,19 @@ def test_lut_fit_refuses_an_unsafe_device_name_before_fitting(tmp_path, store, c
 def test_device_flags_of_other_commands_refuse_unsafe_names(tmp_path, store, capsys, argv, needle):
     argv = [str(tmp_path / "kit") if a == "OUT" else a for a in argv]
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, *argv, "--devices-dir", str(store))
-    one_line_error(code, err, needle)
+    code, _, err = run_cli(capsys, *argv, "--devices-dir", str(store))
+    assert_one_line_error(code, err, needle)
     assert snapshot(tmp_path) == before
 
 
 def test_a_spec_file_given_as_device_still_has_its_name_checked(tmp_path, store, capsys):
     spec = tmp_path / "board.toml"
     spec.write_text('name = "../../evil"\nruntime = "litert"\n')
-    code, _, err = cli(capsys, "profile", "--device", str(spec), "--space", "tiny", "--devices-dir", str(store))
-    one_line_error(code, err, "device name '../../evil' is not allowed")
+    code, _, err = run_cli(capsys, "profile", "--device", str(spec), "--space", "tiny", "--devices-dir", str(store))
+    assert_one_line_error(code, err, "device name '../../evil' is not allowed")
     spec.write_bytes(b"\xff\xfe\x00binary")
-    code, _, err = cli(capsys, "lut", "show", "--device", str(spec), "--space", "tiny", "--devices-dir", str(store))
-    one_line_error(code, err, "is not a text file")
+    code, _, err = run_cli(capsys, "lut", "show", "--device", str(spec), "--space", "tiny", "--devices-dir", str(store))
+    assert_one_line_error(code, err, "is not a text file")
 
 
 @pytest.mark.parametrize(("call", "needle"), [
@@ -349,8 +331,8 @@ def test_bad_kit_numbers_never_replace_a_good_table(tmp_path, store, good, capsy
     mutate(bad)
     res = write_json(tmp_path / "bad.json", bad)
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "lut", "import-kit", str(res), "--devices-dir", str(store))
-    one_line_error(code, err, needle)
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(res), "--devices-dir", str(store))
+    assert_one_line_error(code, err, needle)
     assert snapshot(tmp_path) == before  # the good table, its spec, and nothing new
 
 
@@ -360,7 +342,8 @@ def test_a_failed_import_leaves_no_new_device_spec(tmp_path, store, capsys, muta
     mutate(bad)
     res = write_json(tmp_path / "bad.json", bad)
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "lut", "import-kit", str(res), "--device", "fresh-board", "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(res), "--device", "fresh-board", "--devices-dir",
+                           str(store))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert snapshot(tmp_path) == before and not (store / "devices").exists()
 
@@ -368,15 +351,15 @@ def test_a_failed_import_leaves_no_new_device_spec(tmp_path, store, capsys, muta
 def test_a_good_kit_does_replace_the_table(tmp_path, store, capsys):
     """The control for the tests above: a good kit imports, and a second one with other good numbers
     rewrites the table."""
-    code, out, err = cli(capsys, "lut", "import-kit", str(write_json(tmp_path / "good.json", results())),
-                         "--devices-dir", str(store))
+    code, out, err = run_cli(capsys, "lut", "import-kit", str(write_json(tmp_path / "good.json", results())),
+                             "--devices-dir", str(store))
     assert code == 0, err
     assert "created device spec" in out and "validation on 6 random networks" in out
     good = store / "latency_tables" / "kitdev__tiny.json"
     assert LatencyTable.load(good).model.fitted_on == 12
     old = good.read_bytes()
-    code, _, err = cli(capsys, "lut", "import-kit", str(write_json(tmp_path / "new.json", results(scale=2.0))),
-                       "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(write_json(tmp_path / "new.json", results(scale=2.0))),
+                           "--devices-dir", str(store))
     assert code == 0, err
     assert good.read_bytes() != old
     assert not [p for p in good.parent.iterdir() if p.name.startswith(".")]  # no temp file left behind
@@ -393,8 +376,8 @@ def test_results_file_that_is_not_a_results_object(tmp_path, store, good, capsys
     res = tmp_path / "bad.json"
     res.write_bytes(text)
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "lut", "import-kit", str(res), "--devices-dir", str(store))
-    one_line_error(code, err, needle)
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(res), "--devices-dir", str(store))
+    assert_one_line_error(code, err, needle)
     assert snapshot(tmp_path) == before
 
 
@@ -433,8 +416,8 @@ def test_bad_kit_manifests_are_one_line(tmp_path, store, capsys, manifest, needl
     kit.mkdir()
     (kit / "manifest.json").write_bytes(manifest)
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
-    one_line_error(code, err, needle)
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
+    assert_one_line_error(code, err, needle)
     assert snapshot(tmp_path) == before
 
 
@@ -448,11 +431,11 @@ def test_results_beside_their_manifest_must_time_the_kits_units(tmp_path, store,
                                                                                "p50_ms": 1, "n": 5}
     write_json(kit / "results.json", res)
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
-    one_line_error(code, err, "have 1 unit(s) the kit does not have, e.g. 'conv(i=3x32")
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
+    assert_one_line_error(code, err, "have 1 unit(s) the kit does not have, e.g. 'conv(i=3x32")
     (kit / "results.json").write_text("{truncated")
-    code, _, err = cli(capsys, "lut", "import-kit", str(kit / "results.json"), "--devices-dir", str(store))
-    one_line_error(code, err, "kit results")
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(kit / "results.json"), "--devices-dir", str(store))
+    assert_one_line_error(code, err, "kit results")
     assert "is not valid JSON" in err
     assert snapshot(tmp_path) == {**before, "kit/results.json": b"{truncated"}
 
@@ -474,15 +457,15 @@ def test_native_logs_with_bad_numbers_import_nothing(tmp_path, store, capsys):
     for f in files.values():
         log = text.replace("models/5f0b6a21c3d94e87.tflite", f).replace("3c9f2b7e41d0", kit_id)
         (kit / "logs" / (Path(f).stem + ".log")).write_text(log)
-    code, _, err = cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
     assert code == 0, err  # the control: these logs import
     table_path = store / "latency_tables" / "rec-phone__tiny.json"
     victim = kit / "logs" / (Path(files[units[1]]).stem + ".log")
     victim.write_text(victim.read_text().replace("avg=188.34", "avg=-188.34").replace("(avg): 188.34",
                                                                                        "(avg): -188.34"))
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
-    one_line_error(code, err, f"{victim}:27: the regular runs' average is -0.18834 ms")
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
+    assert_one_line_error(code, err, f"{victim}:27: the regular runs' average is -0.18834 ms")
     assert "nothing was imported" in err and snapshot(tmp_path) == before and table_path.exists()
 
 
@@ -490,7 +473,7 @@ def test_native_logs_with_bad_numbers_import_nothing(tmp_path, store, capsys):
 def test_a_kit_of_another_space_keeps_the_existing_table(tmp_path, store, good, capsys):
     old = good.read_bytes()
     mbv3 = write_json(tmp_path / "m.json", results("mbv3", networks=3))
-    code, _, err = cli(capsys, "lut", "import-kit", str(mbv3), "--device", "kitdev", "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(mbv3), "--device", "kitdev", "--devices-dir", str(store))
     assert code == 0, err
     assert good.read_bytes() == old and (store / "latency_tables" / "kitdev__mbv3.json").exists()
 
@@ -498,14 +481,16 @@ def test_a_kit_of_another_space_keeps_the_existing_table(tmp_path, store, good, 
 def test_a_kit_never_overwrites_the_table_of_another_space_in_a_shared_file(tmp_path, store, capsys):
     DeviceStore(store).save_device('name = "shared"\nruntime = "onnxruntime"\n[tables]\ntiny = "one.json"\n'
                                    'mbv3 = "one.json"\n', "shared")
-    code, _, err = cli(capsys, "lut", "import-kit", str(write_json(tmp_path / "m.json", results("mbv3", networks=3))),
-                       "--device", "shared", "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(write_json(tmp_path / "m.json", results("mbv3",
+                           networks=3))),
+                           "--device", "shared", "--devices-dir", str(store))
     assert code == 0, err
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "lut", "import-kit", str(write_json(tmp_path / "t.json", results())), "--device",
-                       "shared", "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(write_json(tmp_path / "t.json", results())), "--device",
+                           "shared", "--devices-dir", str(store))
     before["t.json"] = (tmp_path / "t.json").read_bytes()
-    one_line_error(code, err, "one.json' holds the table of shared/mbv3; it is not replaced by one for shared/tiny")
+    assert_one_line_error(code, err,
+                          "one.json' holds the table of shared/mbv3; it is not replaced by one for shared/tiny")
     assert snapshot(tmp_path) == before
 
 
@@ -513,8 +498,9 @@ def test_a_kit_timed_with_another_runtime_is_not_stored_under_a_device(tmp_path,
     before = snapshot(tmp_path)
     res = write_json(tmp_path / "r.json", results(runtime="litert"))
     before["r.json"] = res.read_bytes()
-    code, _, err = cli(capsys, "lut", "import-kit", str(res), "--device", "local-cpu-ort", "--devices-dir", str(store))
-    one_line_error(code, err, "the kit was timed with litert, but device 'local-cpu-ort' runs onnxruntime")
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(res), "--device", "local-cpu-ort", "--devices-dir",
+                           str(store))
+    assert_one_line_error(code, err, "the kit was timed with litert, but device 'local-cpu-ort' runs onnxruntime")
     assert snapshot(tmp_path) == before
 
 
@@ -529,9 +515,9 @@ def test_profile_kit_out_onto_something_else_changes_nothing(tmp_path, store, ca
     out = tmp_path / "out"
     prepare(out)
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "profile", "kit", "--device", "local-cpu-ort", "--space", "tiny", "--random", "1",
-                       "--networks", "0", "--out", str(out), "--devices-dir", str(store))
-    one_line_error(code, err, needle)
+    code, _, err = run_cli(capsys, "profile", "kit", "--device", "local-cpu-ort", "--space", "tiny", "--random", "1",
+                           "--networks", "0", "--out", str(out), "--devices-dir", str(store))
+    assert_one_line_error(code, err, needle)
     assert snapshot(tmp_path) == before
 
 
@@ -555,15 +541,15 @@ def test_profile_kit_out_onto_something_else_changes_nothing(tmp_path, store, ca
 def test_bad_published_tables_keep_the_old_table(tmp_path, store, capsys, text, fmt, needle):
     good_yaml = tmp_path / "good.yaml"
     good_yaml.write_text(_proxyless_yaml())
-    code, _, err = cli(capsys, "lut", "import", "--format", "proxyless", "--device", "pix", str(good_yaml),
-                       "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "lut", "import", "--format", "proxyless", "--device", "pix", str(good_yaml),
+                           "--devices-dir", str(store))
     assert code == 0, err
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(text if isinstance(text, bytes) else text.encode())
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "lut", "import", "--format", fmt, "--device", "pix", str(bad),
-                       "--devices-dir", str(store))
-    one_line_error(code, err, needle)
+    code, _, err = run_cli(capsys, "lut", "import", "--format", fmt, "--device", "pix", str(bad),
+                           "--devices-dir", str(store))
+    assert_one_line_error(code, err, needle)
     assert snapshot(tmp_path) == before
 
 
@@ -609,12 +595,12 @@ def test_hand_edited_tables_are_one_line_naming_the_file(tmp_path, store, good, 
     edit(data)
     good.write_text(json.dumps(data))
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "lut", "show", "--device", "kitdev", "--space", "tiny", "--devices-dir", str(store))
-    one_line_error(code, err, f"latency table '{good}': ")
+    code, _, err = run_cli(capsys, "lut", "show", "--device", "kitdev", "--space", "tiny", "--devices-dir", str(store))
+    assert_one_line_error(code, err, f"latency table '{good}': ")
     assert needle in err
-    code, _, err = cli(capsys, "lut", "predict", "--device", "kitdev", "--space", "tiny", "--random", "2",
-                       "--no-measure", "--devices-dir", str(store))
-    one_line_error(code, err, needle)
+    code, _, err = run_cli(capsys, "lut", "predict", "--device", "kitdev", "--space", "tiny", "--random", "2",
+                           "--no-measure", "--devices-dir", str(store))
+    assert_one_line_error(code, err, needle)
     assert snapshot(tmp_path) == before
 
 
@@ -723,9 +709,10 @@ def test_ofa_predictor_weights_files_are_one_line(tmp_path, capsys, name, needle
     files = _weights_files(tmp_path)
     path = files.get(name, tmp_path / "w" / "missing.pt")
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, "estimate", "--space", "mbv3", "--estimator", "ofa-predictor", "--weights", str(path),
-                       "--arch", TUTORIAL)
-    one_line_error(code, err, f"ofa-predictor weights '{path}' {needle}" if name != "missing" else "not found")
+    code, _, err = run_cli(capsys, "estimate", "--space", "mbv3", "--estimator", "ofa-predictor", "--weights",
+                           str(path),
+                           "--arch", TUTORIAL)
+    assert_one_line_error(code, err, f"ofa-predictor weights '{path}' {needle}" if name != "missing" else "not found")
     assert not (tmp_path / "PWNED").exists() and snapshot(tmp_path) == before
 
 
@@ -737,8 +724,8 @@ def test_ofa_predictor_loads_a_matching_state_dict(tmp_path, capsys):
     mlp = torch.nn.Sequential(torch.nn.Linear(FEATURES, 400), torch.nn.ReLU(), torch.nn.Linear(400, 400),
                               torch.nn.ReLU(), torch.nn.Linear(400, 400), torch.nn.ReLU(), torch.nn.Linear(400, 1))
     torch.save(mlp.state_dict(), tmp_path / "acc.pth")
-    code, out, err = cli(capsys, "estimate", "--space", "mbv3", "--estimator", "ofa-predictor", "--weights",
-                         str(tmp_path / "acc.pth"), "--arch", TUTORIAL, "--json")
+    code, out, err = run_cli(capsys, "estimate", "--space", "mbv3", "--estimator", "ofa-predictor", "--weights",
+                             str(tmp_path / "acc.pth"), "--arch", TUTORIAL, "--json")
     assert code == 0, err
     assert json.loads(out)[0]["arch"] == TUTORIAL
 
@@ -749,8 +736,8 @@ def test_import_whose_table_cannot_be_written_leaves_no_spec(tmp_path, store, ca
     before = snapshot(tmp_path)
     res = write_json(tmp_path / "r.json", results(networks=0))
     before["r.json"] = res.read_bytes()
-    code, _, err = cli(capsys, "lut", "import-kit", str(res), "--devices-dir", str(store))
-    one_line_error(code, err, "cannot write or read")
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(res), "--devices-dir", str(store))
+    assert_one_line_error(code, err, "cannot write or read")
     assert snapshot(tmp_path) == before and not (store / "devices" / "kitdev.toml").exists()
 
 
@@ -761,13 +748,13 @@ def test_lut_fit_writes_the_new_device_spec_only_with_its_table(tmp_path, store,
     csv.write_text("arch,latency_ms\n" + "".join(f"{s},{1.0 + (i % 5) / 10}\n" for i, s in enumerate(sp.sample(12, 1))))
     (store / "latency_tables").write_text("a file where the table folder should be")
     before = snapshot(tmp_path)
-    code, out, err = cli(capsys, "lut", "fit", "--space", "nb201", "--measurements", str(csv), "--device", "board",
-                         "--prior-device", "none", "--no-curve", "--folds", "2", "--devices-dir", str(store))
-    one_line_error(code, err, "cannot write or read")
+    code, out, err = run_cli(capsys, "lut", "fit", "--space", "nb201", "--measurements", str(csv), "--device", "board",
+                             "--prior-device", "none", "--no-curve", "--folds", "2", "--devices-dir", str(store))
+    assert_one_line_error(code, err, "cannot write or read")
     assert "created device spec" not in out and snapshot(tmp_path) == before
     (store / "latency_tables").unlink()
-    code, out, err = cli(capsys, "lut", "fit", "--space", "nb201", "--measurements", str(csv), "--device", "board",
-                         "--prior-device", "none", "--no-curve", "--folds", "2", "--devices-dir", str(store))
+    code, out, err = run_cli(capsys, "lut", "fit", "--space", "nb201", "--measurements", str(csv), "--device", "board",
+                             "--prior-device", "none", "--no-curve", "--folds", "2", "--devices-dir", str(store))
     assert code == 0, err
     assert f"created device spec {store / 'devices' / 'board.toml'}" in out
     assert DeviceStore(store).load_table(DeviceStore(store).device("board"), "nb201").device == "board"

@@ -17,23 +17,14 @@ import pytest
 import yaml
 
 from edgenas import EdgenasError, get_space
-from edgenas.cli.main import main
 from edgenas.latency import DeviceStore, LatencyPredictor, LatencyTable, MissingEntriesError
 from edgenas.latency.devices import parse_device
 from edgenas.latency.passes import PairedSamples
 from edgenas.latency.runtimes import ExportItem, get_runtime, runtime_names
 from edgenas.latency.table import DeviceModel, Entry
+from edgenas.testing.cli import run_cli
 
 TUTORIAL = "mbv3:w1.2:r192:k5e3-k3e3_k5e4-k3e4_k7e6-k7e3-k3e4_k5e4-k5e4-k7e4-k3e3_k3e6-k3e6-k5e6"
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- table format -------------------------------------------------------------------------------
@@ -81,8 +72,8 @@ def test_truncated_table_exits_2_via_cli(tmp_path, capsys):
     store = tmp_path / "store"
     (store / "latency_tables").mkdir(parents=True)
     (store / "latency_tables" / "local-cpu-ort__tiny.json").write_text('{"format": "edgenas-latency-tab')
-    code, _, err = cli(capsys, "lut", "show", "--device", "local-cpu-ort", "--space", "tiny",
-                       "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "lut", "show", "--device", "local-cpu-ort", "--space", "tiny",
+                           "--devices-dir", str(store))
     assert code == 2 and "not valid JSON" in err and len(err.strip().splitlines()) == 1
 
 
@@ -146,8 +137,8 @@ def _ofa_reference_sum(lut: dict, spec: dict) -> float:
 
 
 def test_ofa_import_reproduces_tutorial_and_reference(shared_data, tmp_path, capsys):
-    code, out, _ = cli(capsys, "lut", "import", "--format", "ofa", "--device", "note10-ofa",
-                       str(shared_data / "ofa" / "note10"), "--devices-dir", str(tmp_path))
+    code, out, _ = run_cli(capsys, "lut", "import", "--format", "ofa", "--device", "note10-ofa",
+                           str(shared_data / "ofa" / "note10"), "--devices-dir", str(tmp_path))
     assert code == 0 and "imported" in out
     sp = get_space("mbv3")
     pred = LatencyPredictor(sp, "note10-ofa", DeviceStore(tmp_path))
@@ -157,15 +148,15 @@ def test_ofa_import_reproduces_tutorial_and_reference(shared_data, tmp_path, cap
     for spec in get_space("mbv3", resolutions=[160, 176, 192, 208, 224]).sample(60, seed=3):
         ref = _ofa_reference_sum(luts[spec.r], sp.to_json(spec))
         assert pred.predict(spec) == pytest.approx(ref, abs=1e-9), str(spec)
-    code, out, _ = cli(capsys, "describe", "--space", "mbv3", "--arch", TUTORIAL, "--device", "note10-ofa",
-                       "--devices-dir", str(tmp_path), "--json")
+    code, out, _ = run_cli(capsys, "describe", "--space", "mbv3", "--arch", TUTORIAL, "--device", "note10-ofa",
+                           "--devices-dir", str(tmp_path), "--json")
     assert code == 0 and round(json.loads(out)[0]["latency_ms"], 2) == 24.73
 
 
 def test_proxyless_import_sums_published_means(shared_data, tmp_path, capsys):
     path = shared_data / "proxylessnas" / "mobile_trim.yaml"
-    code, _, _ = cli(capsys, "lut", "import", "--format", "proxyless", "--device", "pixel1-proxyless", str(path),
-                     "--devices-dir", str(tmp_path))
+    code, _, _ = run_cli(capsys, "lut", "import", "--format", "proxyless", "--device", "pixel1-proxyless", str(path),
+                         "--devices-dir", str(tmp_path))
     assert code == 0
     lut = yaml.safe_load(path.read_text())
     sp = get_space("proxyless")
@@ -187,8 +178,8 @@ def test_proxyless_import_sums_published_means(shared_data, tmp_path, capsys):
 
 
 def test_import_rejects_wrong_format(shared_data, tmp_path, capsys):
-    code, _, err = cli(capsys, "lut", "import", "--format", "ofa", "--device", "x",
-                       str(shared_data / "proxylessnas" / "mobile_trim.yaml"), "--devices-dir", str(tmp_path))
+    code, _, err = run_cli(capsys, "lut", "import", "--format", "ofa", "--device", "x",
+                           str(shared_data / "proxylessnas" / "mobile_trim.yaml"), "--devices-dir", str(tmp_path))
     assert code == 2 and "check --format" in err
 
 
@@ -196,8 +187,8 @@ def test_remote_device_without_entries_names_the_fix(tmp_path, capsys):
     store = DeviceStore(tmp_path)
     t = LatencyTable(device="note10-ofa", space="mbv3", runtime={"name": "published"}, entries={})
     t.save(store.write_path(store.device("note10-ofa"), "mbv3"))
-    code, _, err = cli(capsys, "describe", "--space", "mbv3", "--arch", TUTORIAL, "--device", "note10-ofa",
-                       "--devices-dir", str(tmp_path))
+    code, _, err = run_cli(capsys, "describe", "--space", "mbv3", "--arch", TUTORIAL, "--device", "note10-ofa",
+                           "--devices-dir", str(tmp_path))
     assert code == 2 and "lacks 20 unit(s)" in err and "edgenas profile kit --device note10-ofa" in err
     with pytest.raises(MissingEntriesError):
         LatencyPredictor(get_space("mbv3"), "note10-ofa", store).predict(get_space("mbv3").parse(TUTORIAL))
@@ -253,7 +244,7 @@ def test_profile_is_resumable_and_validates(tmp_path, capsys):
     args = ["profile", "--device", "local-cpu-ort", "--space", "tiny", "--space-opt", "widths=[0.5]",
             "--resolutions", "32", "--random", "4", "--validate", "6", "--calibrate", "4", "--repeats", "10",
             "--devices-dir", str(tmp_path), "--jobs", "1"]
-    code, out, _ = cli(capsys, *args)
+    code, out, _ = run_cli(capsys, *args)
     assert code == 0, out
     first = out.split(" measured now")[0].rsplit(" ", 1)[1]  # units of the 4 specs
     path = tmp_path / "latency_tables" / "local-cpu-ort__tiny.json"
@@ -261,13 +252,13 @@ def test_profile_is_resumable_and_validates(tmp_path, capsys):
     assert table.validation and table.validation["n"] == 6 and table.model.fitted_on == 4
     assert path.with_suffix(".png").stat().st_size > 1000
     n_entries = len(table.entries)
-    code, out, _ = cli(capsys, *args[:-6], "--validate", "0", "--devices-dir", str(tmp_path), "--jobs", "1")
+    code, out, _ = run_cli(capsys, *args[:-6], "--validate", "0", "--devices-dir", str(tmp_path), "--jobs", "1")
     assert code == 0 and "0 measured now" in out
     assert len(LatencyTable.load(path).entries) == n_entries
     timing = table.validation["timing"]  # what background load the session saw
     assert timing["blocks"] > 0 and 0 <= timing["loaded_blocks"] <= timing["blocks"]
-    code, out, _ = cli(capsys, *args[:-6], "--validate", "0", "--remeasure", "--devices-dir", str(tmp_path),
-                       "--jobs", "1")
+    code, out, _ = run_cli(capsys, *args[:-6], "--validate", "0", "--remeasure", "--devices-dir", str(tmp_path),
+                           "--jobs", "1")
     assert code == 0 and f"{first} measured now" in out
 
 
@@ -281,12 +272,13 @@ def test_lazy_prediction_measures_missing_units_on_local_device(tmp_path, capsys
     assert ms > 0
     saved = LatencyTable.load(store.write_path(store.device("local-cpu-ort"), "tiny"))
     assert {u.key for u in sp.units(spec)} <= set(saved.entries)
-    code, out, _ = cli(capsys, "lut", "predict", "--device", "local-cpu-ort", "--space", "tiny", "--arch", str(spec),
-                       "--devices-dir", str(tmp_path), "--no-measure", "--json")
+    code, out, _ = run_cli(capsys, "lut", "predict", "--device", "local-cpu-ort", "--space", "tiny", "--arch",
+                           str(spec),
+                           "--devices-dir", str(tmp_path), "--no-measure", "--json")
     assert code == 0 and json.loads(out)[0]["latency_ms"] == pytest.approx(ms)
     other = [arg for s in sp.sample(3, 99) for arg in ("--arch", str(s))]
-    code, _, err = cli(capsys, "lut", "predict", "--device", "local-cpu-ort", "--space", "tiny",
-                       *other, "--devices-dir", str(tmp_path), "--no-measure")
+    code, _, err = run_cli(capsys, "lut", "predict", "--device", "local-cpu-ort", "--space", "tiny",
+                           *other, "--devices-dir", str(tmp_path), "--no-measure")
     assert code == 2 and "edgenas profile --device local-cpu-ort --space tiny" in err
 
 
@@ -294,9 +286,9 @@ def test_lazy_prediction_measures_missing_units_on_local_device(tmp_path, capsys
 @pytest.mark.slow  # times a kit
 def test_kit_round_trip_with_runner_that_cannot_import_torch_or_edgenas(tmp_path, capsys):
     kit = tmp_path / "kit"
-    code, out, _ = cli(capsys, "profile", "kit", "--device", "local-cpu-ort", "--space", "tiny",
-                       "--space-opt", "widths=[0.5]", "--resolutions", "32", "--random", "6", "--networks", "10",
-                       "--out", str(kit), "--devices-dir", str(tmp_path), "--jobs", "1")
+    code, out, _ = run_cli(capsys, "profile", "kit", "--device", "local-cpu-ort", "--space", "tiny",
+                           "--space-opt", "widths=[0.5]", "--resolutions", "32", "--random", "6", "--networks", "10",
+                           "--out", str(kit), "--devices-dir", str(tmp_path), "--jobs", "1")
     assert code == 0, out
     manifest = json.loads((kit / "manifest.json").read_text())
     assert manifest["entries"] and len(manifest["networks"]) == 10 and (kit / "runner.py").exists()
@@ -313,12 +305,12 @@ def test_kit_round_trip_with_runner_that_cannot_import_torch_or_edgenas(tmp_path
     results = json.loads((kit / "results.json").read_text())
     assert results["format"] == "edgenas-kit-results" and len(results["networks"]) == 10
     assert results["network_features"] == {n["key"]: n["features"] for n in manifest["networks"]}
-    code, out, _ = cli(capsys, "lut", "import-kit", str(kit / "results.json"), "--device", "my-board",
-                       "--devices-dir", str(tmp_path))
+    code, out, _ = run_cli(capsys, "lut", "import-kit", str(kit / "results.json"), "--device", "my-board",
+                           "--devices-dir", str(tmp_path))
     assert code == 0 and "created device spec" in out
     assert DeviceStore(tmp_path).device("my-board").runtime == "onnxruntime"
     assert (tmp_path / "latency_tables" / "my-board__tiny.json").exists()
-    code, out, _ = cli(capsys, "lut", "import-kit", str(kit / "results.json"), "--devices-dir", str(tmp_path))
+    code, out, _ = run_cli(capsys, "lut", "import-kit", str(kit / "results.json"), "--devices-dir", str(tmp_path))
     assert code == 0 and "validation on 5 random networks" in out
     table = LatencyTable.load(tmp_path / "latency_tables" / "local-cpu-ort__tiny.json")
     assert table.source.startswith("kit:") and table.model.fitted_on == 10

@@ -22,18 +22,10 @@ from edgenas.latency.runtimes import ExportItem, get_runtime
 from edgenas.latency.runtimes.base import file_stem
 from edgenas.latency.runtimes.litert import representative
 from edgenas.spaces import Task
+from edgenas.testing.cli import run_cli
 
 INT8_DEVICE = "local-cpu-litert-int8"
 SPACE_ARGS = ["--space", "tiny", "--space-opt", "widths=[0.5]", "--resolutions", "32"]
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _interpreter(model: Path | bytes) -> Any:
@@ -178,19 +170,20 @@ def test_search_targets_int8_device_and_builds_its_table_lazily(searched, capsys
     for r in front:
         assert r["latency_ms"] == pytest.approx(pred.predict(SPACE.parse(r["arch"]), TASK))
     mtime = path.stat().st_mtime_ns
-    code, out, err = cli(capsys, "search", "--space", "tiny", "--space-opt", "widths=[0.5]", "--space-opt",
-                         "resolutions=[32]", "--classes", "10", "--in-channels", "1", "--device",
-                         INT8_DEVICE, "--devices-dir", str(user), "--estimator", "params", "--objectives",
-                         "params,latency_ms", "--trials", "2", "--sampler", "random", "--out", str(run.parent / "b"),
-                         "--no-progress", "-q")
+    code, out, err = run_cli(capsys, "search", "--space", "tiny", "--space-opt", "widths=[0.5]", "--space-opt",
+                             "resolutions=[32]", "--classes", "10", "--in-channels", "1", "--device",
+                             INT8_DEVICE, "--devices-dir", str(user), "--estimator", "params", "--objectives",
+                             "params,latency_ms", "--trials", "2", "--sampler", "random",
+                             "--out", str(run.parent / "b"), "--no-progress", "-q")
     assert code == 0, out + err
     assert path.stat().st_mtime_ns == mtime  # the table covers the space: nothing measured again
 
 
 def test_profile_int8_device_validates_on_quantized_networks(searched, capsys):
     user, _ = searched
-    code, out, err = cli(capsys, "profile", "--device", INT8_DEVICE, *SPACE_ARGS, "--random", "2", "--validate", "5",
-                         "--calibrate", "5", "--repeats", "10", "--devices-dir", str(user), "--jobs", "1")
+    code, out, err = run_cli(capsys, "profile", "--device", INT8_DEVICE, *SPACE_ARGS, "--random", "2",
+                             "--validate", "5", "--calibrate", "5", "--repeats", "10", "--devices-dir", str(user),
+                             "--jobs", "1")
     assert code == 0, out + err
     store = DeviceStore(user)
     table = LatencyTable.load(store.write_path(store.device(INT8_DEVICE), "tiny"))
@@ -208,8 +201,8 @@ def test_export_card_puts_the_int8_artifacts_latency_beside_the_int8_tables_pred
     front = json.loads((run / "front.json").read_text())
     trial = front[0]["trial"]
     out = run.parent / "export"
-    code, stdout, err = cli(capsys, "export", str(run), "--trials", str(trial), "--formats", "tflite-int8",
-                            "--train-epochs", "3", "--dataset", "digits", "--out", str(out))
+    code, stdout, err = run_cli(capsys, "export", str(run), "--trials", str(trial), "--formats", "tflite-int8",
+                                "--train-epochs", "3", "--dataset", "digits", "--out", str(out))
     assert code == 0, stdout + err
     card = json.loads((out / f"trial_{trial:04d}" / "model_card.json").read_text())
     (row,) = card["latency"]["predicted_by_device"]

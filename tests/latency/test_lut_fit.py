@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
-import io
 import json
 import random
 from pathlib import Path
@@ -15,7 +13,6 @@ import pytest
 
 from edgenas import EdgenasError, get_space
 from edgenas.cli.lut_fit import add_fit_parser, read_measurements
-from edgenas.cli.main import OneLineParser, build_parser, main
 from edgenas.latency import DeviceStore, LatencyPredictor, LatencyTable
 from edgenas.latency.features import FEATURES, spec_features
 from edgenas.latency.fit import (
@@ -27,6 +24,7 @@ from edgenas.latency.fit import (
     space_unit_layers,
 )
 from edgenas.latency.table import DeviceModel, Entry
+from edgenas.testing.cli import run_cli as edgenas_cli
 
 RUNTIME = {"name": "litert", "version": "", "threads": 1, "options": {}}
 
@@ -197,41 +195,9 @@ def test_json_round_trip_reproduces_predictions(tmp_path):
 
 
 # -- CLI --------------------------------------------------------------------------------------------
-def _fit_wired() -> bool:
-    """True once edgenas/cli/latency.py registers ``lut fit`` (then the tests go through main())."""
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        try:
-            build_parser().parse_args(["lut", "fit", "--help"])
-        except SystemExit as exc:
-            return exc.code == 0
-    return False
-
-
 def run_cli(capsys, argv: list[str]) -> tuple[int, str, str]:
-    """``edgenas lut fit ...`` through main() once wired, else through a parser built with add_fit_parser
-    and main()'s error contract."""
-    if _fit_wired():
-        try:
-            code = main(["lut", "fit", *argv])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    else:
-        from edgenas.cli.latency import add_store_argument, store_from
-
-        parser = OneLineParser(prog="edgenas")
-        lsub = parser.add_subparsers(dest="command").add_parser("lut").add_subparsers(dest="lut_command")
-        add_fit_parser(lsub, add_store_argument, store_from)
-        try:
-            args = parser.parse_args(["lut", "fit", *argv])
-            code = args.func(args)
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        except EdgenasError as exc:
-            print(f"edgenas lut: error: {exc}", file=__import__("sys").stderr)
-            code = 2
-    out, err = capsys.readouterr()
-    return code, out, err
+    """``edgenas lut fit ARGV...``: (exit code, stdout, stderr)."""
+    return edgenas_cli(capsys, "lut", "fit", *argv)
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from edgenas import EdgenasError
-from edgenas.cli.main import main
 from edgenas.latency import DeviceStore, LatencyTable
 from edgenas.latency.devices import parse_device
 from edgenas.latency.native import (
@@ -31,21 +30,13 @@ from edgenas.latency.native import (
     parse_ort_perf_test,
     profile_summary,
 )
+from edgenas.testing.cli import run_cli
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "native"
 TOOLS = Path(__file__).resolve().parents[1] / "native_tools.py"
 KIT = "3c9f2b7e41d0"
 TFLITE = "models/5f0b6a21c3d94e87.tflite"
 ONNX = "models/5f0b6a21c3d94e87.onnx"
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def fixture(name: str) -> str:
@@ -201,10 +192,11 @@ def _device(store_dir: Path, name: str, runtime: str, threads: int, extra: str =
 
 def _make_kit(capsys, tmp_path: Path, device: str, random: int = 4, networks: int = 10) -> Path:
     kit = tmp_path / "kit"
-    code, out, err = cli(capsys, "profile", "kit", "--device", device, "--space", "tiny", "--space-opt",
-                         "widths=[0.5]", "--resolutions", "32", "--random", str(random), "--networks", str(networks),
-                         "--runner", "native", "--repeats", "20", "--warmup", "2", "--out", str(kit),
-                         "--devices-dir", str(tmp_path / "store"), "--jobs", "1")
+    code, out, err = run_cli(capsys, "profile", "kit", "--device", device, "--space", "tiny", "--space-opt",
+                             "widths=[0.5]", "--resolutions", "32", "--random", str(random),
+                             "--networks", str(networks),
+                             "--runner", "native", "--repeats", "20", "--warmup", "2", "--out", str(kit),
+                             "--devices-dir", str(tmp_path / "store"), "--jobs", "1")
     assert code == 0, err
     assert "native_runner.sh" in out
     return kit
@@ -234,7 +226,7 @@ def test_native_round_trip_onnxruntime_perf_test(tmp_path, capsys):
     assert len((kit / "native_models.txt").read_text().split("\n")) - 1 == n_models
 
     # before the device ran: a clear error, nothing written
-    code, _, err = cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
     assert code == 2 and "kit models have no log" in err and err.count("\n") == 1
 
     tool = _stand_in(tmp_path / "bin", "onnxruntime_perf_test")
@@ -245,7 +237,7 @@ def test_native_round_trip_onnxruntime_perf_test(tmp_path, capsys):
     assert first[0].startswith(f"# edgenas-native-kit kit={manifest['kit_id']} model=models/")
     assert "Setting intra_op_num_threads to 2" in first and first[-1] == "# edgenas-native-kit exit=0"
 
-    code, out, err = cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
+    code, out, err = run_cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
     assert code == 0, err
     assert f"from {n_models} raw onnxruntime_perf_test logs" in out and "validation on 5 random networks" in out
     table_path = store / "latency_tables" / "arm-board__tiny.json"
@@ -259,7 +251,7 @@ def test_native_round_trip_onnxruntime_perf_test(tmp_path, capsys):
     victim = logs[3]
     text = victim.read_text()
     victim.write_text(text[: text.index("P50 Latency")])
-    code, _, err = cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
     assert code == 2 and err.count("\n") == 1
     assert f"{victim}:" in err and "truncated" in err and "nothing was imported" in err
     assert table_path.read_bytes() == before
@@ -270,7 +262,7 @@ def test_native_round_trip_onnxruntime_perf_test(tmp_path, capsys):
     _run_device_script(kit, tool)
     changed = [p.name for p in logs if p.stat().st_mtime_ns != stamp[p.name]]
     assert changed == [victim.name]
-    code, out, err = cli(capsys, "lut", "import-kit", str(kit / "logs"), "--devices-dir", str(store))
+    code, out, err = run_cli(capsys, "lut", "import-kit", str(kit / "logs"), "--devices-dir", str(store))
     assert code == 0, err
 
 
@@ -296,8 +288,8 @@ def test_native_round_trip_benchmark_model_through_adb(tmp_path, capsys):
     assert (device_dir / "benchmark_model").exists() and (device_dir / "models").is_dir()
     n_models = len(manifest["entries"]) + len(manifest["networks"])
     assert len(list((kit / "logs").glob("*.log"))) == n_models  # pulled back to the host
-    code, out, err = cli(capsys, "lut", "import-kit", str(kit / "manifest.json"), "--device", "phone-b",
-                         "--devices-dir", str(store))
+    code, out, err = run_cli(capsys, "lut", "import-kit", str(kit / "manifest.json"), "--device", "phone-b",
+                             "--devices-dir", str(store))
     assert code == 0, err
     assert f"per-operator profiles of {n_models} models" in out and "outside the operators" in out
     table = LatencyTable.load(store / "latency_tables" / "phone-b__tiny.json")
@@ -309,8 +301,8 @@ def test_native_round_trip_benchmark_model_through_adb(tmp_path, capsys):
 def test_native_kit_for_a_device_without_native_settings_is_refused(tmp_path, capsys):
     store = tmp_path / "store"
     _device(store, "gpu-phone", "litert", 1, '[runtime_options]\ndelegate = "tpu"\n')
-    code, _, err = cli(capsys, "profile", "kit", "--device", "gpu-phone", "--space", "tiny", "--runner", "native",
-                       "--out", str(tmp_path / "k"), "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "profile", "kit", "--device", "gpu-phone", "--space", "tiny", "--runner", "native",
+                           "--out", str(tmp_path / "k"), "--devices-dir", str(store))
     assert code == 2 and "delegate 'tpu'" in err and not (tmp_path / "k").exists()
 
 
@@ -363,7 +355,7 @@ def test_import_kit_from_recorded_logs(tmp_path, capsys):
         text = LITERT.replace(TFLITE, f).replace(KIT, kit_id)
         (kit / "logs" / (Path(f).stem + ".log")).write_text(text)
     store = tmp_path / "store"
-    code, out, err = cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
+    code, out, err = run_cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
     assert code == 0, err
     assert "imported 4 entries for rec-phone/tiny" in out and "from 7 raw benchmark_model logs" in out
     table = LatencyTable.load(store / "latency_tables" / "rec-phone__tiny.json")
@@ -374,6 +366,6 @@ def test_import_kit_from_recorded_logs(tmp_path, capsys):
     before = (store / "latency_tables" / "rec-phone__tiny.json").read_bytes()
     victim = kit / "logs" / (Path(files[nets[1]]).stem + ".log")
     victim.write_text(LITERT.replace(TFLITE, files[nets[2]]).replace(KIT, kit_id))
-    code, _, err = cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
+    code, _, err = run_cli(capsys, "lut", "import-kit", str(kit), "--devices-dir", str(store))
     assert code == 2 and f"{victim}:1: a log of model {files[nets[2]]}, not {files[nets[1]]}" in err
     assert (store / "latency_tables" / "rec-phone__tiny.json").read_bytes() == before

@@ -1,20 +1,21 @@
 """``torch``: a device runtime that runs ``torch.export`` programs (``.pt2``) in eager PyTorch on the CPU.
 
 edgenas' own runtimes time files through its on-device runner (ONNX Runtime, LiteRT); this one brings
-its own loader and timing loop with the same procedure: one seeded random input, ``warmup`` untimed
-runs, then individually timed runs (``time.perf_counter``), stopping early after ``max_seconds``.
+its own loader (one seeded random input) and times it with the runner's procedure
+(``edgenas.devices.runner.time_callable``): ``warmup`` untimed runs, then individually timed runs,
+stopping early after ``max_seconds``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgenas.devices.runner import time_callable, time_callables_paired
 from edgenas.errors import EdgenasError
 from edgenas.fileio import atomic_write
 from edgenas.latency.runtimes.base import DeviceRuntime, ExportItem, file_stem
@@ -115,42 +116,11 @@ class TorchRuntime(DeviceRuntime):
     def time(self, path: Path, warmup: int = 10, repeats: int = 50, max_seconds: float = 10.0) -> list[float]:
         run = self._runner(path)
         with self._threads():
-            for _ in range(warmup):
-                run()
-            samples: list[float] = []
-            deadline = time.perf_counter() + max_seconds
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                run()
-                samples.append((time.perf_counter() - t0) * 1e3)
-                if time.perf_counter() > deadline and len(samples) >= 5:
-                    break
-        return samples
+            return time_callable(run, warmup, repeats, max_seconds)
 
     def time_paired(self, path: Path, ref_path: Path, warmup: int = 10, repeats: int = 50,
                     max_seconds: float = 10.0, group: int = 5) -> tuple[list[float], list[float]]:
-        """Groups of ``group`` runs of the reference and the model, alternating, with a closing
-        reference group (the procedure of edgenas' runner, ``time_model_paired``)."""
+        """Alternating groups of the reference and the model (edgenas' paired procedure)."""
         run, ref = self._runner(path), self._runner(ref_path)
-        group = max(1, group)
-        samples: list[float] = []
-        ref_samples: list[float] = []
-
-        def timed_group(fn: Callable[[], Any], out: list[float]) -> None:
-            for _ in range(group):
-                t0 = time.perf_counter()
-                fn()
-                out.append((time.perf_counter() - t0) * 1e3)
-
         with self._threads():
-            for _ in range(warmup):
-                ref()
-                run()
-            deadline = time.perf_counter() + max_seconds
-            while len(samples) < repeats:
-                timed_group(ref, ref_samples)
-                timed_group(run, samples)
-                if time.perf_counter() > deadline and len(samples) >= 5:
-                    break
-            timed_group(ref, ref_samples)
-        return samples, ref_samples
+            return time_callables_paired(run, ref, warmup, repeats, max_seconds, group)
