@@ -359,7 +359,10 @@ class NB201Space(SearchSpace):
         return [NB201Spec(ops=ops) for ops in itertools.product(SHORT_OPS, repeat=6)]
 
     def covering_specs(self) -> list[NB201Spec]:
-        return self.all_specs()
+        """The three uniform cells of the ops that have units (c3, c1, avg): each puts its op on every
+        edge and gives every node its most summands (so every addition), which covers the units of all
+        15,625 cells (checked exhaustively in the tests) in 3 specs instead of 15,625."""
+        return [NB201Spec(ops=(op,) * len(EDGES)) for op in ("c3", "c1", "avg")]
 
     def size(self) -> int:
         return len(SHORT_OPS) ** len(EDGES)

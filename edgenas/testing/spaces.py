@@ -2,7 +2,8 @@
 
 Every space must: be registered under its name; round-trip its canonical string and JSON form; sample
 reproducibly (seeded and from an Optuna trial, with ``trial_params`` inverting ``suggest``); build a
-module whose exact cost equals the analytic cost model; chain its layers; encode to fixed length;
+module whose exact cost equals the analytic cost model; chain its layers; cover every spec's latency units
+with its ``covering_specs``; encode to fixed length;
 mutate and cross over within the space; and reject malformed input with an ArchParseError that names
 the bad token.
 """
@@ -123,6 +124,15 @@ class SpaceContract:
                 assert (c, h or 1) == (nxt.cin, nxt.hw), (prev.key, nxt.key)
             assert layers[-1].out_shape[0] == 7
             assert all(isinstance(layer.key, str) and layer.key for layer in layers)
+
+    def test_covering_specs_hold_the_units_of_sampled_specs(self, space: SearchSpace) -> None:
+        """``covering_specs`` is what ``edgenas profile`` measures and kits time: every unit of every
+        spec must be among theirs, or searches would hit missing table entries."""
+        task = Task(num_classes=7, in_channels=2)
+        covered = {u.key for s in space.covering_specs() for u in space.units(s, task)}
+        for spec in space.sample(30, seed=5):
+            missing = {u.key for u in space.units(spec, task)} - covered
+            assert not missing, (str(spec), sorted(missing)[:3])
 
     def test_analytic_cost_equals_built_module(self, space: SearchSpace) -> None:
         """MACs (torch FLOP counter / 2), params, int8 bytes and FX-liveness peak RAM all agree exactly."""

@@ -264,6 +264,14 @@ def test_nb201_cost_equals_module_on_degenerate_cells():
         assert count_module(sp.build(spec), sp.input_shape(spec)) == rec, str(spec)
 
 
+@pytest.mark.slow  # all 15,625 cells
+def test_nb201_covering_specs_hold_every_cells_units():
+    sp = get_space("nb201")
+    for task in (None, Task(num_classes=10, in_channels=1, resolution=16)):
+        every = {u.key for s in sp.all_specs() for u in sp.units(s, task)}
+        assert {u.key for s in sp.covering_specs() for u in sp.units(s, task)} == every
+
+
 # -- proxyless ----------------------------------------------------------------------------------
 def test_proxyless_layout_matches_its_mobile_latency_table():
     """Every block shape of the ProxylessNAS mobile LUT (72 keys) is a unit of the space and back."""
