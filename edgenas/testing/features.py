@@ -18,9 +18,10 @@ import pytest
 from edgenas.latency.features import FEATURES, spec_features
 from edgenas.spaces import Task, get_space
 from edgenas.testing.board import BOARD, write_board
+from edgenas.testing.isolation import IsolatedUserDir
 
 
-class LatencyFeatureContract:
+class LatencyFeatureContract(IsolatedUserDir):
     """Subclass as ``class TestMyFeature(LatencyFeatureContract): feature_name = "mine"`` with
     ``space_names`` (spaces the feature is meant for; default ``("tiny",)``)."""
 
@@ -34,13 +35,6 @@ class LatencyFeatureContract:
         if not self.feature_name:
             pytest.fail(f"{type(self).__name__} must set feature_name (or override the 'name' fixture)")
         return self.feature_name
-
-    @pytest.fixture(autouse=True)
-    def _edgenas_user_dir(self, tmp_path_factory: pytest.TempPathFactory,
-                          monkeypatch: pytest.MonkeyPatch) -> Path:
-        d = tmp_path_factory.mktemp("edgenas-home")
-        monkeypatch.setenv("EDGENAS_DEVICES_DIR", str(d))
-        return d
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "space_name" in metafunc.fixturenames:

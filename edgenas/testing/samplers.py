@@ -25,6 +25,7 @@ from edgenas.errors import EdgenasError
 from edgenas.search.record import ARCH_ATTR, RECORD_ATTR
 from edgenas.search.samplers import get_sampler, sampler_entry, sampler_names, sampler_options
 from edgenas.testing.board import make_job, run_trials
+from edgenas.testing.isolation import IsolatedUserDir
 
 
 def archs(study: optuna.Study) -> list[str]:
@@ -32,7 +33,7 @@ def archs(study: optuna.Study) -> list[str]:
     return [t.user_attrs[ARCH_ATTR] for t in study.get_trials(deepcopy=False)]
 
 
-class SamplerContract:
+class SamplerContract(IsolatedUserDir):
     """Subclass as ``class TestMySampler(SamplerContract): sampler_name = "mine"`` with
     ``sampler_options`` small enough that the sampler leaves any random start-up phase within about
     ten trials. Override the ``name`` and ``options`` fixtures to run it over several samplers."""
@@ -49,14 +50,6 @@ class SamplerContract:
     @pytest.fixture
     def options(self, name: str) -> dict[str, Any]:
         return dict(self.sampler_options)
-
-    @pytest.fixture(autouse=True)
-    def _edgenas_user_dir(self, tmp_path_factory: pytest.TempPathFactory,
-                          monkeypatch: pytest.MonkeyPatch) -> Path:
-        """The synthetic board goes to a temporary user folder, never ~/.edgenas."""
-        d = tmp_path_factory.mktemp("edgenas-home")
-        monkeypatch.setenv("EDGENAS_DEVICES_DIR", str(d))
-        return d
 
     @pytest.fixture(autouse=True)
     def _quiet(self) -> Iterator[None]:
