@@ -15,7 +15,6 @@ from edgenas.cli.common import (
     space_and_task,
     specs_from_args,
 )
-from edgenas.datasets import Dataset
 from edgenas.errors import EdgenasError
 from edgenas.estimators import (
     ESTIMATORS,
@@ -45,7 +44,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     specs = specs_from_args(args, space)
     est = get_estimator(args.estimator, space, task, seed=args.est_seed, **options)
     dataset = getattr(est, "dataset", None)
-    if isinstance(dataset, Dataset):  # record the split next to the results (stderr: stdout stays data)
+    if hasattr(dataset, "split_record"):  # a Dataset: its split next to the results (stderr: stdout stays data)
         print("dataset split: " + json.dumps(dataset.split_record()), file=sys.stderr)
     records = [e.as_record() for e in est.estimate_many(specs)]
     if args.json:

@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from edgenas.errors import EdgenasError
 from edgenas.estimators.base import (
@@ -126,6 +125,8 @@ class RankEnsemble(Estimator, SearchParticipant):
             ref = self._calibrate()
             ranks = np.array([[percentile(ref[i], v) for v in row] for i, row in enumerate(scores)])
         else:
+            from scipy.stats import rankdata  # scipy.stats costs ~1 s to import: only when ranking
+
             ranks = np.array([rankdata(row, method="average") / len(row) for row in scores])
         out = []
         for j, spec in enumerate(specs):
