@@ -72,7 +72,9 @@ class SpaceContract:
         assert a != space.sample(20, seed=8)
 
     def test_optuna_define_by_run_sampling(self, space: SearchSpace, tmp_path: Path) -> None:
-        storage = f"sqlite:///{tmp_path / 'study.db'}"
+        from edgenas.search.optuna_compat import journal_storage
+
+        storage = journal_storage(tmp_path / "study.journal")  # the storage edgenas' searches write
         study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
         specs = []
 
@@ -83,7 +85,8 @@ class SpaceContract:
             return float(len(str(spec)))
 
         study.optimize(objective, n_trials=8)
-        reloaded = optuna.load_study(study_name=study.study_name, storage=storage)
+        reloaded = optuna.load_study(study_name=study.study_name,
+                                     storage=journal_storage(tmp_path / "study.journal"))
         for trial, spec in zip(reloaded.trials, specs):
             assert trial.user_attrs["arch"] == str(spec)
             # the stored parameters alone reproduce the spec
