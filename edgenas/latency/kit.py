@@ -127,14 +127,9 @@ def import_kit(path: Path, device: str | None = None) -> LatencyTable:
     return table_from_results(data, origin, device)
 
 
-def _read_json(path: Path, what: str) -> Any:
-    """A JSON file's value; a missing, unreadable, binary or malformed file is one line naming it."""
-    return read_json(path, what)
-
-
 def _read_manifest(path: Path) -> dict[str, Any]:
     """A kit's ``manifest.json``, checked: the kit format, its device and space names, and its models."""
-    manifest = _read_json(path, "kit manifest")
+    manifest = read_json(path, "kit manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != KIT_FORMAT:
         raise EdgenasError(f"{str(path)!r} is not an edgenas kit manifest (written by 'edgenas profile kit')")
 
@@ -189,7 +184,7 @@ def load_results(path: Path) -> tuple[dict[str, Any], str]:
                 return load_results(kit_dir / "results.json")
             raise EdgenasError(f"kit {str(kit_dir)!r} has no results.json yet; run 'python3 runner.py' on the board")
         return native.results_from_logs(kit_dir, manifest, log_dir), str(kit_dir)
-    data = _read_json(path, "kit results")
+    data = read_json(path, "kit results")
     beside = path.parent / "manifest.json"
     if isinstance(data, dict) and beside.is_file():
         manifest = _read_manifest(beside)

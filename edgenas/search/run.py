@@ -36,8 +36,8 @@ from edgenas.search.fields import format_value
 from edgenas.search.front import FrontState, front_rows, read_state
 from edgenas.search.job import SearchJob
 from edgenas.search.outputs import write_run_files
-from edgenas.search.record import TABLES_ATTR, is_abandoned
-from edgenas.search.runfolder import CONFIG_FILE, DEFAULT_STUDY, STUDY_FILE, RunFolder
+from edgenas.search.record import CONFIG_ATTR, TABLES_ATTR, is_abandoned
+from edgenas.search.runfolder import CONFIG_FILE, DEFAULT_STUDY, STUDY_FILE, RunFolder, load_study
 from edgenas.search.samplers import SearchContext, get_sampler
 from edgenas.search.worker import StopRule, run_worker
 
@@ -219,8 +219,6 @@ class FrontView:
 def read_front(run_dir: str | Path | None = None, storage: str | None = None, study: str | None = None,
                devices_dir: str | None = None) -> FrontView:
     """The front of the search in ``run_dir`` (its own study), or of ``study`` in ``storage``."""
-    from edgenas.search.runfolder import load_study
-
     folder = RunFolder(run_dir).require() if run_dir is not None else None
     url = storage or (folder.storage_url() if folder else None)
     if url is None:
@@ -287,8 +285,6 @@ def join_study(spec: WorkerSpec) -> int:
     """Run trials of an existing study until its budget is used up (or the worker's own limits);
     returns how many this worker finished."""
     from edgenas.logs import quiet_third_party
-    from edgenas.search.runfolder import load_study
-
     quiet_third_party(spec.verbose)
     if spec.threads:
         import torch
@@ -307,9 +303,6 @@ def join_study(spec: WorkerSpec) -> int:
 
 def _wait_for_study(spec: WorkerSpec, poll_s: float = 0.5) -> optuna.Study:
     """The study once it exists and its trial budget is enqueued (a worker may start first)."""
-    from edgenas.search.record import CONFIG_ATTR
-    from edgenas.search.runfolder import load_study
-
     deadline = time.monotonic() + float(spec.wait_s or 0)
     while True:
         try:

@@ -83,9 +83,10 @@ class RunFolder:
     def _json(self, name: str, what: str) -> Any:
         from edgenas.fileio import read_json
 
-        if not self.file(name).exists():
-            raise EdgenasError(f"{self.file(name)} not found: is {self.path} a search run folder?")
-        return read_json(self.file(name), what, "the run folder is damaged (an interrupted copy or write?)")
+        p = self.file(name)
+        if not p.exists():
+            raise EdgenasError(f"{p} not found: is {self.path} a search run folder?")
+        return read_json(p, what, "the run folder is damaged (an interrupted copy or write?)")
 
     def config(self) -> dict[str, Any]:
         """The resolved job the search stored (``config.json``)."""
