@@ -1,0 +1,36 @@
+"""Weight-sharing supernets for the elastic spaces (``tiny``, ``mbv3``, ``proxyless``) and ``fbnet``.
+
+* :class:`Supernet` — one module holding a space's largest network; any spec runs with its weights
+  cut to size (:mod:`edgenas.supernet.elastic`), and :meth:`Supernet.extract` gives the spec as a
+  stand-alone network with those weights.
+* :func:`recalibrate_bn` — BatchNorm statistics re-estimated on a few batches, for the supernet's
+  active subnet or an extracted one (:mod:`edgenas.supernet.bn`).
+* :func:`train_supernet` — sandwich-rule training with in-place distillation, checkpoints and resume
+  (:mod:`edgenas.supernet.train`); :func:`load_supernet` reads its checkpoints.
+* :func:`resolve_device` / :func:`to_device` — the one device-agnostic path
+  (:mod:`edgenas.supernet.device`).
+"""
+
+from edgenas.supernet.bn import batches_of, recalibrate_bn
+from edgenas.supernet.device import resolve_device, to_device
+from edgenas.supernet.elastic import Supernet
+from edgenas.supernet.train import (
+    SupernetRun,
+    load_supernet,
+    read_checkpoint,
+    save_checkpoint,
+    train_supernet,
+)
+
+__all__ = [
+    "Supernet",
+    "SupernetRun",
+    "batches_of",
+    "load_supernet",
+    "read_checkpoint",
+    "recalibrate_bn",
+    "resolve_device",
+    "save_checkpoint",
+    "to_device",
+    "train_supernet",
+]

@@ -1,0 +1,115 @@
+"""Supernet training: the sandwich rule learns (the largest subnet beats chance on digits), a run resumed
+from its checkpoint ends with the weights of an uninterrupted one, and checkpoints round-trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgenas.datasets import load_dataset
+from edgenas.errors import EdgenasError
+from edgenas.spaces import get_space
+from edgenas.supernet import (
+    batches_of,
+    load_supernet,
+    read_checkpoint,
+    recalibrate_bn,
+    resolve_device,
+    train_supernet,
+)
+
+SETTINGS = {"train_samples": 256, "batch_size": 32, "n_random": 1}
+"""One short epoch: 8 sandwich steps of 3 subnets at 32 px."""
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", seed=0)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("tiny", widths=[0.5], resolutions=[32])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(space, digits, tmp_path_factory):
+    path = tmp_path_factory.mktemp("sn") / "full.pt"
+    run = train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, **SETTINGS)
+    return run, path
+
+
+def test_resumed_run_equals_uninterrupted(space, digits, uninterrupted, tmp_path):
+    full, _ = uninterrupted
+    path = tmp_path / "sn.pt"
+
+    def crash_after_first(epoch: int, record: dict) -> None:
+        if epoch == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, on_epoch=crash_after_first,
+                       **SETTINGS)
+    assert read_checkpoint(path)["epoch"] == 1
+    resumed = train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, resume=True, **SETTINGS)
+    assert resumed.resumed_from == 1 and len(resumed.history) == 2
+    a, b = full.supernet.state_dict(), resumed.supernet.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_checkpoint(path)["epoch"] == 2
+    # a finished run resumes to itself without training
+    again = train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, resume=True, **SETTINGS)
+    assert again.resumed_from == 2 and all(torch.equal(a[k], v) for k, v in again.supernet.state_dict().items())
+    # a different setting cannot resume this checkpoint
+    with pytest.raises(EdgenasError, match="its seed is 3"):
+        train_supernet(space, None, digits, 2, seed=4, device="cpu", checkpoint=path, resume=True, **SETTINGS)
+
+
+def test_largest_subnet_beats_chance(digits, uninterrupted):
+    run, _ = uninterrupted
+    sn = run.supernet
+    assert run.history[-1]["loss_largest"] < run.history[0]["loss_largest"]
+    xt, _ = digits.train((1, 32, 32))
+    xv, yv = digits.val((1, 32, 32))
+    sn.set_active(sn.largest())
+    recalibrate_bn(sn, batches_of(xt, 64, 256))
+    with torch.no_grad():
+        acc = float((sn(xv).argmax(1) == yv).float().mean())
+        sub = sn.extract(sn.largest())
+        assert (sub(xv[:64]) - sn(xv[:64])).abs().max().item() <= 1e-5
+    print(f"largest subnet after 2 short epochs: top-1 {acc:.3f}")
+    assert acc > 0.3, acc  # chance is 0.1
+
+
+def test_checkpoint_round_trip(space, uninterrupted, tmp_path):
+    _, path = uninterrupted
+    sn, meta = load_supernet(path, device="cpu")
+    assert meta["space"] == "tiny" and meta["space_options"]["widths"] == [0.5] and meta["epoch"] == 2
+    assert meta["task"] == {"num_classes": 10, "in_channels": 1, "resolution": None}
+    assert meta["seed"] == 3 and meta["hparams"]["n_random"] == 1
+    saved = read_checkpoint(path)["state_dict"]
+    assert saved.keys() == sn.state_dict().keys()
+    assert all(torch.equal(saved[k], v) for k, v in sn.state_dict().items())
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(EdgenasError, match="not a torch file"):
+        load_supernet(bad)
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(EdgenasError, match="not an edgenas supernet checkpoint"):
+        load_supernet(tmp_path / "other.pt")
+    with pytest.raises(EdgenasError, match="not found"):
+        train_supernet(space, None, "digits", 1, checkpoint=tmp_path / "missing.pt", resume=True)
+
+
+def test_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(EdgenasError, match="unknown torch device"):
+        resolve_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(EdgenasError, match="CUDA is not available"):
+            resolve_device("cuda:0")
