@@ -102,6 +102,18 @@ def _is_builtin_dataset(value: str) -> bool:
     return value.partition(":")[0] in BUILTIN_DATASETS
 
 
+def _device_name(table: str, value: Any) -> str | None:
+    """A torch device name, normalised (None stays None); a misspelt one is a ConfigError."""
+    if value is None:
+        return None
+    from edgenas.torchdevice import DEVICE_CHOICES, check_device_name
+
+    try:
+        return check_device_name(value)
+    except EdgenasError:
+        _fail(table, "torch_device", f"must be one of {DEVICE_CHOICES}, got {value!r}")
+
+
 def resolve_input(value: str | None, base_dir: Path | None) -> str | None:
     """The one path rule: an input path relative to the job file's folder (``base_dir``); absolute paths,
     ``~`` paths and built-in dataset names (``digits``, ``synthetic:n=..``) are kept as they are."""
@@ -225,10 +237,16 @@ class EstimatorConfig:
     dataset: str | None = None
     weights: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    torch_device: str | None = None
+    """Where estimators that train do so (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``); None: their
+    own default (``auto``). Estimators that do not train ignore it."""
 
     def __post_init__(self) -> None:
         if not self.name.strip():
             _fail("estimator", "name", "is empty; e.g. synflow, train, or a chain synflow>train")
+        self.torch_device = _device_name("estimator", self.torch_device)
+        if self.torch_device is not None and "torch_device" in self.options:
+            _fail("estimator", "torch_device", "given both as a key and in options")
         for key in ("dataset", "weights"):
             if getattr(self, key) is not None and key in self.options:
                 _fail("estimator", key, "given both as a key and in options")
@@ -264,12 +282,14 @@ class EstimatorConfig:
         return self.name
 
     def build(self, space: SearchSpace, task: Task | None = None) -> Estimator:
-        from edgenas.estimators.base import get_estimator
+        from edgenas.estimators.base import estimator_options, get_estimator
 
         options = dict(self.options)
         for key in ("dataset", "weights"):
             if getattr(self, key) is not None:
                 options[key] = getattr(self, key)
+        if self.torch_device is not None and "torch_device" in estimator_options(self.name):
+            options["torch_device"] = self.torch_device
         return get_estimator(self.name, space, task, seed=self.seed, **options)
 
     def resolve_paths(self, base_dir: Path | None) -> None:
@@ -281,7 +301,7 @@ class EstimatorConfig:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "seed": self.seed}
-        for key in ("dataset", "weights"):
+        for key in ("dataset", "weights", "torch_device"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.options:
@@ -366,8 +386,11 @@ class ExportConfig:
     threads: int = 1
     dataset: str | None = None
     opset: int = 21
+    torch_device: str = "auto"
+    """Where the final training runs (``auto``: a GPU when there is one, else the CPU)."""
 
     def __post_init__(self) -> None:
+        self.torch_device = _device_name("export", self.torch_device) or "auto"
         self.formats = list(dict.fromkeys(f.strip() for f in self.formats))
         if not self.formats or not all(self.formats):
             _fail("export", "formats", "needs at least one format, e.g. onnx,tflite-int8")
@@ -401,6 +424,8 @@ class ExportConfig:
             flags.append(f"--dataset {self.dataset}")
         if self.opset != 21:
             flags.append(f"--opset {self.opset}")
+        if self.torch_device != "auto":
+            flags.append(f"--torch-device {self.torch_device}")
         return " ".join(flags + ["--nhwc"] * self.nhwc + ["--float-io"] * self.float_io)
 
 

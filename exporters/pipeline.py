@@ -152,6 +152,7 @@ class ExportSettings:
     dataset: str | None = None
     command: str = ""
     run_dir: str | None = None
+    torch_device: str = "auto"
 
 
 def export_models(
@@ -178,7 +179,8 @@ def export_models(
                 raise EdgenasError("no dataset to train on: pass --dataset (or --weights)")
             else:
                 say(f"[{i}/{len(requests)}] {req.name}: training {req.spec} for {settings.train_epochs} epoch(s)")
-                trained = train_final(req.space, req.spec, task, dataset, settings.train_epochs, settings.seed)
+                trained = train_final(req.space, req.spec, task, dataset, settings.train_epochs, settings.seed,
+                                      torch_device=settings.torch_device)
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write(folder / WEIGHTS_FILE, save_weights(trained.module, folder / WEIGHTS_FILE))
         except EdgenasError as exc:
@@ -233,9 +235,11 @@ def run_export(
     import torch
 
     from edgenas.latency.runtimes.base import file_stem
+    from edgenas.torchdevice import resolve_device
 
     say = say or (lambda m: print(m, file=sys.stderr, flush=True))
     cfg.check_formats()
+    resolve_device(cfg.torch_device)  # a GPU this machine lacks is one line, before any work
     torch.set_num_threads(cfg.threads)
     if cfg.train_epochs < 1 and not weights:
         raise EdgenasError("train_epochs must be >= 1 to train the models (or give weights to export as they are)")
@@ -277,7 +281,7 @@ def run_export(
     options = ExportOptions(nhwc=cfg.nhwc, int8_io=not cfg.float_io, opset=cfg.opset,
                             measure_latency=measure_latency, verbose=verbose)
     settings = ExportSettings(cfg.formats, cfg.train_epochs, cfg.seed, options, dataset, command,
-                              str(run_dir) if run_dir is not None else None)
+                              str(run_dir) if run_dir is not None else None, cfg.torch_device)
     say(f"exporting {len(requests)} model(s) as {', '.join(cfg.formats)} to {out_dir}")
     models = export_models(requests, out_dir, settings, say)
     atomic_write(out_dir / "export.json", json.dumps(summary_json(models, settings), indent=1) + "\n")

@@ -21,6 +21,7 @@ from edgenas.errors import EdgenasError
 from edgenas.estimators.base import spec_seed
 from edgenas.estimators.training import train_and_evaluate
 from edgenas.spaces.base import Task
+from edgenas.torchdevice import resolve_device
 
 if TYPE_CHECKING:
     from edgenas.spaces.base import ArchSpec, SearchSpace
@@ -50,11 +51,13 @@ class TrainedModel:
 
 def train_final(
     space: SearchSpace, spec: ArchSpec, task: Task, dataset: Dataset, epochs: int, seed: int = 0,
-    hparams: dict[str, Any] | None = None,
+    hparams: dict[str, Any] | None = None, torch_device: str = "auto",
 ) -> TrainedModel:
-    """Train ``spec`` from its per-spec-seeded initialisation on the whole training split."""
+    """Train ``spec`` from its per-spec-seeded initialisation on the whole training split, on
+    ``torch_device`` (see :mod:`edgenas.torchdevice`); the model comes back on the CPU, for export."""
     if not isinstance(epochs, int) or epochs < 1:
         raise EdgenasError(f"--train-epochs must be an integer >= 1, got {epochs!r}")
+    device = resolve_device(torch_device)
     hp = {**TRAIN_DEFAULTS, **(hparams or {})}
     shape = space.input_shape(spec, task)
     s = spec_seed(seed, str(spec))
@@ -65,12 +68,14 @@ def train_final(
         torch.manual_seed(s)
         model = space.build(spec, task)
         res = train_and_evaluate(model, (xt, yt), (xv, yv), epochs=epochs,
-                                 generator=torch.Generator().manual_seed(s), **hp)
+                                 generator=torch.Generator().manual_seed(s), **hp, device=device)
+    model.to("cpu")
     if not np.isfinite(res.accuracy):
         raise EdgenasError(f"training {spec} diverged (loss became NaN/inf); try a lower lr")
     model.eval()
     rec = {"source": "trained", "epochs": epochs, "train_examples": len(xt), "val_examples": len(xv),
-           "seed": s, "hyperparameters": hp, "seconds": round(time.perf_counter() - t0, 3),
+           "seed": s, "hyperparameters": hp, "torch_device": str(device),
+           "seconds": round(time.perf_counter() - t0, 3),
            "dataset": dataset.split_record()}
     return TrainedModel(model, shape, float(res.accuracy), rec, task.num_classes or 0)
 

@@ -37,6 +37,18 @@ SLOW_PATHS = (
 )
 """Modules (relative to tests/) whose every test belongs to the slow tier."""
 
+GROUP_SECONDS = {
+    "latency/test_latency_int8.py": 240, "trained-models": 230, "search/test_sampler_contract.py": 95,
+    "test_plugins.py": 90, "cli/test_cli.py": 85, "postgres": 75, "exporters/test_export.py": 55,
+    "latency/test_latency.py": 50, "estimators/test_estimator_contract.py": 50, "search/test_search.py": 50,
+    "latency/test_native_kit.py": 40, "latency/test_lut_fit.py": 40, "cli/test_benchmark_cli.py": 35,
+    "test_extras.py": 30,
+}
+"""Seconds each long xdist group ran in ``make test`` on a 2-core VM (2026-12-03, cold caches). Groups
+are handed to the workers longest first (the longest-processing-time rule), so the workers finish
+together instead of one running the last long group alone (that tail was 90 s). Only the order
+matters: a stale number costs balance, never correctness; unlisted groups run after these."""
+
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -52,6 +64,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(slow)
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(rel))
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        first.setdefault(_group(item), i)
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda it: (-GROUP_SECONDS.get(_group(it), 0), first[_group(it)], order[id(it)]))
+
+
+def _group(item: pytest.Item) -> str:
+    return str(item.get_closest_marker("xdist_group").args[0])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the collection order (longest groups first, above) when pytest-xdist hands out groups:
+    its default re-sorts them by test count, which put the 6-test, 4-minute int8 group last."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ FLAGS: dict[tuple[str, str | None], str] = {
     ("device", "latency_csv"): "--latency-csv", ("device", "latency_column"): "--latency-column",
     ("estimator", "name"): "--estimator", ("estimator", "options"): "--est-opt", ("estimator", "keep"): "--keep",
     ("estimator", "seed"): "--est-seed", ("estimator", "dataset"): "--dataset", ("estimator", "weights"): "--weights",
+    ("estimator", "torch_device"): "--torch-device",
     ("search", "budgets"): "--budget", ("search", "sampler_options"): "--sampler-opt",
     ("export", "train_epochs"): "--train-epochs", ("export", "float_io"): "--float-io",
 }

@@ -26,6 +26,7 @@ from edgenas.estimators import (
 )
 from edgenas.options import parse_kv
 from edgenas.report import check_writable, write_json
+from edgenas.torchdevice import check_device_name
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -33,14 +34,17 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         check_writable(args.csv)
     space, task = space_and_task(args)
     options = parse_kv(args.est_opt, "--est-opt")
-    for flag in ("weights", "dataset"):
-        value = getattr(args, flag)
+    if args.torch_device is not None:
+        args.torch_device = check_device_name(args.torch_device)
+    for key in ("weights", "dataset", "torch_device"):
+        value = getattr(args, key)
+        flag = "--" + key.replace("_", "-")
         if value is not None:
-            if flag in options:
-                raise EdgenasError(f"--{flag} given twice (also as --est-opt {flag}=...)")
-            if flag not in estimator_options(args.estimator):
-                raise EdgenasError(f"estimator {args.estimator!r} takes no --{flag}")
-            options[flag] = value
+            if key in options:
+                raise EdgenasError(f"{flag} given twice (also as --est-opt {key}=...)")
+            if key not in estimator_options(args.estimator):
+                raise EdgenasError(f"estimator {args.estimator!r} takes no {flag}")
+            options[key] = value
     specs = specs_from_args(args, space)
     est = get_estimator(args.estimator, space, task, seed=args.est_seed, **options)
     dataset = getattr(est, "dataset", None)
@@ -83,6 +87,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", metavar="D",
                    help="digits (default), synthetic[:n=..,classes=..,channels=..,size=..], an image folder "
                         "(one sub-folder per class) or a .npz with x and y")
+    p.add_argument("--torch-device", metavar="DEV",
+                   help="where estimators that train run: auto (default: a GPU when there is one), cpu, cuda, "
+                        "cuda:N, mps")
     p.add_argument("--est-opt", action="append", metavar="KEY=VALUE",
                    help="estimator option, e.g. epochs=2 or members=synflow,snip "
                         "(repeatable; see 'edgenas estimators')")

@@ -21,7 +21,7 @@ def export_config(args: argparse.Namespace) -> ExportConfig:
     return table_from_dict(ExportConfig, {
         "formats": args.formats, "train_epochs": args.train_epochs, "trials": args.trials, "out": args.out,
         "nhwc": args.nhwc, "float_io": args.float_io, "seed": args.seed, "threads": args.threads,
-        "dataset": args.dataset, "opset": args.opset,
+        "dataset": args.dataset, "opset": args.opset, "torch_device": args.torch_device,
     }, strict=False)
 
 
@@ -70,6 +70,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for training and conversion (default 1: small models gain little from "
                         "more, and a busy machine makes more threads far slower)")
+    p.add_argument("--torch-device", default="auto", metavar="DEV",
+                   help="where the final training runs: auto (default: a GPU when there is one), cpu, cuda, "
+                        "cuda:N, mps")
     p.add_argument("--no-latency", action="store_true", help="do not time the artifacts on this host")
     p.add_argument("--devices-dir", help="user folder of device specs and tables (default ~/.edgenas)")
     p.add_argument("--command-line", default="", help=argparse.SUPPRESS)

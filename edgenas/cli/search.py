@@ -80,8 +80,9 @@ def _device_table(args: argparse.Namespace, current: DeviceConfig | None) -> Dev
 
 def _estimator_table(args: argparse.Namespace, current: EstimatorConfig | None) -> EstimatorConfig | None:
     """``--estimator`` (with ``--est-opt`` / ``--keep``) replaces the job file's estimator; ``--dataset``,
-    ``--weights`` and ``--est-seed`` alone change the job file's."""
-    given = {"seed": args.est_seed, "dataset": args.dataset, "weights": args.weights}
+    ``--weights``, ``--est-seed`` and ``--torch-device`` alone change the job file's."""
+    given = {"seed": args.est_seed, "dataset": args.dataset, "weights": args.weights,
+             "torch_device": args.torch_device}
     given = {k: v for k, v in given.items() if v is not None}
     if args.estimator:
         return EstimatorConfig.chain(args.estimator, parse_kv(args.est_opt, "--est-opt"), args.keep, **given)
@@ -198,6 +199,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--est-seed", type=int, help="estimator seed")
     g.add_argument("--dataset", help="dataset for estimators that train (digits, synthetic, a folder, a .npz)")
     g.add_argument("--weights", help="weights of an external predictor (ofa-predictor)")
+    g.add_argument("--torch-device", metavar="DEV",
+                   help="where estimators that train run: auto (default: a GPU when there is one, else the CPU), "
+                        "cpu, cuda, cuda:N, mps; --workers N spread over the visible GPUs")
     g = p.add_argument_group("objectives and budgets")
     g.add_argument("--objectives", action="append", metavar="F,F,...",
                    help="one or more of accuracy, latency_ms, macs, params, peak_ram_bytes, size_bytes "

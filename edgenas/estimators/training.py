@@ -33,6 +33,7 @@ from edgenas.errors import EdgenasError
 from edgenas.estimators.base import WORST_SCORE, Estimate, Estimator, Outcome, register_estimator
 from edgenas.estimators.data import data_task, resolve_dataset
 from edgenas.spaces.base import Task
+from edgenas.torchdevice import host_tensor, resolve_device, to_device
 
 if TYPE_CHECKING:
     from edgenas.datasets import Dataset
@@ -63,6 +64,7 @@ def recalibrate_batchnorm(
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return
+    device = next(model.parameters()).device
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
@@ -73,7 +75,7 @@ def recalibrate_batchnorm(
         for start in range(0, n, batch_size):
             chunk = x[start:min(n, start + batch_size)]
             if len(chunk) >= 2:
-                model(prep(chunk))
+                model(prep(to_device(chunk, device, non_blocking=True)))
     for m, mom in zip(bns, saved):
         m.momentum = mom
 
@@ -82,11 +84,25 @@ def train_and_evaluate(
     model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], *,
     epochs: int, batch_size: int, lr: float, momentum: float, weight_decay: float, label_smoothing: float,
     nesterov: bool, generator: torch.Generator, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    device: torch.device | str = "cpu",
 ) -> TrainResult:
-    """Train ``model`` in place and return its validation accuracy and the work done. ``transform``
-    (e.g. resizing) is applied to each minibatch, so large inputs are never materialised at once."""
+    """Train ``model`` in place on ``device`` (it stays there) and return its validation accuracy and the
+    work done. ``transform`` (e.g. resizing) is applied to each minibatch on ``device``, so large inputs
+    are never materialised at once; without one the (pre-tensored) subsets move to ``device`` once."""
+    dev = torch.device(device)
     x, y = train
-    prep = transform or (lambda t: t)
+    xv, yv = val
+    if transform is None:
+        x, xv = x.to(dev), xv.to(dev)
+    else:  # per-batch copies from page-locked host memory when a GPU reads them
+        x, xv = host_tensor(x, dev), host_tensor(xv, dev)
+    y, yv = y.to(dev), yv.to(dev)
+    model.to(dev)
+
+    def prep(t: torch.Tensor) -> torch.Tensor:
+        t = to_device(t, dev, non_blocking=True)
+        return transform(t) if transform is not None else t
+
     n = int(x.shape[0])
     steps_per_epoch = max(1, n // batch_size + (1 if n % batch_size > 1 else 0))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
@@ -95,7 +111,7 @@ def train_and_evaluate(
     samples = 0
     model.train()
     for _ in range(epochs):
-        perm = torch.randperm(n, generator=generator)
+        perm = torch.randperm(n, generator=generator).to(dev)
         for start in range(0, n, batch_size):
             idx = perm[start:start + batch_size]
             if len(idx) < 2:  # BatchNorm needs two examples
@@ -110,7 +126,6 @@ def train_and_evaluate(
             samples += len(idx)
     recalibrate_batchnorm(model, x, batch_size, prep)
     model.eval()
-    xv, yv = val
     correct = 0
     with torch.no_grad():
         for start in range(0, int(xv.shape[0]), EVAL_CHUNK):
@@ -130,11 +145,15 @@ class LowFidelityTraining(Estimator):
         dataset: str | Dataset | None = None, epochs: int = 3, train_samples: int = 1024,
         val_samples: int = 512, resolution: int | None = None, batch_size: int = 64, lr: float = 0.05,
         momentum: float = 0.9, weight_decay: float = 5e-4, label_smoothing: float = 0.0, nesterov: bool = True,
+        torch_device: str = "auto",
     ) -> None:
         """``epochs``: training epochs; ``train_samples``/``val_samples``: subset sizes (0 = the whole
         split); ``resolution``: train and evaluate at this input size instead of the spec's (the nets
-        are fully convolutional); the rest are the SGD hyper-parameters."""
+        are fully convolutional); ``torch_device``: where to train (``auto``: a GPU when there is one,
+        see :mod:`edgenas.torchdevice`); the rest are the SGD hyper-parameters."""
         super().__init__(space, task, seed)
+        resolve_device(torch_device, f"{self.name}: torch_device")  # a device this machine lacks fails here
+        self.torch_device = torch_device
         for key, v, lo in (("epochs", epochs, 1), ("train_samples", train_samples, 0),
                            ("val_samples", val_samples, 0), ("batch_size", batch_size, 2)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
@@ -190,7 +209,8 @@ class LowFidelityTraining(Estimator):
             torch.manual_seed(seed)
             model = self.space.build(spec, self.net_task)
             res = train_and_evaluate(model, train, val, epochs=self.epochs, transform=transform,
-                                     generator=torch.Generator().manual_seed(seed), **self.hparams)
+                                     generator=torch.Generator().manual_seed(seed), **self.hparams,
+                                     device=resolve_device(self.torch_device, f"{self.name}: torch_device"))
         return Outcome(res.accuracy, res.epochs, res.samples)
 
 
@@ -290,12 +310,13 @@ class Halving(Estimator):
     def __init__(
         self, space: SearchSpace, task: Task | None = None, seed: int = 0,
         dataset: str | Dataset | None = None, min_epochs: int = 1, max_epochs: int = 9, eta: int = 3,
-        train_options: dict[str, Any] | None = None,
+        train_options: dict[str, Any] | None = None, torch_device: str = "auto",
     ) -> None:
         """Rungs of ``train`` at ``min_epochs * eta**i`` epochs up to ``max_epochs``; ``train_options``
-        are the other ``train`` options (``epochs`` is set by the rung)."""
+        are the other ``train`` options (``epochs`` is set by the rung); ``torch_device``: where they
+        train."""
         super().__init__(space, task, seed)
-        opts = dict(train_options or {})
+        opts = {"torch_device": torch_device, **(train_options or {})}
         if "epochs" in opts:
             raise EdgenasError("halving: the rungs set 'epochs'; use min_epochs/max_epochs instead")
         unknown = sorted(set(opts) - set(inspect.signature(LowFidelityTraining.__init__).parameters))

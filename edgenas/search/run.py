@@ -40,6 +40,7 @@ from edgenas.search.record import CONFIG_ATTR, TABLES_ATTR, is_abandoned
 from edgenas.search.runfolder import CONFIG_FILE, DEFAULT_STUDY, STUDY_FILE, RunFolder, load_study
 from edgenas.search.samplers import SearchContext, get_sampler
 from edgenas.search.worker import StopRule, run_worker
+from edgenas.torchdevice import assign_worker
 
 
 @dataclass
@@ -285,7 +286,9 @@ def join_study(spec: WorkerSpec) -> int:
     """Run trials of an existing study until its budget is used up (or the worker's own limits);
     returns how many this worker finished."""
     from edgenas.logs import quiet_third_party
+
     quiet_third_party(spec.verbose)
+    assign_worker(spec.index)  # on a multi-GPU machine, estimators that train take GPU index mod count
     if spec.threads:
         import torch
 
