@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -13,13 +13,16 @@ import torch
 from edgenas import get_space
 from edgenas.errors import EdgenasError, UnknownNameError
 from edgenas.estimators import ESTIMATORS, estimator_class, estimator_names, get_estimator
+from edgenas.spaces import Task
 from edgenas.testing import EstimatorContract
 from edgenas.testing.estimators import DEGENERATE
 
 DATA = "synthetic:n=48,classes=4,channels=3,size=8"
 TRAIN = {"epochs": 1, "train_samples": 16, "val_samples": 16, "batch_size": 8}
 TRAINING = {"train", "halving"}
-BUILTINS = [e.name for e in ESTIMATORS.entries() if e.builtin]
+OWN_SUITE = {"supernet"}
+"""Estimators with their own contract class below (they need a file made by another command)."""
+BUILTINS = [e.name for e in ESTIMATORS.entries() if e.builtin and e.name not in OWN_SUITE]
 """edgenas' own estimators (installed plug-ins run the contract from their own tests)."""
 ZERO_COST = {"synflow", "snip", "grad_norm", "fisher", "jacob_cov", "naswot", "params", "macs", "zc-ensemble"}
 
@@ -112,3 +115,46 @@ class TestBuiltinEstimators(EstimatorContract):
 
     def degenerate_is_worst(self, name: str) -> bool:
         return name in ZERO_COST
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real checkpoint: a tiny w0.5 r32 supernet trained one epoch on DATA by training's own code."""
+    from edgenas.supernet import train_supernet
+
+    path = tmp_path_factory.mktemp("supernet") / "sn.pt"
+    train_supernet(get_space("tiny", resolutions=[32], widths=[0.5]), Task(num_classes=4, in_channels=3), DATA, 1,
+                   seed=0, device="cpu", checkpoint=path, batch_size=8)
+    return path
+
+
+class TestSupernetEstimator(EstimatorContract):
+    """``supernet`` on a checkpoint of a briefly trained ``tiny`` supernet (a real one: training's own code)."""
+
+    estimator_name = "supernet"
+    space_name = "tiny"
+    space_options: ClassVar[dict[str, Any]] = {"resolutions": [32], "widths": [0.5]}
+    task = Task(num_classes=4, in_channels=3)
+
+    @pytest.fixture
+    def options(self, name: str, checkpoint: Path) -> dict[str, Any]:
+        return {"weights": str(checkpoint), "dataset": DATA, "bn_batches": 2, "batch_size": 8, "val_samples": 0,
+                "torch_device": "cpu"}
+
+
+def test_supernet_estimator_refuses_what_it_cannot_run(checkpoint, tmp_path):
+    space = get_space("tiny", resolutions=[32], widths=[0.5])
+    path = checkpoint
+    with pytest.raises(EdgenasError, match="needs weights=PATH"):
+        get_estimator("supernet", space, dataset=DATA)
+    with pytest.raises(EdgenasError, match="does not support space 'nb201'"):
+        get_estimator("supernet", get_space("nb201"), weights=str(path), dataset=DATA)
+    with pytest.raises(EdgenasError, match=r"cannot run every spec of the search's space: .*width"):
+        get_estimator("supernet", get_space("tiny", resolutions=[32]), weights=str(path), dataset=DATA)
+    with pytest.raises(EdgenasError, match="trained for 4 classes and 3 input channel"):
+        get_estimator("supernet", space, weights=str(path), dataset="digits")
+    with pytest.raises(EdgenasError, match="supernet of space 'tiny', the search's space is 'proxyless'"):
+        get_estimator("supernet", get_space("proxyless"), weights=str(path), dataset=DATA)
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(EdgenasError, match=r"junk\.pt"):
+        get_estimator("supernet", space, weights=str(tmp_path / "junk.pt"), dataset=DATA)
