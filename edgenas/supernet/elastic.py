@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -45,11 +45,14 @@ from edgenas.spaces.base import ArchSpec, SearchSpace, Task
 from edgenas.supernet.plans import Plan, Step, plan_for
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
 _BN = nn.modules.batchnorm._BatchNorm
 RUNNER_CACHE = 4096
 """(slot, layer) pairs whose meta module and tensor map are kept (a few per slot and width)."""
+_TEMPLATES: OrderedDict[Layer, nn.Module] = OrderedDict()
+"""Meta-device modules per layer, shared by every supernet (they hold no tensors; a supernet sets their
+train/eval mode and BatchNorm momentum before each call)."""
 
 
 def _leaves(module: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -182,8 +185,7 @@ class Supernet(nn.Module):
         if hit is not None:
             self._runners.move_to_end(key)
             return hit
-        with torch.device("meta"):
-            template = key[1].build()
+        template = _template(key[1])
         template.train(self.training)
         entries: list[tuple[str, str, tuple[int, ...], bool]] = []
         bn_pairs: list[tuple[_BN, _BN]] = []
@@ -259,16 +261,21 @@ class Supernet(nn.Module):
                     state[f"{i}.{name}"] = t.detach().clone(memory_format=torch.contiguous_format)
         return state
 
-    def extract(self, spec: ArchSpec | str) -> nn.Module:
+    def extract(self, spec: ArchSpec | str, batches: Iterable[Any] | None = None) -> nn.Module:
         """``space.build(spec, task)`` with the weights and BatchNorm statistics cut from the supernet:
         a stand-alone module of edgenas' own classes (exportable as any built network), on the
-        supernet's device, in eval mode. Recalibrate its BatchNorm statistics
-        (:func:`edgenas.supernet.recalibrate_bn`) unless the supernet's were for this spec."""
+        supernet's device, in eval mode. With ``batches`` (training inputs at the spec's input shape),
+        its BatchNorm statistics are re-estimated on them (:func:`edgenas.supernet.recalibrate_bn`),
+        which a subnet needs unless the supernet's statistics were recalibrated for this spec."""
         parsed = self.check(spec)
         state = self.subnet_state_dict(parsed)
         with torch.device("meta"):
             module = self.space.build(parsed, self.task)
         module.load_state_dict(state, strict=True, assign=True)
+        if batches is not None:
+            from edgenas.supernet.bn import recalibrate_bn
+
+            recalibrate_bn(module, batches)
         return module.eval()
 
     # -- weights ---------------------------------------------------------------------------------
@@ -327,6 +334,19 @@ class Supernet(nn.Module):
     def extra_repr(self) -> str:
         return (f"space={self.space.name}, slots={len(self.slots)}, "
                 f"kernel_transform={self.kernel_transform}, active={self._active}")
+
+
+def _template(layer: Layer) -> nn.Module:
+    """The module ``layer`` builds, on the meta device (cached)."""
+    hit = _TEMPLATES.get(layer)
+    if hit is None:
+        with torch.device("meta"):
+            hit = _TEMPLATES[layer] = layer.build()
+        if len(_TEMPLATES) > RUNNER_CACHE:
+            _TEMPLATES.popitem(last=False)
+    else:
+        _TEMPLATES.move_to_end(layer)
+    return hit
 
 
 def _normalise(layer: Layer) -> Layer:

@@ -214,6 +214,9 @@ def test_recalibrate_bn_sets_batch_statistics():
     x = batches[0][:2]
     with torch.no_grad():
         assert (sn(x) - sub(x)).abs().max().item() <= 1e-4
+    # extract(spec, batches) is extract then recalibrate
+    direct = sn.extract(spec, batches).state_dict()
+    assert all(torch.allclose(direct[k], v, atol=1e-6) for k, v in sub.state_dict().items())
     with pytest.raises(EdgenasError, match="2 or more"):
         recalibrate_bn(sub, [torch.randn(1, 3, 32, 32)])
 

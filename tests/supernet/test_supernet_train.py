@@ -20,6 +20,8 @@ from edgenas.supernet import (
 
 SETTINGS = {"train_samples": 256, "batch_size": 32, "n_random": 1}
 """One short epoch: 8 sandwich steps of 3 subnets at 32 px."""
+RESUME = {**SETTINGS, "train_samples": 32, "batch_size": 16}
+"""Two sandwich steps an epoch: resuming is about state, not about learning."""
 
 
 class Crash(Exception):
@@ -37,14 +39,14 @@ def space():
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(space, digits, tmp_path_factory):
-    path = tmp_path_factory.mktemp("sn") / "full.pt"
-    run = train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, **SETTINGS)
+def trained(space, digits, tmp_path_factory):
+    path = tmp_path_factory.mktemp("sn") / "sn.pt"
+    run = train_supernet(space, None, digits, 1, seed=3, device="cpu", checkpoint=path, **SETTINGS)
     return run, path
 
 
-def test_resumed_run_equals_uninterrupted(space, digits, uninterrupted, tmp_path):
-    full, _ = uninterrupted
+def test_resumed_run_equals_uninterrupted(space, digits, tmp_path):
+    full = train_supernet(space, None, digits, 2, seed=3, device="cpu", **RESUME)
     path = tmp_path / "sn.pt"
 
     def crash_after_first(epoch: int, record: dict) -> None:
@@ -53,26 +55,25 @@ def test_resumed_run_equals_uninterrupted(space, digits, uninterrupted, tmp_path
 
     with pytest.raises(Crash):
         train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, on_epoch=crash_after_first,
-                       **SETTINGS)
+                       **RESUME)
     assert read_checkpoint(path)["epoch"] == 1
-    resumed = train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, resume=True, **SETTINGS)
+    resumed = train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, resume=True, **RESUME)
     assert resumed.resumed_from == 1 and len(resumed.history) == 2
     a, b = full.supernet.state_dict(), resumed.supernet.state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert read_checkpoint(path)["epoch"] == 2
     # a finished run resumes to itself without training
-    again = train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, resume=True, **SETTINGS)
+    again = train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, resume=True, **RESUME)
     assert again.resumed_from == 2 and all(torch.equal(a[k], v) for k, v in again.supernet.state_dict().items())
     # a different setting cannot resume this checkpoint
     with pytest.raises(EdgenasError, match="its seed is 3"):
-        train_supernet(space, None, digits, 2, seed=4, device="cpu", checkpoint=path, resume=True, **SETTINGS)
+        train_supernet(space, None, digits, 2, seed=4, device="cpu", checkpoint=path, resume=True, **RESUME)
 
 
-def test_largest_subnet_beats_chance(digits, uninterrupted):
-    run, _ = uninterrupted
+def test_largest_subnet_beats_chance(digits, trained):
+    run, _ = trained
     sn = run.supernet
-    assert run.history[-1]["loss_largest"] < run.history[0]["loss_largest"]
     xt, _ = digits.train((1, 32, 32))
     xv, yv = digits.val((1, 32, 32))
     sn.set_active(sn.largest())
@@ -81,14 +82,14 @@ def test_largest_subnet_beats_chance(digits, uninterrupted):
         acc = float((sn(xv).argmax(1) == yv).float().mean())
         sub = sn.extract(sn.largest())
         assert (sub(xv[:64]) - sn(xv[:64])).abs().max().item() <= 1e-5
-    print(f"largest subnet after 2 short epochs: top-1 {acc:.3f}")
-    assert acc > 0.3, acc  # chance is 0.1
+    print(f"largest subnet after one short epoch: top-1 {acc:.3f}")
+    assert acc > 0.25, acc  # chance is 0.1
 
 
-def test_checkpoint_round_trip(space, uninterrupted, tmp_path):
-    _, path = uninterrupted
+def test_checkpoint_round_trip(space, trained, tmp_path):
+    _, path = trained
     sn, meta = load_supernet(path, device="cpu")
-    assert meta["space"] == "tiny" and meta["space_options"]["widths"] == [0.5] and meta["epoch"] == 2
+    assert meta["space"] == "tiny" and meta["space_options"]["widths"] == [0.5] and meta["epoch"] == 1
     assert meta["task"] == {"num_classes": 10, "in_channels": 1, "resolution": None}
     assert meta["seed"] == 3 and meta["hparams"]["n_random"] == 1
     saved = read_checkpoint(path)["state_dict"]
