@@ -9,12 +9,9 @@
   (:mod:`edgenas.supernet.train`); :func:`load_supernet` reads its checkpoints.
 * :func:`supernet_from_ofa` / :func:`load_ofa_state_dict` / :func:`read_ofa_state_dict` — Once-for-All's
   MobileNetV3 supernet weights in the ``mbv3`` supernet (:mod:`edgenas.supernet.ofa`).
-* :func:`resolve_device` / :func:`to_device` — the one device-agnostic path
-  (:mod:`edgenas.supernet.device`).
 """
 
 from edgenas.supernet.bn import batches_of, recalibrate_bn
-from edgenas.supernet.device import resolve_device, to_device
 from edgenas.supernet.elastic import Supernet
 from edgenas.supernet.ofa import load_ofa_state_dict, read_ofa_state_dict, supernet_from_ofa
 from edgenas.supernet.train import (
@@ -34,9 +31,7 @@ __all__ = [
     "read_checkpoint",
     "read_ofa_state_dict",
     "recalibrate_bn",
-    "resolve_device",
     "save_checkpoint",
     "supernet_from_ofa",
-    "to_device",
     "train_supernet",
 ]

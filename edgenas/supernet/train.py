@@ -37,8 +37,8 @@ from edgenas.datasets import adapt_images
 from edgenas.errors import EdgenasError
 from edgenas.fileio import atomic_write
 from edgenas.spaces.base import Task
-from edgenas.supernet.device import resolve_device, to_device
 from edgenas.supernet.elastic import Supernet
+from edgenas.torchdevice import host_tensor, resolve_device, to_device
 
 if TYPE_CHECKING:
     from edgenas.datasets import Dataset
@@ -166,14 +166,15 @@ def supernet_from_checkpoint(ck: dict[str, Any], device: str | torch.device = "c
     with torch.random.fork_rng(devices=[]):
         sn = Supernet(space, Task(**ck["task"]), kernel_transform=bool(ck.get("kernel_transform")))
     sn.load_weights(ck["state_dict"], what)
-    return to_device(sn, resolve_device(device)).eval()
+    return to_device(sn, resolve_device(str(device), "supernet device")).eval()
 
 
 def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> tuple[Supernet, dict[str, Any]]:
     """The trained supernet in a checkpoint file (on ``device``, eval mode) and the checkpoint's
     metadata (everything but the tensors: space, task, seed, epochs, hyper-parameters, dataset)."""
+    dev = resolve_device(str(device), "supernet device")  # before reading: a wrong device is the first error
     ck = read_checkpoint(path)
-    sn = supernet_from_checkpoint(ck, device, f"supernet checkpoint {str(path)!r}")
+    sn = supernet_from_checkpoint(ck, dev, f"supernet checkpoint {str(path)!r}")
     meta = {k: v for k, v in ck.items() if k not in ("state_dict", "optimizer", "scheduler")}
     return sn, meta
 
@@ -183,8 +184,8 @@ class _Images:
     """The training subset on the training device, resized per input shape (cached when small)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> None:
-        self.x = to_device(x.contiguous(), device)
-        self.y = to_device(y, device)
+        self.x = to_device(host_tensor(x.contiguous(), device), device, non_blocking=True)
+        self.y = to_device(host_tensor(y, device), device, non_blocking=True)
         self.cache: dict[tuple[int, int, int], torch.Tensor] = {}
         self.cached_bytes = 0
 
@@ -215,7 +216,8 @@ def train_supernet(
     training split of ``dataset`` (a :class:`~edgenas.datasets.Dataset` or a source string) for
     ``epochs`` epochs with the sandwich rule (see the module docstring).
 
-    ``device``: a torch device string (``auto``, ``cpu``, ``cuda:N``, ``mps``). ``checkpoint``: written
+    ``device``: a torch device name (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; see
+    :mod:`edgenas.torchdevice`, the one device path every training loop takes). ``checkpoint``: written
     after every epoch; with ``resume`` the run continues from it (it must exist and match every
     setting). ``init``: start from this supernet's weights (e.g. imported from OFA) instead of a seeded
     initialisation. ``on_epoch(epoch, record)`` is called after each epoch's checkpoint. ``progress``:
@@ -232,7 +234,7 @@ def train_supernet(
                           "label_smoothing": float(label_smoothing), "n_random": n_random, "distill": bool(distill),
                           "temperature": float(temperature), "train_samples": train_samples}
     _check_hparams(hp)
-    dev = resolve_device(device)
+    dev = resolve_device(str(device), "supernet training device")
     ds = resolve_dataset(dataset)
     net_task = data_task(space, task, ds)
     meta: dict[str, Any] = {
