@@ -45,7 +45,7 @@ from edgenas.spaces.base import ArchSpec, SearchSpace, Task
 from edgenas.supernet.plans import Plan, Step, plan_for
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Iterable, Mapping
 
 _BN = nn.modules.batchnorm._BatchNorm
 RUNNER_CACHE = 4096
@@ -326,10 +326,6 @@ class Supernet(nn.Module):
                 _permute(se.reduce.weight, 0, mid)
                 _permute(se.reduce.bias, 0, mid)
                 _permute(se.expand.weight, 1, mid)
-
-    def batchnorms(self) -> Iterator[_BN]:
-        """The slots' BatchNorm modules (what :func:`edgenas.supernet.recalibrate_bn` re-estimates)."""
-        return (m for m in self.slots.modules() if isinstance(m, _BN))
 
     def extra_repr(self) -> str:
         return (f"space={self.space.name}, slots={len(self.slots)}, "
