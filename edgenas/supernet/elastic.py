@@ -30,6 +30,7 @@ and op).
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -50,9 +51,9 @@ if TYPE_CHECKING:
 _BN = nn.modules.batchnorm._BatchNorm
 RUNNER_CACHE = 4096
 """(slot, layer) pairs whose meta module and tensor map are kept (a few per slot and width)."""
-_TEMPLATES: OrderedDict[Layer, nn.Module] = OrderedDict()
-"""Meta-device modules per layer, shared by every supernet (they hold no tensors; a supernet sets their
-train/eval mode and BatchNorm momentum before each call)."""
+_LOCAL = threading.local()
+"""Per thread, meta-device modules per layer, shared by every supernet of the thread (they hold no
+tensors; a supernet sets their train/eval mode and BatchNorm momentum before each call)."""
 
 
 def _leaves(module: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -334,14 +335,17 @@ class Supernet(nn.Module):
 
 def _template(layer: Layer) -> nn.Module:
     """The module ``layer`` builds, on the meta device (cached)."""
-    hit = _TEMPLATES.get(layer)
+    cache: OrderedDict[Layer, nn.Module] | None = getattr(_LOCAL, "templates", None)
+    if cache is None:
+        cache = _LOCAL.templates = OrderedDict()
+    hit = cache.get(layer)
     if hit is None:
         with torch.device("meta"):
-            hit = _TEMPLATES[layer] = layer.build()
-        if len(_TEMPLATES) > RUNNER_CACHE:
-            _TEMPLATES.popitem(last=False)
+            hit = cache[layer] = layer.build()
+        if len(cache) > RUNNER_CACHE:
+            cache.popitem(last=False)
     else:
-        _TEMPLATES.move_to_end(layer)
+        cache.move_to_end(layer)
     return hit
 
 
