@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from edgenas.exporters.pipeline import ExportResult
     from edgenas.search.run import SearchResult
     from edgenas.spaces import ArchSpec, SearchSpace, Task
+    from edgenas.supernet.run import SupernetResult
 
 
 class ConfigError(EdgenasError):
@@ -388,9 +389,17 @@ class ExportConfig:
     opset: int = 21
     torch_device: str = "auto"
     """Where the final training runs (``auto``: a GPU when there is one, else the CPU)."""
+    init: str | None = None
+    """Where the models' weights start: ``supernet:PATH`` (a supernet checkpoint; ``supernet`` alone in a
+    job with a ``[supernet]`` table: that one), then fine-tuned ``train_epochs`` (0: exported as inherited)."""
 
     def __post_init__(self) -> None:
         self.torch_device = _device_name("export", self.torch_device) or "auto"
+        if self.init is not None:
+            self.init = self.init.strip()
+            if not (self.init == "supernet" or (self.init.startswith("supernet:") and self.init[9:].strip())):
+                _fail("export", "init", f"takes supernet:PATH (a checkpoint of 'edgenas supernet train'), got "
+                                        f"{self.init!r}")
         self.formats = list(dict.fromkeys(f.strip() for f in self.formats))
         if not self.formats or not all(self.formats):
             _fail("export", "formats", "needs at least one format, e.g. onnx,tflite-int8")
@@ -413,6 +422,15 @@ class ExportConfig:
         for f in self.formats:
             EXPORTERS.get(f).check_available()
 
+    def supernet_path(self) -> str | None:
+        """The supernet checkpoint the models inherit from (None: they are trained from scratch)."""
+        if self.init is None:
+            return None
+        if self.init == "supernet":
+            raise ConfigError("export", "init", "'supernet' names the job's [supernet] checkpoint, but the job has "
+                                                "none; write init = 'supernet:PATH'")
+        return self.init.split(":", 1)[1].strip()
+
     def as_flags(self) -> str:
         """The ``edgenas export`` flags that reproduce this table (recorded on model cards)."""
         trials = self.trials if isinstance(self.trials, str) else ",".join(map(str, self.trials))
@@ -426,6 +444,8 @@ class ExportConfig:
             flags.append(f"--opset {self.opset}")
         if self.torch_device != "auto":
             flags.append(f"--torch-device {self.torch_device}")
+        if self.init:
+            flags.append(f"--init {self.init}")
         return " ".join(flags + ["--nhwc"] * self.nhwc + ["--float-io"] * self.float_io)
 
 
@@ -454,9 +474,44 @@ def parse_trials(value: str | Sequence[int]) -> str | list[int]:
     return numbers
 
 
+SUPERNET_OPTIONS = ("batch_size", "lr", "momentum", "weight_decay", "nesterov", "label_smoothing", "n_random",
+                    "distill", "temperature", "train_samples")
+"""The training hyper-parameters ``[supernet] options`` may set (see :func:`edgenas.supernet.train_supernet`)."""
+
+
+@dataclass
+class SupernetConfig:
+    """``[supernet]``: a weight-sharing supernet of the job's space, trained on ``dataset`` for ``epochs``
+    into the checkpoint ``out`` before the search (an estimator ``supernet`` without weights uses it).
+    With ``resume`` (default) an existing checkpoint of the same settings is continued, or reused when
+    complete; otherwise an existing ``out`` is an error (nothing is overwritten)."""
+
+    TABLE: ClassVar[str] = "supernet"
+    INPUTS: ClassVar[tuple[str, ...]] = ("dataset", "init")
+    out: str
+    dataset: str | None = None
+    epochs: int = 20
+    seed: int = 0
+    resume: bool = True
+    torch_device: str = "auto"
+    kernel_transform: bool = False
+    init: str | None = None
+    """A supernet checkpoint to start from (e.g. ``edgenas supernet import --format ofa``)."""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not str(self.out).strip():
+            _fail("supernet", "out", "is empty; give the checkpoint file to write, e.g. runs/sn.pt")
+        _positive("supernet", "epochs", self.epochs)
+        self.torch_device = _device_name("supernet", self.torch_device) or "auto"
+        bad = sorted(set(self.options) - set(SUPERNET_OPTIONS))
+        if bad:
+            _fail("supernet", "options", f"unknown option(s) {', '.join(bad)}; known: {', '.join(SUPERNET_OPTIONS)}")
+
+
 TABLES: dict[str, type] = {"space": SpaceConfig, "task": TaskConfig, "describe": DescribeConfig,
-                           "device": DeviceConfig, "estimator": EstimatorConfig, "search": SearchConfig,
-                           "export": ExportConfig}
+                           "device": DeviceConfig, "estimator": EstimatorConfig, "supernet": SupernetConfig,
+                           "search": SearchConfig, "export": ExportConfig}
 """Job-file table name -> its dataclass (the ``[device]`` table fills :attr:`JobConfig.device`)."""
 
 
@@ -512,6 +567,7 @@ class JobConfig:
     estimator: EstimatorConfig | None = None
     search: SearchConfig | None = None
     export: ExportConfig | None = None
+    supernet: SupernetConfig | None = None
     source: Path | None = None
 
     def __post_init__(self) -> None:
@@ -551,10 +607,12 @@ class JobConfig:
     def _resolve_inputs(self, base_dir: Path | None) -> None:
         if base_dir is None:
             return
-        for part in (self.describe, self.device, self.export):
+        for part in (self.describe, self.device, self.export, self.supernet):
             if part is not None:
                 for key in part.INPUTS:
                     setattr(part, key, resolve_input(getattr(part, key), base_dir))
+        if self.export is not None and self.export.init and self.export.init.startswith("supernet:"):
+            self.export.init = "supernet:" + str(resolve_input(self.export.init[9:].strip(), base_dir))
         if self.estimator is not None:
             self.estimator.resolve_paths(base_dir)
 
@@ -583,7 +641,7 @@ class JobConfig:
         """The job as job-file tables (non-default values only); ``from_dict(to_dict())`` round-trips."""
         out: dict[str, Any] = {"space": {"name": self.space.name, **({"options": self.space.options}
                                                                       if self.space.options else {})}}
-        for name in ("task", "describe", "device", "estimator", "search", "export"):
+        for name in ("task", "describe", "device", "estimator", "supernet", "search", "export"):
             part = getattr(self, name)
             if part is not None:
                 d = _table_dict(part)
@@ -634,14 +692,42 @@ class JobConfig:
             parts[name] = table_from_dict(TABLES[name], merged, strict=strict)
         return JobConfig(**parts)
 
+    def with_supernet_weights(self, path: str | Path) -> JobConfig:
+        """The job with its ``supernet`` estimator (alone or a chain's member) reading ``path`` where it
+        names no weights of its own, and ``[export] init = "supernet"`` naming it: a job's ``[supernet]``
+        is what its search and export inherit from."""
+        job = self
+        if self.export is not None and self.export.init == "supernet":
+            job = dataclasses.replace(self, export=dataclasses.replace(self.export, init=f"supernet:{path}"))
+        return job._estimator_with_weights(path)
+
+    def _estimator_with_weights(self, path: str | Path) -> JobConfig:
+        est = self.estimator
+        if est is None:
+            return self
+        if est.name == "supernet":
+            if est.weights or est.options.get("weights"):
+                return self
+            return dataclasses.replace(self, estimator=dataclasses.replace(est, weights=str(path)))
+        options = dict(est.options)
+        changed = False
+        for member, key in (("cheap", "cheap_options"), ("expensive", "expensive_options")):
+            if options.get(member) == "supernet" and not (options.get(key) or {}).get("weights"):
+                options[key] = {**(options.get(key) or {}), "weights": str(path)}
+                changed = True
+        return dataclasses.replace(self, estimator=dataclasses.replace(est, options=options)) if changed else self
+
     # -- checks --------------------------------------------------------------------------------
     @property
     def name(self) -> str:
         return self.source.name if self.source is not None else "job"
 
     def kind(self) -> str:
-        """``search`` (then ``export`` when it has one) or ``describe``."""
-        return "search" if self.search is not None else "describe"
+        """``search`` (then ``export`` when it has one), ``supernet`` (a job that only trains one) or
+        ``describe``."""
+        if self.search is not None:
+            return "search"
+        return "supernet" if self.supernet is not None else "describe"
 
 
 # -- running ----------------------------------------------------------------------------------------
@@ -664,6 +750,7 @@ class JobResult:
     describe: DescribeResult | None = None
     search: SearchResult | None = None
     export: ExportResult | None = None
+    supernet: SupernetResult | None = None
 
     @property
     def ok(self) -> bool:
@@ -685,20 +772,38 @@ def run_job(cfg: JobConfig, *, quiet: bool = False, progress: bool = True, verbo
     goes to stderr (``quiet`` silences it); results are returned, not printed. ``on_search`` is called
     with the search's result as soon as it ends (before the export starts).
     """
+    supernet = None
+    devices_dir = cfg.device.devices_dir if cfg.device else None
+    run_dir = Path(cfg.search.out) if cfg.search and cfg.search.out else default_run_dir(cfg.space.name)
+    if cfg.supernet is not None:
+        from edgenas.supernet.run import run_supernet
+
+        cfg.space.build()  # a bad space or option: one line, before the training
+        if cfg.search is not None:
+            from edgenas.search.run import check_new_search
+
+            check_new_search(cfg, run_dir, devices_dir)
+        supernet = run_supernet(cfg, progress=progress and not quiet, say=say if not quiet else (lambda m: None))
+        cfg = cfg.with_supernet_weights(supernet.path)
     if cfg.search is None:
+        if cfg.supernet is not None:
+            return JobResult(cfg, supernet=supernet)
         return JobResult(cfg, describe=describe(cfg))
     from edgenas.search.run import run_search
 
     if cfg.export is not None:
         cfg.export.check_formats()
-        if cfg.export.train_epochs < 1:
+        if cfg.export.train_epochs < 1 and not cfg.export.init:
             raise ConfigError("export", "train_epochs", "must be >= 1: the front's models are trained before "
-                                                          "export", cfg.name)
-    devices_dir = cfg.device.devices_dir if cfg.device else None
-    run_dir = Path(cfg.search.out) if cfg.search.out else default_run_dir(cfg.space.name)
+                                                          "export (0 only with init = 'supernet...')", cfg.name)
+        if cfg.export.init == "supernet" and cfg.supernet is None:
+            try:
+                cfg.export.supernet_path()  # the one-line error, before the search
+            except ConfigError as exc:
+                raise exc.located(f"config {cfg.name}") from None
     result = run_search(cfg, run_dir, quiet=quiet, progress=progress, devices_dir=devices_dir,
                         command=command or ["edgenas", "run", str(cfg.source or "")])
-    out = JobResult(cfg, search=result)
+    out = JobResult(cfg, search=result, supernet=supernet)
     if on_search is not None:
         on_search(result)
     if cfg.export is not None:

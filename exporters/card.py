@@ -103,6 +103,7 @@ def model_card(
                     "host": platform.processor() or platform.machine()},
         "accuracy": {"estimated": req.estimate.get("accuracy"), "estimator": req.estimate.get("estimator"),
                      "estimate_record": {k: v for k, v in req.estimate.items() if k != "accuracy"},
+                     "inherited": trained.record.get("inherited_accuracy"),
                      "torch": trained.accuracy,
                      "artifacts": {a.format: a.accuracy for a in result.artifacts if a.accuracy is not None}},
         "training": {k: v for k, v in trained.record.items() if k not in ("preprocessing", "class_names")},
@@ -177,9 +178,11 @@ def model_card_markdown(card: dict[str, Any]) -> str:
             lines.append(f"| {r['device']} | {_fmt(r['predicted_ms'])} | {r.get('format') or '-'} | "
                          f"{_fmt(r.get('measured_ms'))} | {_fmt(r.get('measured_over_predicted'))} |")
     acc = card["accuracy"]
+    inherited = (f"inherited from the supernet {card['training'].get('supernet')}: {_fmt(acc['inherited'])}; "
+                 if acc.get("inherited") is not None else "")
     lines += ["", "## Accuracy", "",
               f"Estimated during the search: {_fmt(acc['estimated'])} ({acc.get('estimator') or '-'}); "
-              f"torch after final training: {_fmt(acc['torch'])}; "
+              + inherited + f"torch after final training: {_fmt(acc['torch'])}; "
               + ", ".join(f"{k} {_fmt(v)}" for k, v in acc["artifacts"].items()) + ".", ""]
     tr = card["training"]
     lines += ["## Training", ""] + [f"- {k}: {v}" for k, v in tr.items()]

@@ -22,7 +22,7 @@ from typing import Any
 from edgenas.errors import EdgenasError
 from edgenas.exporters.base import Artifact, ExportJob, ExportOptions, get_exporter
 from edgenas.exporters.card import model_card, model_card_markdown
-from edgenas.exporters.weights import export_data, load_weights, save_weights, train_final
+from edgenas.exporters.weights import export_data, inherit_from_supernet, load_weights, save_weights, train_final
 from edgenas.fileio import atomic_write, ensure_writable_dir
 from edgenas.jobs import ExportConfig, SpaceConfig, TaskConfig
 from edgenas.spaces import ArchSpec, SearchSpace, Task
@@ -153,6 +153,8 @@ class ExportSettings:
     command: str = ""
     run_dir: str | None = None
     torch_device: str = "auto"
+    supernet: str | None = None
+    """A supernet checkpoint the models inherit their weights from (then fine-tuned ``train_epochs``)."""
 
 
 def export_models(
@@ -177,6 +179,12 @@ def export_models(
                 trained = load_weights(req.space, req.spec, task, req.weights, dataset)
             elif dataset is None:
                 raise EdgenasError("no dataset to train on: pass --dataset (or --weights)")
+            elif settings.supernet is not None:
+                say(f"[{i}/{len(requests)}] {req.name}: {req.spec} from supernet {settings.supernet}, fine-tuned "
+                    f"for {settings.train_epochs} epoch(s)")
+                trained = inherit_from_supernet(req.space, req.spec, task, dataset, settings.supernet,
+                                                settings.train_epochs, settings.seed,
+                                                torch_device=settings.torch_device)
             else:
                 say(f"[{i}/{len(requests)}] {req.name}: training {req.spec} for {settings.train_epochs} epoch(s)")
                 trained = train_final(req.space, req.spec, task, dataset, settings.train_epochs, settings.seed,
@@ -241,8 +249,16 @@ def run_export(
     cfg.check_formats()
     resolve_device(cfg.torch_device)  # a GPU this machine lacks is one line, before any work
     torch.set_num_threads(cfg.threads)
-    if cfg.train_epochs < 1 and not weights:
-        raise EdgenasError("train_epochs must be >= 1 to train the models (or give weights to export as they are)")
+    supernet = cfg.supernet_path()
+    if cfg.train_epochs < 1 and not weights and supernet is None:
+        raise EdgenasError("train_epochs must be >= 1 to train the models (or give weights, or --init supernet:PATH, "
+                           "to export as they are)")
+    if weights is not None and supernet is not None:
+        raise EdgenasError("give either --weights or --init supernet:PATH, not both")
+    if supernet is not None:
+        from edgenas.supernet.train import read_checkpoint
+
+        read_checkpoint(supernet)  # not a checkpoint: one line, before any output
     dataset = cfg.dataset
     if run_dir is not None:
         if space is not None or arch is not None:
@@ -281,7 +297,7 @@ def run_export(
     options = ExportOptions(nhwc=cfg.nhwc, int8_io=not cfg.float_io, opset=cfg.opset,
                             measure_latency=measure_latency, verbose=verbose)
     settings = ExportSettings(cfg.formats, cfg.train_epochs, cfg.seed, options, dataset, command,
-                              str(run_dir) if run_dir is not None else None, cfg.torch_device)
+                              str(run_dir) if run_dir is not None else None, cfg.torch_device, supernet)
     say(f"exporting {len(requests)} model(s) as {', '.join(cfg.formats)} to {out_dir}")
     models = export_models(requests, out_dir, settings, say)
     atomic_write(out_dir / "export.json", json.dumps(summary_json(models, settings), indent=1) + "\n")

@@ -80,6 +80,72 @@ def train_final(
     return TrainedModel(model, shape, float(res.accuracy), rec, task.num_classes or 0)
 
 
+FINETUNE_LR_SCALE = 0.1
+"""Fine-tuning weights inherited from a supernet runs the training recipe at a tenth of its learning
+rate (the weights are already good: the full rate would first undo much of what the supernet learnt)."""
+BN_EXAMPLES = 512
+"""Training examples that re-estimate an inherited subnet's BatchNorm statistics (as the estimator)."""
+
+
+def inherit_from_supernet(
+    space: SearchSpace, spec: ArchSpec, task: Task, dataset: Dataset, supernet: str | Path, epochs: int,
+    seed: int = 0, hparams: dict[str, Any] | None = None, torch_device: str = "auto",
+) -> TrainedModel:
+    """``spec`` with the weights of a trained supernet (``edgenas supernet train`` checkpoint): cut out,
+    BatchNorm statistics re-estimated on training examples, scored (the *inherited* accuracy), then
+    fine-tuned for ``epochs`` (0: exported as inherited) at FINETUNE_LR_SCALE of the training rate."""
+    from edgenas.supernet import batches_of, load_supernet, recalibrate_bn
+
+    if not isinstance(epochs, int) or epochs < 0:
+        raise EdgenasError(f"--train-epochs must be an integer >= 0 with --init, got {epochs!r}")
+    device = resolve_device(torch_device)
+    sn, meta = load_supernet(supernet, "cpu")
+    if meta["space"] != space.name:
+        raise EdgenasError(f"--init supernet {str(supernet)!r} is a supernet of {meta['space']!r}, the models are "
+                           f"{space.name!r}")
+    if (sn.task.num_classes, sn.task.in_channels) != (task.num_classes, task.in_channels):
+        raise EdgenasError(f"--init supernet {str(supernet)!r} was trained for {sn.task.num_classes} classes and "
+                           f"{sn.task.in_channels} input channel(s); the export's data needs {task.num_classes} and "
+                           f"{task.in_channels}")
+    hp = {**TRAIN_DEFAULTS, **(hparams or {})}
+    hp["lr"] = hp["lr"] * FINETUNE_LR_SCALE
+    shape = space.input_shape(spec, task)
+    s = spec_seed(seed, str(spec))
+    t0 = time.perf_counter()
+    xt, yt = dataset.train(shape)
+    xv, yv = dataset.val(shape)
+    model = sn.extract(str(spec)).to(device)
+    order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(s))
+    recalibrate_bn(model, batches_of(xt[order], int(hp["batch_size"]), BN_EXAMPLES))
+    inherited = _accuracy(model, xv, yv, device)
+    accuracy = inherited
+    if epochs:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(s)
+            res = train_and_evaluate(model, (xt, yt), (xv, yv), epochs=epochs,
+                                     generator=torch.Generator().manual_seed(s), **hp, device=device)
+        if not np.isfinite(res.accuracy):
+            raise EdgenasError(f"fine-tuning {spec} diverged (loss became NaN/inf); try fewer epochs or a lower lr")
+        accuracy = float(res.accuracy)
+    model.to("cpu").eval()
+    rec = {"source": "supernet", "supernet": str(supernet), "supernet_epochs": meta.get("epoch"),
+           "supernet_seed": meta.get("seed"), "supernet_dataset": meta.get("dataset"),
+           "inherited_accuracy": inherited, "epochs": epochs, "train_examples": len(xt), "val_examples": len(xv),
+           "seed": s, "hyperparameters": hp, "torch_device": str(device),
+           "seconds": round(time.perf_counter() - t0, 3), "dataset": dataset.split_record()}
+    return TrainedModel(model, shape, accuracy, rec, task.num_classes or 0)
+
+
+def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+              chunk: int = 256) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), chunk):
+            correct += int((model(x[i:i + chunk].to(device)).argmax(1).cpu() == y[i:i + chunk]).sum())
+    return correct / max(1, len(x))
+
+
 def read_state_dict(path: str | Path, what: str = "--weights") -> dict[str, torch.Tensor]:
     """The state dict (parameter name -> tensor) in a ``torch.save`` file, read with
     ``weights_only=True`` so a pickle that would run code is refused unread. A missing, empty, text,

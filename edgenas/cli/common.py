@@ -32,14 +32,16 @@ FLAGS: dict[tuple[str, str | None], str] = {
     ("estimator", "torch_device"): "--torch-device",
     ("search", "budgets"): "--budget", ("search", "sampler_options"): "--sampler-opt",
     ("export", "train_epochs"): "--train-epochs", ("export", "float_io"): "--float-io",
+    ("supernet", "options"): "--opt",
 }
-"""(table, key) -> the flag that sets it; other [search] / [export] keys are ``--<key>`` with dashes."""
+"""(table, key) -> the flag that sets it; other [search] / [export] / [supernet] keys are ``--<key>`` with
+dashes."""
 
 
 def flag_of(table: str, key: str | None) -> str | None:
     if (table, key) in FLAGS:
         return FLAGS[(table, key)]
-    if table in ("search", "export") and key:
+    if table in ("search", "export", "supernet") and key:
         return "--" + key.replace("_", "-")
     return None
 

@@ -22,6 +22,7 @@ def export_config(args: argparse.Namespace) -> ExportConfig:
         "formats": args.formats, "train_epochs": args.train_epochs, "trials": args.trials, "out": args.out,
         "nhwc": args.nhwc, "float_io": args.float_io, "seed": args.seed, "threads": args.threads,
         "dataset": args.dataset, "opset": args.opset, "torch_device": args.torch_device,
+        "init": args.init,
     }, strict=False)
 
 
@@ -70,6 +71,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for training and conversion (default 1: small models gain little from "
                         "more, and a busy machine makes more threads far slower)")
+    p.add_argument("--init", metavar="supernet:PATH",
+                   help="start from a supernet's weights (edgenas supernet train) and fine-tune --train-epochs "
+                        "(0: export the inherited weights as they are)")
     p.add_argument("--torch-device", default="auto", metavar="DEV",
                    help="where the final training runs: auto (default: a GPU when there is one), cpu, cuda, "
                         "cuda:N, mps")

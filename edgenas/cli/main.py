@@ -18,7 +18,10 @@ from edgenas.errors import EdgenasError
 from edgenas.jobs import ConfigError
 
 # Each command module exposes ``add_parsers(sub)``; order here is the order of ``--help``.
-COMMAND_MODULES = ("describe", "latency", "estimate", "search", "benchmark", "export", "run")
+COMMAND_MODULES = ("describe", "latency", "estimate", "supernet", "search", "benchmark", "export", "run")
+
+SUBCOMMAND_KEYS = ("lut_command", "supernet_command")
+"""argparse destinations of the commands that have sub-commands (``edgenas lut import``, ...)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:  # name the subcommand's help, not the top level's
         _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
-    command = " ".join(x for x in (args.command, getattr(args, "lut_command", None)) if x)
+    command = " ".join(x for x in (args.command, *(getattr(args, k, None) for k in SUBCOMMAND_KEYS)) if x)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:  # a value from a flag names the flag; from a job file, the file
@@ -58,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
     """The parser of the (sub)command ``args`` came from."""
-    for key in ("command", "lut_command"):
+    for key in ("command", *SUBCOMMAND_KEYS):
         name = getattr(args, key, None)
         actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         if not name or not actions or name not in actions[0].choices:

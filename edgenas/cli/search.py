@@ -109,6 +109,14 @@ def cmd_search(args: argparse.Namespace) -> int:
             assert cfg.search is not None
             run_dir = Path(cfg.search.out) if cfg.search.out else default_run_dir(cfg.space.name)
             devices_dir = cfg.device.devices_dir if cfg.device else None
+            if cfg.supernet is not None:  # the job file's [supernet]: trained (or reused) first
+                from edgenas.search.run import check_new_search
+                from edgenas.supernet.run import run_supernet
+
+                check_new_search(cfg, run_dir, devices_dir)
+                sn = run_supernet(cfg, progress=not args.no_progress,
+                                  say=(lambda m: None) if args.quiet else None)
+                cfg = cfg.with_supernet_weights(sn.path)
             result = run_search(cfg, run_dir, quiet=args.quiet, progress=not args.no_progress,
                                 devices_dir=devices_dir, command=command)
     except ConfigError as exc:

@@ -106,6 +106,22 @@ def run_search(
         return _run_search(config, run_dir, resume, quiet, progress, devices_dir, command)
 
 
+def check_new_search(config: JobConfig | dict[str, Any], run_dir: str | Path, devices_dir: str | None = None,
+                     resume: bool = False) -> SearchJob:
+    """The checks a search makes before any work (the job, when to stop, a run folder that is free): run
+    them before a stage that precedes the search (a supernet's training) so it is not spent in vain."""
+    job = SearchJob(config, devices_dir=devices_dir)
+    job.check()
+    s = job.search
+    if s.trials is None and s.timeout is None:
+        raise EdgenasError("say when to stop: set trials and/or timeout ([search] trials = N, --trials N)")
+    if not resume and RunFolder(Path(run_dir)).holds_search():
+        raise EdgenasError(f"{str(run_dir)!r} already holds a search; continue it with --resume, or pass another --out")
+    if not resume:
+        check_can_create(Path(run_dir), "run folder")
+    return job
+
+
 def _run_search(
     config: JobConfig | dict[str, Any], run_dir: str | Path, resume: bool, quiet: bool, progress: bool,
     devices_dir: str | None, command: list[str] | None,
@@ -113,13 +129,8 @@ def _run_search(
     t_start = time.time()
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)
-    job = SearchJob(config, devices_dir=devices_dir)
-    job.check()
+    job = check_new_search(config, run_dir, devices_dir, resume)
     s = job.search
-    if s.trials is None and s.timeout is None:
-        raise EdgenasError("say when to stop: set trials and/or timeout ([search] trials = N, --trials N)")
-    if not resume and folder.holds_search():
-        raise EdgenasError(f"{str(run_dir)!r} already holds a search; continue it with --resume, or pass another --out")
     name = s.study or DEFAULT_STUDY
     existing = None
     if resume:

@@ -1,0 +1,97 @@
+"""``edgenas supernet train | show``: weight-sharing supernets (see :mod:`edgenas.supernet`).
+
+``train`` maps its flags to a job's ``[supernet]`` table (:class:`~edgenas.jobs.SupernetConfig`) and runs
+:func:`edgenas.supernet.run.run_supernet`; ``show`` prints a checkpoint's metadata."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from edgenas.cli.common import add_space_arguments, flag_message, space_options
+from edgenas.errors import EdgenasError
+from edgenas.jobs import ConfigError, JobConfig, SpaceConfig, SupernetConfig, TaskConfig, table_from_dict
+from edgenas.options import parse_kv
+
+COMMAND_HELP = "train a weight-sharing supernet of a space (sandwich rule, in-place distillation), or show one"
+
+
+def supernet_job(args: argparse.Namespace) -> JobConfig:
+    """The job the flags describe: the space and task, and the ``[supernet]`` table."""
+    try:
+        table = table_from_dict(SupernetConfig, {
+            "out": args.out, "dataset": args.dataset, "epochs": args.epochs, "seed": args.seed,
+            "resume": args.resume, "torch_device": args.torch_device, "kernel_transform": args.kernel_transform,
+            "init": args.init, "options": parse_kv(args.opt, "--opt"),
+        }, strict=False)
+        return JobConfig(space=SpaceConfig(args.space, space_options(args)),
+                         task=TaskConfig(num_classes=args.classes, in_channels=args.in_channels,
+                                         resolution=args.resolution), supernet=table)
+    except ConfigError as exc:
+        raise EdgenasError(flag_message(exc)) from None
+
+
+def cmd_supernet_train(args: argparse.Namespace) -> int:
+    from edgenas.logs import quiet_third_party
+    from edgenas.supernet.run import run_supernet
+
+    quiet_third_party(args.verbose)
+    job = supernet_job(args)
+    job.space.build()  # a bad space or option: one line, before any work
+    run_supernet(job, progress=not args.no_progress)
+    return 0
+
+
+def cmd_supernet_show(args: argparse.Namespace) -> int:
+    from edgenas.supernet.run import checkpoint_summary
+
+    info = checkpoint_summary(args.checkpoint)
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    task = info.get("task") or {}
+    print(f"supernet of {info['space']} {json.dumps(info.get('space_options') or {})}")
+    print(f"task: {task.get('num_classes')} classes, {task.get('in_channels')} input channel(s)")
+    print(f"trained: {info.get('epoch', 0)} of {info.get('epochs', 0)} epoch(s), seed {info.get('seed')}, "
+          f"kernel transform {'on' if info.get('kernel_transform') else 'off'}")
+    if info.get("source"):
+        print(f"from: {info['source']}")
+    ds = info.get("dataset") or {}
+    if ds:
+        print(f"dataset: {ds.get('dataset')} ({ds.get('n_train')} training examples, split sha1 "
+              f"{str(ds.get('split_sha1'))[:12]})")
+    for h in (info.get("history") or [])[-3:]:
+        print(f"  epoch {h['epoch']}: loss largest {h['loss_largest']:.4f}, subnets {h['loss_subnets']:.4f}, "
+              f"{h['seconds']:.1f} s")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("supernet", help=COMMAND_HELP, description=COMMAND_HELP)
+    ssub = p.add_subparsers(dest="supernet_command", metavar="SUBCOMMAND", parser_class=type(p))
+    ssub.required = True
+
+    t = ssub.add_parser("train", help="train (or --resume) a supernet checkpoint")
+    add_space_arguments(t)
+    t.add_argument("--dataset", help="digits (default), synthetic[:...], an image folder or a .npz")
+    t.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    t.add_argument("--out", required=True, help="the checkpoint file, written after every epoch")
+    t.add_argument("--resume", action="store_true",
+                   help="continue --out from its last epoch (or reuse it when complete); same settings only")
+    t.add_argument("--seed", type=int, default=0, help="seed of initialisation, example order and subnets")
+    t.add_argument("--torch-device", default="auto", metavar="DEV",
+                   help="auto (default: a GPU when there is one), cpu, cuda, cuda:N, mps")
+    t.add_argument("--init", metavar="CKPT", help="start from this supernet checkpoint (e.g. imported from OFA)")
+    t.add_argument("--kernel-transform", action="store_true",
+                   help="learn OFA's kernel transformation matrices (7->5->3) instead of plain centre crops")
+    t.add_argument("--opt", action="append", metavar="KEY=VALUE",
+                   help="training option: batch_size, lr, momentum, weight_decay, nesterov, label_smoothing, "
+                        "n_random (random subnets per step, default 2), distill, temperature, train_samples")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("-v", "--verbose", action="store_true", help="show third-party libraries' logs")
+    t.set_defaults(func=cmd_supernet_train)
+
+    s = ssub.add_parser("show", help="a supernet checkpoint's space, task, epochs and losses")
+    s.add_argument("checkpoint", help="a checkpoint of 'edgenas supernet train'")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_supernet_show)

@@ -1,0 +1,99 @@
+"""The supernet stage of a job (``[supernet]``, ``edgenas supernet train``): train, resume or reuse the
+checkpoint a job names, before its search.
+
+An existing checkpoint is never overwritten by another run: with ``resume`` (the job-file default,
+``--resume`` on the command line) one of the same settings is continued from its last epoch, or reused
+as it is when it has them all; one of other settings is an error naming the difference. Without
+``resume`` an existing file is an error.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgenas.errors import EdgenasError
+
+if TYPE_CHECKING:
+    from edgenas.jobs import JobConfig
+
+
+@dataclass
+class SupernetResult:
+    """What the stage did: the checkpoint, the epochs it holds, the ones trained now, their history."""
+
+    path: Path
+    epochs: int
+    resumed_from: int
+    trained_epochs: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if not self.trained_epochs:
+            return f"supernet {self.path}: {self.epochs} epoch(s) already trained, reused"
+        last = self.history[-1] if self.history else {}
+        start = f" (resumed after epoch {self.resumed_from})" if self.resumed_from else ""
+        return (f"supernet {self.path}: trained epochs {self.resumed_from + 1}-{self.epochs}{start} in "
+                f"{self.seconds:.0f} s; last epoch loss largest {last.get('loss_largest', float('nan')):.4f}, "
+                f"subnets {last.get('loss_subnets', float('nan')):.4f}")
+
+
+def supernet_dataset(job: JobConfig) -> str:
+    """``[supernet] dataset``, else the estimator's dataset, else digits."""
+    sn = job.supernet
+    if sn is not None and sn.dataset:
+        return sn.dataset
+    est = job.estimator
+    if est is not None:
+        src = est.dataset or est.options.get("dataset")
+        if isinstance(src, str) and src:
+            return src
+    return "digits"
+
+
+def run_supernet(job: JobConfig, *, progress: bool = True, say: Callable[[str], None] | None = None
+                 ) -> SupernetResult:
+    """Train (or resume, or reuse) the job's ``[supernet]`` checkpoint; see the module docstring."""
+    from edgenas.fileio import check_can_create
+    from edgenas.supernet.train import load_supernet, read_checkpoint, train_supernet
+
+    cfg = job.supernet
+    if cfg is None:
+        raise EdgenasError("the job has no [supernet] table")
+    say = say or (lambda m: print(m, file=sys.stderr, flush=True))
+    space = job.space.build()
+    task = job.task.task()
+    path = Path(cfg.out)
+    if path.exists() and not path.is_file():
+        raise EdgenasError(f"supernet checkpoint {str(path)!r} is a folder; give a file, e.g. {path / 'sn.pt'}")
+    check_can_create(path.parent, "supernet checkpoint folder")
+    resume = False
+    if path.exists():
+        if not cfg.resume:
+            raise EdgenasError(f"supernet checkpoint {str(path)!r} exists; continue it with --resume (resume = true "
+                               f"in [supernet]) or give another --out")
+        read_checkpoint(path)  # not a checkpoint: one line, before any work
+        resume = True
+    init = load_supernet(cfg.init)[0] if cfg.init and not resume else None
+    run = train_supernet(space, task, supernet_dataset(job), cfg.epochs, seed=cfg.seed, device=cfg.torch_device,
+                         checkpoint=path, resume=resume, init=init, kernel_transform=cfg.kernel_transform,
+                         progress=progress, **cfg.options)
+    trained = run.history[run.resumed_from:] if resume else run.history
+    out = SupernetResult(path, cfg.epochs, run.resumed_from, len(trained), sum(h["seconds"] for h in trained),
+                         list(run.history))
+    say(out.summary())
+    return out
+
+
+def checkpoint_summary(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's metadata (no tensors), for ``edgenas supernet show`` and model cards."""
+    from edgenas.supernet.train import read_checkpoint
+
+    ck = read_checkpoint(path)
+    keep = ("space", "space_options", "task", "seed", "epoch", "epochs", "hparams", "kernel_transform", "dataset",
+            "history", "source")
+    return {k: ck[k] for k in keep if k in ck}
