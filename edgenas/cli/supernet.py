@@ -1,7 +1,8 @@
-"""``edgenas supernet train | show``: weight-sharing supernets (see :mod:`edgenas.supernet`).
+"""``edgenas supernet train | import | show``: weight-sharing supernets (see :mod:`edgenas.supernet`).
 
 ``train`` maps its flags to a job's ``[supernet]`` table (:class:`~edgenas.jobs.SupernetConfig`) and runs
-:func:`edgenas.supernet.run.run_supernet`; ``show`` prints a checkpoint's metadata."""
+:func:`edgenas.supernet.run.run_supernet`; ``import`` turns Once-for-All's weights into a checkpoint;
+``show`` prints a checkpoint's metadata."""
 
 from __future__ import annotations
 
@@ -66,6 +67,17 @@ def cmd_supernet_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_supernet_import(args: argparse.Namespace) -> int:
+    from edgenas.supernet.run import import_supernet
+
+    if args.classes is not None and args.classes < 1:
+        raise EdgenasError(f"--classes must be >= 1, got {args.classes}")
+    info = import_supernet(args.checkpoint, args.out, args.format, args.classes)
+    print(f"wrote {args.out}: supernet of {info['space']} {json.dumps(info['space_options'])}, "
+          f"{info['task']['num_classes']} classes, from {info['source']}")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("supernet", help=COMMAND_HELP, description=COMMAND_HELP)
     ssub = p.add_subparsers(dest="supernet_command", metavar="SUBCOMMAND", parser_class=type(p))
@@ -90,6 +102,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("-v", "--verbose", action="store_true", help="show third-party libraries' logs")
     t.set_defaults(func=cmd_supernet_train)
+
+    i = ssub.add_parser("import", help="another project's supernet weights (Once-for-All) as an edgenas checkpoint")
+    i.add_argument("checkpoint", help="the file to import, e.g. OFA's ofa_mbv3_d234_e346_k357_w1.2 state dict")
+    i.add_argument("--format", default="ofa", help="ofa (default): Once-for-All's MobileNetV3 supernets -> mbv3")
+    i.add_argument("--out", required=True, help="the edgenas checkpoint to write (never overwritten)")
+    i.add_argument("--classes", type=int,
+                   help="your task's classes: a count other than the checkpoint's gets a new classifier head")
+    i.set_defaults(func=cmd_supernet_import)
 
     s = ssub.add_parser("show", help="a supernet checkpoint's space, task, epochs and losses")
     s.add_argument("checkpoint", help="a checkpoint of 'edgenas supernet train'")

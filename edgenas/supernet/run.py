@@ -97,3 +97,42 @@ def checkpoint_summary(path: str | Path) -> dict[str, Any]:
     keep = ("space", "space_options", "task", "seed", "epoch", "epochs", "hparams", "kernel_transform", "dataset",
             "history", "source")
     return {k: ck[k] for k in keep if k in ck}
+
+
+IMPORT_FORMATS = ("ofa",)
+"""Supernet checkpoints of other projects ``edgenas supernet import`` reads."""
+
+
+def import_supernet(source: str | Path, out: str | Path, fmt: str = "ofa", num_classes: int | None = None
+                    ) -> dict[str, Any]:
+    """Another project's supernet weights as an edgenas checkpoint at ``out`` (never overwriting one):
+    ``ofa`` reads Once-for-All's MobileNetV3 supernets (``ofa_mbv3_d234_e346_k357_w1.0`` / ``w1.2``) into
+    the ``mbv3`` supernet; ``num_classes`` other than the checkpoint's gives a new classifier head.
+    Returns the checkpoint's summary."""
+    from edgenas.fileio import check_can_create
+    from edgenas.supernet.ofa import read_ofa_state_dict, supernet_from_ofa
+    from edgenas.supernet.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint, space_options
+
+    if fmt not in IMPORT_FORMATS:
+        raise EdgenasError(f"--format {fmt!r}: choose one of {', '.join(IMPORT_FORMATS)}")
+    dest = Path(out)
+    if dest.exists():
+        raise EdgenasError(f"{str(dest)!r} exists; give another --out (an import never overwrites a file)")
+    check_can_create(dest.parent, "checkpoint folder")
+    from edgenas.spaces.base import Task
+
+    state = read_ofa_state_dict(source)
+    task = Task(num_classes=num_classes, in_channels=3) if num_classes else None
+    sn, report = supernet_from_ofa(state, task, what=f"OFA checkpoint {str(source)!r}")
+    what = (f"ofa:{source} (w{report['width']}, {report['tensors']} tensors"
+            + (", new classifier head" if report["new_head"] else "") + ")")
+    ck = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "space": sn.space.name,
+          "space_options": space_options(sn.space),
+          "task": {"num_classes": sn.task.num_classes, "in_channels": sn.task.in_channels,
+                   "resolution": sn.task.resolution},
+          "seed": None, "epoch": 0, "epochs": 0, "hparams": {}, "kernel_transform": True, "dataset": None,
+          "history": [], "source": what, "new_head": bool(report["new_head"]),
+          "state_dict": {k: v.detach().cpu() for k, v in sn.state_dict().items()}}
+    save_checkpoint(dest, ck)
+    return checkpoint_summary(dest)
+

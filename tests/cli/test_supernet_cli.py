@@ -133,3 +133,60 @@ def test_export_init_errors_are_one_line(capsys, tmp_path):
     code, _, err = run_cli(capsys, "run", str(cfg))
     assert_one_line_error(code, err, "j2.toml: [export] init: 'supernet' names the job's [supernet] checkpoint")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def ofa_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An OFA MobileNetV3 w1.2 state dict (OFA's tensor names, seeded random values), as OFA saves it
+    (``{"state_dict": ...}``). Equality with OFA's own code is tests/supernet/test_supernet_ofa.py's."""
+    import torch
+
+    from edgenas.spaces import Task, get_space
+    from edgenas.supernet import Supernet
+    from edgenas.supernet.ofa import ofa_key_map
+
+    torch.manual_seed(0)
+    sn = Supernet(get_space("mbv3", widths=[1.2]), Task(num_classes=1000, in_channels=3), kernel_transform=True)
+    names = ofa_key_map(sn)
+    path = tmp_path_factory.mktemp("ofa") / "ofa_mbv3_d234_e346_k357_w1.2"
+    torch.save({"state_dict": {names[k]: v for k, v in sn.state_dict().items()}}, path)
+    return path
+
+
+@pytest.mark.slow
+def test_import_ofa_then_export_a_subnet_from_its_weights(ofa_file, capsys, tmp_path):
+    """OFA weights -> an edgenas checkpoint (10 classes: a new head) -> a real-size mbv3 subnet exported
+    from them (BatchNorm re-estimated, no fine-tuning) as a verified ONNX file."""
+    ck = tmp_path / "ofa.pt"
+    code, out, err = run_cli(capsys, "supernet", "import", str(ofa_file), "--out", str(ck), "--classes", "10")
+    assert code == 0, err
+    assert "supernet of mbv3" in out and "10 classes" in out and "new classifier head" in out
+    info = json.loads(run_cli(capsys, "supernet", "show", str(ck), "--json")[1])
+    assert info["space_options"]["widths"] == [1.2] and info["task"]["num_classes"] == 10 and info["kernel_transform"]
+    code, _, err = run_cli(capsys, "supernet", "import", str(ofa_file), "--out", str(ck))
+    assert_one_line_error(code, err, "exists; give another --out")
+    arch = "mbv3:w1.2:r128:k3e3-k5e4_k7e6-k3e3_k5e4-k5e4-k3e6_k7e3-k3e4_k5e6-k3e3-k7e4-k3e3"
+    code, out, err = run_cli(capsys, "export", "--space", "mbv3", "--space-opt", "widths=[1.2]", "--arch", arch,
+                             "--init", f"supernet:{ck}", "--train-epochs", "0", "--formats", "onnx", "--classes", "10",
+                             "--dataset", "synthetic:n=64,classes=10,channels=3,size=32", "--out", str(tmp_path / "x"),
+                             "--no-latency", "--torch-device", "cpu")
+    assert code == 0, err
+    (card_path,) = (tmp_path / "x").glob("*/model_card.json")
+    card = json.loads(card_path.read_text())
+    assert card["ok"] and card["training"]["source"] == "supernet" and card["training"]["epochs"] == 0
+    assert card["accuracy"]["torch"] == card["accuracy"]["inherited"]
+
+
+def test_import_names_the_first_tensor_that_does_not_fit(ofa_file, capsys, tmp_path):
+    import torch
+
+    state = torch.load(ofa_file, weights_only=True)["state_dict"]
+    name = next(k for k in state if k.startswith("blocks.5."))
+    state[name] = torch.zeros(3, 3)
+    bad = tmp_path / "bad.pth"
+    torch.save(state, bad)
+    code, _, err = run_cli(capsys, "supernet", "import", str(bad), "--out", str(tmp_path / "sn.pt"))
+    assert_one_line_error(code, err, repr(name))
+    assert not (tmp_path / "sn.pt").exists()
+    code, _, err = run_cli(capsys, "supernet", "import", str(bad), "--format", "nni", "--out", str(tmp_path / "s.pt"))
+    assert_one_line_error(code, err, "--format 'nni': choose one of ofa")
