@@ -144,6 +144,46 @@ def read_json(path: str | Path, what: str = "file", hint: str = "") -> Any:
         raise EdgenasError(f"{what} {str(path)!r} is not valid JSON (nested too deeply){more}") from None
 
 
+def read_torch(path: str | Path, what: str = "file", kind: str = "torch file", fix: str = "") -> Any:
+    """The object in a ``torch.save`` file, on the CPU, read with ``weights_only=True`` so a pickle that
+    would run code is refused unread. A missing, folder, empty, unreadable, foreign or malicious file is
+    one :class:`EdgenasError` line naming ``what`` and the file (``kind``: what it should have been;
+    ``fix``: how to make one, appended after a semicolon). Callers check the object's shape."""
+    import pickle
+    import warnings
+
+    import torch
+
+    p = Path(path)
+    tail = f"; {fix}" if fix else ""
+    if not p.exists():
+        raise EdgenasError(f"{what} {str(p)!r} not found")
+    if p.is_dir():
+        raise EdgenasError(f"{what} {str(p)!r} is a folder, not a {kind}{tail}")
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise EdgenasError(f"{what} {str(p)!r} cannot be read: {exc.strerror or exc}") from None
+    if size == 0:
+        raise EdgenasError(f"{what} {str(p)!r} is empty (0 bytes){tail}")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing: one line only
+            warnings.simplefilter("ignore")
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise EdgenasError(f"{what} {str(p)!r} cannot be read (permission denied)") from None
+    except pickle.UnpicklingError as exc:
+        with open(p, "rb") as f:
+            pickled = f.read(1) == b"\x80"  # a raw pickle stream (torch's own files are zip archives)
+        if pickled or "unsupported global" in str(exc).lower():  # pickled classes/functions: how code runs
+            raise EdgenasError(f"{what} {str(p)!r} holds objects other than tensors (refused without running them: "
+                               f"loading it could execute code){tail}") from None
+        raise EdgenasError(f"{what} {str(p)!r} is not a {kind} (unreadable pickle){tail}") from None
+    except Exception as exc:  # text, truncated or foreign bytes: torch raises KeyError, EOFError, RuntimeError...
+        raise EdgenasError(f"{what} {str(p)!r} is not a {kind} ({exc.__class__.__name__} while reading it)"
+                           f"{tail}") from None
+
+
 def toml_text(data: dict[str, Any], header: str = "") -> str:
     """``data`` as TOML text (``None`` values dropped: TOML has no null), with optional ``# header``
     comment lines first."""

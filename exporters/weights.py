@@ -151,35 +151,11 @@ def read_state_dict(path: str | Path, what: str = "--weights") -> dict[str, torc
     ``weights_only=True`` so a pickle that would run code is refused unread. A missing, empty, text,
     foreign or malicious file, or one holding something other than a state dict (a list, a bare tensor,
     a whole pickled module), is one :class:`EdgenasError` line naming ``what`` and the file."""
-    import pickle
-    import warnings
+    from edgenas.fileio import read_torch
 
     p = Path(path)
     fix = "save one with torch.save(model.state_dict(), path)"
-    if not p.exists():
-        raise EdgenasError(f"{what} {str(p)!r} not found")
-    if p.is_dir():
-        raise EdgenasError(f"{what} {str(p)!r} is a folder, not a state dict file; {fix}")
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise EdgenasError(f"{what} {str(p)!r} cannot be read: {exc.strerror or exc}") from None
-    if size == 0:
-        raise EdgenasError(f"{what} {str(p)!r} is empty (0 bytes); {fix}")
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing: one line only
-            warnings.simplefilter("ignore")
-            state = torch.load(p, map_location="cpu", weights_only=True)
-    except PermissionError:
-        raise EdgenasError(f"{what} {str(p)!r} cannot be read (permission denied)") from None
-    except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():
-            raise EdgenasError(f"{what} {str(p)!r} holds objects other than tensors (refused without running them: "
-                               f"loading it could execute code); {fix}") from None
-        raise EdgenasError(f"{what} {str(p)!r} is not a torch state dict file (unreadable pickle); {fix}") from None
-    except Exception as exc:  # text, truncated or foreign bytes: torch raises KeyError, EOFError, RuntimeError...
-        raise EdgenasError(f"{what} {str(p)!r} is not a torch state dict file ({exc.__class__.__name__} while "
-                           f"reading it); {fix}") from None
+    state = read_torch(p, what, "torch state dict file", fix)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a checkpoint wrapping its state dict
     if not isinstance(state, dict) or not state:

@@ -95,23 +95,10 @@ def _ofa_tensor(slot: str, name: str, parts: dict[str, str]) -> str:
 def read_ofa_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in an OFA checkpoint file (a bare state dict or ``{"state_dict": ...}``, as OFA
     saves them), read with ``weights_only=True``; anything else is one :class:`EdgenasError` line."""
-    import pickle
-    import warnings
+    from edgenas.fileio import read_torch
 
     p = Path(path)
-    if not p.is_file():
-        raise EdgenasError(f"OFA checkpoint {str(p)!r} not found" if not p.exists() else
-                           f"OFA checkpoint {str(p)!r} is not a file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise EdgenasError(f"OFA checkpoint {str(p)!r} holds objects other than tensors (refused unread: loading "
-                           f"it could run code)") from None
-    except Exception as exc:
-        raise EdgenasError(f"OFA checkpoint {str(p)!r} is not a torch file ({exc.__class__.__name__} while reading "
-                           f"it)") from None
+    obj = read_torch(p, "OFA checkpoint", "torch file")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):

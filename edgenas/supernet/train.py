@@ -129,25 +129,10 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A supernet checkpoint written by :func:`train_supernet`, read with ``weights_only=True``; any
     other file is one :class:`EdgenasError` line naming it."""
-    import pickle
-    import warnings
+    from edgenas.fileio import read_torch
 
     p = Path(path)
-    if not p.is_file():
-        raise EdgenasError(f"supernet checkpoint {str(p)!r} not found" if not p.exists() else
-                           f"supernet checkpoint {str(p)!r} is not a file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ck = torch.load(p, map_location="cpu", weights_only=True)
-    except PermissionError:
-        raise EdgenasError(f"supernet checkpoint {str(p)!r} cannot be read (permission denied)") from None
-    except pickle.UnpicklingError:
-        raise EdgenasError(f"supernet checkpoint {str(p)!r} is not a torch file of plain data (refused unread: "
-                           f"loading it could run code)") from None
-    except Exception as exc:
-        raise EdgenasError(f"supernet checkpoint {str(p)!r} is not a torch file ({exc.__class__.__name__} while "
-                           f"reading it)") from None
+    ck = read_torch(p, "supernet checkpoint", "torch file", "write one with 'edgenas supernet train'")
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise EdgenasError(f"{str(p)!r} is not an edgenas supernet checkpoint (no format {CHECKPOINT_FORMAT!r}); "
                            f"write one with 'edgenas supernet train'")

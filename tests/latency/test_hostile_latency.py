@@ -657,7 +657,7 @@ WEIGHTS_CASES = [
     ("not-tensors", "is not a state dict (entry 'fc.weight' is not a named tensor)"),
     ("malicious", "holds objects other than tensors (refused without running them"),
     ("wrapped-list", "is not a state dict (entry 'state_dict' is not a named tensor)"),
-    ("folder", "is a folder, not a state dict file"),
+    ("folder", "is a folder, not a torch state dict file"),
     ("missing", "not found"),
 ]
 
