@@ -67,6 +67,14 @@ def add_space_arguments(p: argparse.ArgumentParser, required: bool = True) -> No
                    help="input resolution for spaces whose specs do not fix it (nb201, fbnet)")
 
 
+def add_torch_device_argument(p: Any, what: str, default: str | None = None) -> None:
+    """``--torch-device`` (one spelling and list of choices for every command that trains); ``what``
+    says what runs there."""
+    p.add_argument("--torch-device", default=default, metavar="DEV",
+                   help=f"where {what} runs: auto (default: a CUDA GPU when torch sees one, else the CPU), cpu, cuda, "
+                        f"cuda:N, mps")
+
+
 def add_arch_arguments(p: argparse.ArgumentParser) -> None:
     """The arch-input group shared by describe, estimate and predict."""
     g = p.add_mutually_exclusive_group(required=True)

@@ -11,6 +11,7 @@ from edgenas.cli.common import (
     add_arch_arguments,
     add_output_arguments,
     add_space_arguments,
+    add_torch_device_argument,
     emit,
     space_and_task,
     specs_from_args,
@@ -87,9 +88,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", metavar="D",
                    help="digits (default), synthetic[:n=..,classes=..,channels=..,size=..], an image folder "
                         "(one sub-folder per class) or a .npz with x and y")
-    p.add_argument("--torch-device", metavar="DEV",
-                   help="where estimators that train run: auto (default: a GPU when there is one), cpu, cuda, "
-                        "cuda:N, mps")
+    add_torch_device_argument(p, "an estimator that trains")
     p.add_argument("--est-opt", action="append", metavar="KEY=VALUE",
                    help="estimator option, e.g. epochs=2 or members=synflow,snip "
                         "(repeatable; see 'edgenas estimators')")

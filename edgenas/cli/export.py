@@ -9,7 +9,7 @@ import argparse
 import shlex
 import sys
 
-from edgenas.cli.common import flag_message, space_options
+from edgenas.cli.common import add_torch_device_argument, flag_message, space_options
 from edgenas.errors import EdgenasError
 from edgenas.jobs import ConfigError, ExportConfig, SpaceConfig, TaskConfig, table_from_dict
 
@@ -74,9 +74,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", metavar="supernet:PATH",
                    help="start from a supernet's weights (edgenas supernet train) and fine-tune --train-epochs "
                         "(0: export the inherited weights as they are)")
-    p.add_argument("--torch-device", default="auto", metavar="DEV",
-                   help="where the final training runs: auto (default: a GPU when there is one), cpu, cuda, "
-                        "cuda:N, mps")
+    add_torch_device_argument(p, "the final training", "auto")
     p.add_argument("--no-latency", action="store_true", help="do not time the artifacts on this host")
     p.add_argument("--devices-dir", help="user folder of device specs and tables (default ~/.edgenas)")
     p.add_argument("--command-line", default="", help=argparse.SUPPRESS)

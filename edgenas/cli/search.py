@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgenas.cli.common import flag_message, space_options, split_list
+from edgenas.cli.common import add_torch_device_argument, flag_message, space_options, split_list
 from edgenas.errors import EdgenasError
 from edgenas.jobs import (
     ConfigError,
@@ -207,9 +207,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--est-seed", type=int, help="estimator seed")
     g.add_argument("--dataset", help="dataset for estimators that train (digits, synthetic, a folder, a .npz)")
     g.add_argument("--weights", help="weights of an external predictor (ofa-predictor)")
-    g.add_argument("--torch-device", metavar="DEV",
-                   help="where estimators that train run: auto (default: a GPU when there is one, else the CPU), "
-                        "cpu, cuda, cuda:N, mps; --workers N spread over the visible GPUs")
+    add_torch_device_argument(g, "an estimator that trains (--workers N spread over the GPUs)")
     g = p.add_argument_group("objectives and budgets")
     g.add_argument("--objectives", action="append", metavar="F,F,...",
                    help="one or more of accuracy, latency_ms, macs, params, peak_ram_bytes, size_bytes "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgenas.cli.common import add_space_arguments, flag_message, space_options
+from edgenas.cli.common import add_space_arguments, add_torch_device_argument, flag_message, space_options
 from edgenas.errors import EdgenasError
 from edgenas.jobs import ConfigError, JobConfig, SpaceConfig, SupernetConfig, TaskConfig, table_from_dict
 from edgenas.options import parse_kv
@@ -91,8 +91,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", action="store_true",
                    help="continue --out from its last epoch (or reuse it when complete); same settings only")
     t.add_argument("--seed", type=int, default=0, help="seed of initialisation, example order and subnets")
-    t.add_argument("--torch-device", default="auto", metavar="DEV",
-                   help="auto (default: a GPU when there is one), cpu, cuda, cuda:N, mps")
+    add_torch_device_argument(t, "the training", "auto")
     t.add_argument("--init", metavar="CKPT", help="start from this supernet checkpoint (e.g. imported from OFA)")
     t.add_argument("--kernel-transform", action="store_true",
                    help="learn OFA's kernel transformation matrices (7->5->3) instead of plain centre crops")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-import torch.nn as nn
+from supernetkit import randomise
 
 from edgenas.errors import ArchParseError, EdgenasError
 from edgenas.spaces import get_space
@@ -23,23 +23,6 @@ CASES = {
     "mbv3": ("mbv3", {"widths": [1.0, 1.2]}, Task(num_classes=10, in_channels=3), 96),
     "fbnet": ("fbnet", {}, Task(num_classes=10, in_channels=3, resolution=16), None),
 }
-
-
-def randomise(module: nn.Module, seed: int) -> None:
-    """BatchNorm statistics and affine parameters far from their initial values (so that a wrong channel
-    or a stale statistic changes the output), and kernel transformation matrices away from identity."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
-        for name, p in module.named_parameters():
-            if "kernel_maps" in name:
-                p.add_(torch.randn(p.shape, generator=g) * 0.2)
 
 
 def specs_for(name: str, sn: Supernet, n: int = 3) -> list:

@@ -15,7 +15,7 @@ import types
 
 import pytest
 import torch
-import torch.nn as nn
+from supernetkit import randomise
 
 from edgenas.errors import EdgenasError
 from edgenas.spaces.base import Task
@@ -48,21 +48,6 @@ def _import_ofa() -> types.ModuleType:
     return nets
 
 
-def randomise(module: nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.3)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
-        for name, p in module.named_parameters():
-            if name.endswith("_matrix"):
-                p.add_(torch.randn(p.shape, generator=g) * 0.1)
-
-
 @pytest.fixture(scope="module")
 def ofa_nets():
     return _import_ofa()
@@ -73,7 +58,7 @@ def ofa_w12(ofa_nets, tmp_path_factory):
     torch.manual_seed(0)
     net = ofa_nets.OFAMobileNetV3(ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4],
                                   width_mult=1.2)
-    randomise(net, 1)
+    randomise(net, 1, ("_matrix",))
     path = tmp_path_factory.mktemp("ofa") / "ofa_mbv3_d234_e346_k357_w1.2.pth"
     torch.save({"state_dict": net.state_dict()}, path)  # the released checkpoints' layout
     return net.eval(), path
