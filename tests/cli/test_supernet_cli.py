@@ -90,6 +90,7 @@ torch_device = "cpu"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epochs", [0, 1])
 def test_job_trains_the_supernet_searches_with_it_and_exports_its_weights(epochs, tmp_path):
     """One job: [supernet] trained, the search's supernet estimator reads it, the front exported from the
