@@ -74,10 +74,11 @@ class RankEnsemble(Estimator, SearchParticipant):
         members: str | list[str] = "synflow,naswot", pool: str = "reference", reference: int = 32,
         dataset: str | Dataset | None = None, batch_size: int | None = None,
         member_options: dict[str, dict[str, Any]] | None = None, torch_device: str | None = None,
+        weights: str | None = None,
     ) -> None:
         """``members``: estimator names; ``member_options``: per-member options by name; ``dataset``,
-        ``batch_size`` and ``torch_device`` go to the members that take them; ``pool``/``reference``: see
-        the module doc."""
+        ``batch_size``, ``torch_device`` and ``weights`` (e.g. a supernet's) go to the members that take
+        them; ``pool``/``reference``: see the module doc."""
         super().__init__(space, task, seed)
         names = as_name_list(members)
         if len(set(names)) != len(names):
@@ -86,7 +87,7 @@ class RankEnsemble(Estimator, SearchParticipant):
         extra = set(member_options or {}) - set(names)
         if extra:
             raise EdgenasError(f"{self.name}: member_options for non-members {sorted(extra)}")
-        shared = {"dataset": dataset, "batch_size": batch_size, "torch_device": torch_device}
+        shared = {"dataset": dataset, "batch_size": batch_size, "torch_device": torch_device, "weights": weights}
         self.members = [build_member(n, space, task, seed, shared, (member_options or {}).get(n)) for n in names]
         self.pool = pool
         self.reference = reference
@@ -157,16 +158,16 @@ class CheapFilter(Estimator, SearchParticipant):
         cheap: str = "synflow", expensive: str = "train", keep: float = 0.25, pool: str = "reference",
         reference: int = 32, dataset: str | Dataset | None = None,
         cheap_options: dict[str, Any] | None = None, expensive_options: dict[str, Any] | None = None,
-        torch_device: str | None = None,
+        torch_device: str | None = None, weights: str | None = None,
     ) -> None:
-        """``cheap``/``expensive``: estimator names with their ``*_options``; ``dataset`` and
-        ``torch_device`` go to those that take them; ``keep`` in (0, 1]; ``pool``/``reference``: see the
-        module doc."""
+        """``cheap``/``expensive``: estimator names with their ``*_options``; ``dataset``, ``torch_device``
+        and ``weights`` (e.g. ``supernet>train`` with the supernet's checkpoint) go to those that take
+        them; ``keep`` in (0, 1]; ``pool``/``reference``: see the module doc."""
         super().__init__(space, task, seed)
         if not isinstance(keep, (int, float)) or not 0.0 < float(keep) <= 1.0:
             raise EdgenasError(f"{self.name}: keep must be in (0, 1], got {keep!r}")
         _check_pool(pool, reference)
-        shared = {"dataset": dataset, "torch_device": torch_device}
+        shared = {"dataset": dataset, "torch_device": torch_device, "weights": weights}
         self.cheap = build_member(cheap, space, task, seed, shared, cheap_options)
         self.expensive = build_member(expensive, space, task, seed, shared, expensive_options)
         self.keep = float(keep)

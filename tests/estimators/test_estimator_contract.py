@@ -155,6 +155,10 @@ def test_supernet_estimator_refuses_what_it_cannot_run(checkpoint, tmp_path):
         get_estimator("supernet", space, weights=str(path), dataset="digits")
     with pytest.raises(EdgenasError, match="supernet of space 'tiny', the search's space is 'proxyless'"):
         get_estimator("supernet", get_space("proxyless"), weights=str(path), dataset=DATA)
+    chain = get_estimator("filter", space, cheap="supernet", expensive="params", keep=0.5, weights=str(path),
+                          dataset=DATA, cheap_options={"val_samples": 0, "torch_device": "cpu"})
+    assert chain.cheap.weights == str(path)  # the chain passes weights on to the member that takes them
+    assert len(chain.score_many(space.sample(4, 0))) == 4
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     with pytest.raises(EdgenasError, match=r"junk\.pt"):
         get_estimator("supernet", space, weights=str(tmp_path / "junk.pt"), dataset=DATA)
