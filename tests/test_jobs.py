@@ -156,3 +156,14 @@ def test_run_job_searches_from_python(tmp_path):
 def test_the_demo_job_parses():
     cfg = JobConfig.from_toml(REPO / "examples" / "demo.toml")
     assert cfg.search is not None and cfg.export is not None
+
+
+def test_own_data_example_is_a_supernet_job(repo):
+    """examples/own_data.toml (the README's 'search on your own data' job) reads as the supernet flow."""
+    cfg = JobConfig.from_toml(repo / "examples" / "own_data.toml")
+    assert cfg.kind() == "search" and cfg.supernet is not None and cfg.supernet.epochs == 10
+    assert cfg.estimator is not None and cfg.estimator.name == "supernet" and cfg.estimator.weights is None
+    assert cfg.export is not None and cfg.export.init == "supernet"
+    done = cfg.with_supernet_weights(cfg.supernet.out)
+    assert done.estimator.weights == cfg.supernet.out and done.export.init == f"supernet:{cfg.supernet.out}"
+    cfg.space.build()
