@@ -347,7 +347,8 @@ def table_from_results(data: Any, origin: str, device: str | None = None) -> Lat
 
     def fit(ks: list[str]) -> None:
         table.model = fit_device_model([table.sum_ms(units[k]) for k in ks], [len(units[k]) for k in ks],
-                                       [nets[k]["p50_ms"] for k in ks], [feats[k] for k in ks] if with_feats else None)
+                                       [nets[k]["p50_ms"] for k in ks], [feats[k] for k in ks] if with_feats else None,
+                                       table.min_unit_ms())
 
     if len(keys) >= 10:
         half = len(keys) // 2

@@ -165,6 +165,13 @@ class LatencyTable:
     def sum_ms(self, unit_keys: list[str], scope: str | None = None) -> float:
         return sum(self._lookup(k, scope).p50_ms for k in unit_keys)
 
+    def min_unit_ms(self) -> float | None:
+        """The fastest unit's median (ms) over every entry, scoped ones included (None: no entries): the
+        bound on the device model's per-unit saving (:func:`edgenas.latency.validate.fit_device_model`)."""
+        times = [e.p50_ms for e in self.entries.values()]
+        times += [e.p50_ms for es in self.scoped.values() for e in es.values()]
+        return min(times) if times else None
+
     def predict_ms(self, unit_keys: list[str], features: dict[str, float] | None = None,
                    scope: str | None = None) -> float:
         """Whole-network latency from its unit keys (all must be present: check :meth:`missing`) and,

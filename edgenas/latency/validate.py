@@ -62,6 +62,18 @@ def _fit(s: np.ndarray, n: np.ndarray, F: np.ndarray, y: np.ndarray) -> np.ndarr
     return least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.05).x
 
 
+def _fit_floored(s: np.ndarray, n: np.ndarray, F: np.ndarray, y: np.ndarray, min_unit_ms: float | None) -> np.ndarray:
+    """:func:`_fit`, then, when ``per_unit < -scale * min_unit_ms`` (a unit of the table would count
+    below zero), the fit again with ``per_unit = -scale * min_unit_ms``: the largest per-unit saving
+    the table's fastest unit allows."""
+    p = _fit(s, n, F, y)
+    if min_unit_ms is None or min_unit_ms <= 0 or p[2] >= -p[1] * min_unit_ms:
+        return p
+    q = _fit(s - min_unit_ms * n, np.zeros_like(n), F, y)  # per_unit tied to scale: fit scale on s'
+    q[2] = -q[1] * min_unit_ms
+    return q
+
+
 def _loo_error(s: np.ndarray, n: np.ndarray, F: np.ndarray, y: np.ndarray) -> float:
     """Mean soft-L1 of the leave-one-out relative errors (the loss the fit itself uses)."""
     errs = []
@@ -75,7 +87,7 @@ def _loo_error(s: np.ndarray, n: np.ndarray, F: np.ndarray, y: np.ndarray) -> fl
 
 def fit_device_model(
     sums_ms: Sequence[float], n_units: Sequence[int], measured_ms: Sequence[float],
-    features: Sequence[dict[str, float]] | None = None,
+    features: Sequence[dict[str, float]] | None = None, min_unit_ms: float | None = None,
 ) -> DeviceModel:
     """Robust, physically constrained fit of ``overhead + scale * sum + per_unit * n_units`` (+ terms).
 
@@ -87,7 +99,12 @@ def fit_device_model(
 
     ``features`` (one dict per network, e.g. :data:`CONTEXT_FEATURES` from ``spec_features``) offers
     extra terms, each with a coefficient <= 0; with at least ``MIN_NETWORKS_FOR_TERMS`` networks the
-    model with terms is kept only when its leave-one-out error beats the affine model's."""
+    model with terms is kept only when its leave-one-out error beats the affine model's.
+
+    ``min_unit_ms`` (the table's fastest unit, :meth:`LatencyTable.min_unit_ms`) bounds the per-unit
+    saving: ``per_unit >= -scale * min_unit_ms``, so no network built of the table's units is predicted
+    below the overhead. Calibration networks timed under heavy load once fitted ``per_unit`` -0.026 ms
+    with ``scale`` 1.56 over units of ~0.01 ms, and small networks came out at negative latencies."""
     s = np.asarray(sums_ms, float)
     n = np.asarray(n_units, float)
     y = np.asarray(measured_ms, float)
@@ -101,10 +118,10 @@ def fit_device_model(
     if names and len(y) >= MIN_NETWORKS_FOR_TERMS:
         F = np.array([[f[k] for k in names] for f in features])  # type: ignore[union-attr]
         if _loo_error(s, n, F, y) < _loo_error(s, n, none, y):
-            p = _fit(s, n, F, y)
+            p = _fit_floored(s, n, F, y, min_unit_ms)
             return DeviceModel(overhead_ms=float(p[0]), scale=float(p[1]), per_unit_ms=float(p[2]), fitted_on=len(y),
                                terms={k: float(c) for k, c in zip(names, p[3:])})
-    p = _fit(s, n, none, y)
+    p = _fit_floored(s, n, none, y, min_unit_ms)
     return DeviceModel(overhead_ms=float(p[0]), scale=float(p[1]), per_unit_ms=float(p[2]), fitted_on=len(y))
 
 
@@ -154,7 +171,7 @@ def refit_and_validate(
     ``features_*``: per-network context features (see :func:`fit_device_model`)."""
     if unit_keys_cal:
         table.model = fit_device_model([table.sum_ms(k) for k in unit_keys_cal], [len(k) for k in unit_keys_cal],
-                                       measured_cal, features_cal)
+                                       measured_cal, features_cal, table.min_unit_ms())
     fv = list(features_val) if features_val is not None else [None] * len(unit_keys_val)
     predicted = [table.predict_ms(k, f) for k, f in zip(unit_keys_val, fv)]
     return latency_metrics(predicted, measured_val), predicted

@@ -61,7 +61,7 @@ def calibrate(
     measured = profiler.time_networks(space, specs, task, "calibration")
     keys = [[u.key for u in space.units(s, task)] for s in specs]
     table.model = fit_device_model([table.sum_ms(k) for k in keys], [len(k) for k in keys], measured,
-                                   context_features(space, specs, task))
+                                   context_features(space, specs, task), table.min_unit_ms())
     table.save(path)
 
 

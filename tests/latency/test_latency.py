@@ -360,6 +360,29 @@ def test_device_model_adds_a_context_term_only_when_it_predicts_better():
     assert fit_device_model(s, n, y, [{"unit_io_melems": v} for v in io]).terms == {}
 
 
+def test_device_model_never_counts_a_unit_below_zero():
+    """Calibration networks timed under load can pull per_unit below what the table's fastest unit
+    allows, and small networks then came out at negative latencies: the fit is bounded by
+    ``min_unit_ms``; on consistent timings the bound is inactive and the fit unchanged."""
+    from edgenas.latency.validate import fit_device_model
+
+    s, n, _, y = _synthetic_networks(12, io_coef=0.0, seed=3)
+    free = fit_device_model(s, n, y)
+    assert free.per_unit_ms == pytest.approx(-0.01, abs=2e-3)
+    same = fit_device_model(s, n, y, min_unit_ms=0.05)  # 0.05 * scale > 0.01: inactive
+    assert (same.overhead_ms, same.scale, same.per_unit_ms) == (free.overhead_ms, free.scale, free.per_unit_ms)
+    # networks whose measured time falls with their unit count far more than their units allow
+    rng = np.random.default_rng(4)
+    n = rng.integers(20, 80, 12).astype(float)
+    s = 0.012 * n * rng.uniform(0.9, 1.1, 12)  # units of ~0.012 ms, the fastest 0.01 ms
+    y = 0.4 + 1.5 * s - 0.025 * n + 0.3
+    assert fit_device_model(s, n, y).apply(0.01 * 80, 80) < 0  # unbounded: 80 of the fastest units < 0 ms
+    m = fit_device_model(s, n, y, min_unit_ms=0.01)
+    assert m.per_unit_ms == pytest.approx(-m.scale * 0.01) and m.overhead_ms >= 0
+    assert m.apply(0.01 * 80, 80) == pytest.approx(m.overhead_ms, abs=1e-9)  # the fastest units count zero
+    assert all(m.apply(a, b) > 0 for a, b in zip(s, n))
+
+
 def test_unit_io_feature_counts_unit_boundaries():
     from edgenas.latency.features import spec_features
 
