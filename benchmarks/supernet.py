@@ -1,0 +1,730 @@
+"""Supernet benchmark (issue 20): does a weight-sharing supernet rank `tiny` candidates like stand-alone
+training does, at what cost, and does a search through it find a better front than one that trains?
+
+Per task (``digits``, and a harder ``synthetic:`` setting chosen by a pilot, see below):
+
+1. **Ground truth**: SPECS random ``tiny`` specs (``space.sample(SPECS, seed=0)`` of
+   ``tiny`` with resolutions=[32], all three widths) each trained stand-alone with the export recipe
+   (``edgenas.exporters.weights.train_final``: whole training split, SGD + Nesterov + cosine, BatchNorm
+   re-estimated, EPOCHS epochs) with seeds 0 and 1; scored on the validation split. The seed-0 vs seed-1
+   Kendall tau is the ceiling an estimator of the 2-seed mean can reach.
+2. **Estimators** on the same specs: ``supernet`` (inherited accuracy from a supernet trained once by
+   ``train_supernet`` for SUPERNET_EPOCHS epochs on the same training split), ``synflow``, ``train``
+   (2 epochs, its defaults otherwise). Kendall tau with the stand-alone mean, seconds per candidate, and
+   the one-time cost (the supernet's training seconds).
+3. **End to end**: ``run_search`` (objectives accuracy + macs, sampler SAMPLER) with the ``supernet``
+   estimator for SEARCH_TRIALS trials, and with the ``train`` estimator under a timeout equal to the
+   supernet's training seconds + the supernet search's wall seconds (same CPU: every job runs on one
+   torch thread). Both fronts are retrained stand-alone (same recipe, seeds 0 and 1, mean) and their
+   hypervolume compared with the ground truth's front (the front of the SPECS stand-alone-trained specs).
+
+Hypervolume: points (stand-alone mean accuracy, MACs / MACs of the largest spec), accuracy maximised, MACs
+minimised; reference point (the lowest stand-alone mean accuracy among the ground-truth specs, 1.0).
+``hv_ratio`` = HV(front) / HV(ground-truth front). A second ratio with the reference accuracy at chance
+(1 / classes) is reported too.
+
+The harder task: pilot candidates PILOT_SETTINGS (mildest first) are trained on the first PILOT_SPECS
+ground-truth specs (seed 0, EPOCHS epochs; these runs are reused as ground truth); the first whose
+accuracies spread over >= 10 points (max - min) is the hard task, else the one with the widest spread.
+
+Every expensive result is cached under CACHE (one file per stand-alone training, estimator score,
+supernet checkpoint, search), so an interrupted run continues where it stopped. Jobs run in ``--jobs``
+processes with one torch thread each.
+
+    .venv/bin/python benchmarks/supernet.py --quick            # smoke test, ~1 min, results in the cache
+    nohup .venv/bin/python benchmarks/supernet.py --jobs 2 > /tmp/supernet.log 2>&1 &
+    .venv/bin/python benchmarks/supernet.py --report           # rewrite the results from the cache only
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import common  # noqa: E402
+
+NAME = "supernet"
+CACHE = HERE / "results" / "supernet_cache"
+SEED = 0
+SEEDS = (0, 1)
+SPACE_OPTIONS: dict[str, Any] = {"resolutions": [32]}
+SPECS = 50
+EPOCHS = 4
+SUPERNET_EPOCHS = 3 * EPOCHS
+TRAIN_EST_OPTIONS: dict[str, Any] = {"epochs": 2}
+SAMPLER = "frontier"
+SEARCH_TRIALS = 200
+PILOT_SPECS = 8
+PILOT_SETTINGS = ("synthetic:n=1500,noise=1.0", "synthetic:n=1500,noise=2.0", "synthetic:n=1500,size=8,noise=2.0",
+                  "synthetic:n=1500,size=8,noise=3.0", "synthetic:n=1500,size=8,noise=4.0")
+"""The hard task's candidates, easiest first: tried in order until one spreads over SPREAD_TARGET. The first
+two (32-px sources) came out at 99.7-100% for every pilot spec, so 8-px sources (like digits': 8x8 images
+upsampled to the 32-px input) with more noise follow."""
+SPREAD_TARGET = 0.10
+HARD = "hard"
+
+
+@dataclass
+class Settings:
+    tasks: list[str]
+    specs: int = SPECS
+    epochs: int = EPOCHS
+    supernet_epochs: int = SUPERNET_EPOCHS
+    search_trials: int = SEARCH_TRIALS
+    pilot_specs: int = PILOT_SPECS
+    sampler: str = SAMPLER
+    cache: Path = CACHE
+    quick: bool = False
+    e2e: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def params(self) -> dict[str, Any]:
+        return {"tasks": self.tasks, "specs": self.specs, "seeds": list(SEEDS), "epochs": self.epochs,
+                "supernet_epochs": self.supernet_epochs, "space": "tiny", "space_options": SPACE_OPTIONS,
+                "train_estimator": TRAIN_EST_OPTIONS, "sampler": self.sampler, "search_trials": self.search_trials,
+                "pilot_settings": list(PILOT_SETTINGS), "pilot_specs": self.pilot_specs, "torch_threads": 1,
+                "quick": self.quick}
+
+
+# -- workers (one torch thread each) ---------------------------------------------------------------
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _space() -> Any:
+    from edgenas import get_space
+
+    return get_space("tiny", **SPACE_OPTIONS)
+
+
+def _dataset(source: str) -> Any:
+    from edgenas.estimators.data import resolve_dataset
+
+    return resolve_dataset(source)
+
+
+def _task(source: str) -> Any:
+    from edgenas.spaces.base import Task
+
+    ds = _dataset(source)
+    return Task(num_classes=ds.num_classes, in_channels=ds.channels)
+
+
+def _h(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _slug(source: str) -> str:
+    return source.replace(":", "_").replace(",", "_").replace("=", "")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def work_standalone(source: str, arch: str, seed: int, epochs: int, out: str) -> dict[str, Any]:
+    from edgenas.exporters.weights import train_final
+
+    space = _space()
+    t0 = time.perf_counter()
+    m = train_final(space, space.parse(arch), _task(source), _dataset(source), epochs=epochs, seed=seed,
+                    torch_device="cpu")
+    res = {"arch": arch, "seed": seed, "epochs": epochs, "dataset": source, "accuracy": m.accuracy,
+           "seconds": round(time.perf_counter() - t0, 3)}
+    _write_json(Path(out), res)
+    return res
+
+
+def work_supernet(source: str, epochs: int, ckpt: str, out: str, train_samples: int = 0) -> dict[str, Any]:
+    from edgenas.supernet import train_supernet
+
+    p = Path(ckpt)
+    run = train_supernet(_space(), _task(source), _dataset(source), epochs, seed=SEED, device="cpu",
+                         checkpoint=p, resume=p.exists(), progress=False, train_samples=train_samples)
+    res = {"dataset": source, "epochs": epochs, "checkpoint": ckpt, "seconds": round(run.seconds, 3),
+           "resumed_from": run.resumed_from, "history": run.history}
+    _write_json(Path(out), res)
+    return res
+
+
+_ESTIMATORS: dict[tuple[str, str, str], Any] = {}
+
+
+def work_estimate(source: str, name: str, arch: str, weights: str | None, out: str) -> dict[str, Any]:
+    from edgenas.estimators import get_estimator
+
+    key = (source, name, weights or "")
+    t0 = time.perf_counter()
+    if key not in _ESTIMATORS:
+        space = _space()
+        opts: dict[str, Any] = {}
+        if name == "train":
+            opts = {"dataset": _dataset(source), "torch_device": "cpu", **TRAIN_EST_OPTIONS}
+        elif name == "supernet":
+            opts = {"dataset": _dataset(source), "torch_device": "cpu", "weights": weights}
+        _ESTIMATORS[key] = get_estimator(name, space, _task(source), seed=SEED, **opts)
+    setup = time.perf_counter() - t0
+    est = _ESTIMATORS[key]
+    e = est.estimate(est.space.parse(arch))
+    res = {"arch": arch, "estimator": name, "dataset": source, "score": e.score, "seconds": e.seconds,
+           "setup_seconds": round(setup, 3)}
+    _write_json(Path(out), res)
+    return res
+
+
+def work_search(source: str, kind: str, run_dir: str, trials: int | None, timeout: float | None,
+                weights: str | None, sampler: str, out: str) -> dict[str, Any]:
+    from edgenas.jobs import JobConfig
+    from edgenas.search.run import run_search
+
+    ds = _dataset(source)
+    est: dict[str, Any] = {"name": kind, "seed": SEED, "dataset": source, "torch_device": "cpu"}
+    if kind == "supernet":
+        est["weights"] = weights
+    else:
+        est["options"] = dict(TRAIN_EST_OPTIONS)
+    search: dict[str, Any] = {"objectives": ["accuracy", "macs"], "sampler": sampler, "seed": SEED}
+    if trials:
+        search["trials"] = trials
+    if timeout:
+        search["timeout"] = float(timeout)
+    cfg = JobConfig.from_dict({"space": {"name": "tiny", "options": SPACE_OPTIONS},
+                               "task": {"num_classes": ds.num_classes, "in_channels": ds.channels},
+                               "estimator": est, "search": search})
+    rd = Path(run_dir)
+    if rd.exists():  # an interrupted search: start it again (a timed search cannot be resumed fairly)
+        shutil.rmtree(rd)
+    rd.parent.mkdir(parents=True, exist_ok=True)
+    c0, t0 = time.process_time(), time.perf_counter()
+    res = run_search(cfg, rd, quiet=True, progress=False)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    from edgenas.search.front import trial_row
+
+    rows = list(res.front or [])
+    trials_done = [t for t in res.study.get_trials(deepcopy=False) if t.values is not None]
+    est_seconds = [float(r["estimate_seconds"]) for r in (trial_row(t, res.state.objectives) for t in trials_done)
+                   if r.get("estimate_seconds") is not None]
+    out_d = {"dataset": source, "estimator": kind, "sampler": sampler, "trials": trials, "timeout": timeout,
+             "finished_trials": len(trials_done), "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+             "estimate_seconds_total": round(sum(est_seconds), 3),
+             "front": [{"arch": r["arch"], "accuracy": r.get("accuracy"), "macs": r.get("macs"),
+                        "estimate_seconds": r.get("estimate_seconds")} for r in rows]}
+    _write_json(Path(out), out_d)
+    return out_d
+
+
+# -- the plan ------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    key: str
+    fn: Any
+    args: tuple
+    out: Path
+    what: str
+
+
+class Plan:
+    """Which jobs exist given what is cached; recomputed after every finished job."""
+
+    def __init__(self, st: Settings) -> None:
+        self.st = st
+        self.space = _space()
+        self.specs = [str(s) for s in self.space.sample(st.specs, seed=SEED)]
+
+    # paths
+    def task_dir(self, source: str) -> Path:
+        return self.st.cache / _slug(source)
+
+    def standalone_path(self, source: str, arch: str, seed: int) -> Path:
+        return self.task_dir(source) / f"standalone_e{self.st.epochs}" / f"s{seed}" / f"{_h(arch)}.json"
+
+    def supernet_ckpt(self, source: str) -> Path:
+        return self.task_dir(source) / f"supernet_e{self.st.supernet_epochs}.pt"
+
+    def supernet_done(self, source: str) -> Path:
+        return self.task_dir(source) / f"supernet_e{self.st.supernet_epochs}.json"
+
+    def estimate_path(self, source: str, name: str, arch: str) -> Path:
+        sub = f"supernet_e{self.st.supernet_epochs}" if name == "supernet" else name
+        return self.task_dir(source) / "estimates" / sub / f"{_h(arch)}.json"
+
+    def search_tag(self) -> str:
+        return f"{self.st.sampler}_t{self.st.search_trials}_sn{self.st.supernet_epochs}"
+
+    def search_path(self, source: str, kind: str) -> Path:
+        return self.task_dir(source) / "search" / f"{self.search_tag()}_{kind}.json"
+
+    def search_dir(self, source: str, kind: str) -> Path:
+        return self.task_dir(source) / "search" / f"{self.search_tag()}_{kind}"
+
+    # reading
+    def standalone(self, source: str, arch: str, seed: int) -> dict[str, Any] | None:
+        return _read_json(self.standalone_path(source, arch, seed))
+
+    def hard_source(self) -> str | None:
+        """The pilot's choice: the first setting (in PILOT_SETTINGS order) whose pilot runs spread over
+        SPREAD_TARGET; None while the pilot of the next setting to try is running; the widest spread when
+        none does."""
+        spreads = self.pilot()
+        for setting in PILOT_SETTINGS:
+            if spreads[setting] is None:
+                return None
+            if spreads[setting]["spread"] >= SPREAD_TARGET:
+                return setting
+        return max(PILOT_SETTINGS, key=lambda s: spreads[s]["spread"])
+
+    def pilot_next(self) -> str | None:
+        """The setting whose pilot runs are needed next (None when the choice is made)."""
+        spreads = self.pilot()
+        for setting in PILOT_SETTINGS:
+            if spreads[setting] is None:
+                return setting
+            if spreads[setting]["spread"] >= SPREAD_TARGET:
+                return None
+        return None
+
+    def pilot(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for setting in PILOT_SETTINGS:
+            accs = [self.standalone(setting, a, SEEDS[0]) for a in self.specs[: self.st.pilot_specs]]
+            if any(a is None for a in accs):
+                out[setting] = None
+                continue
+            v = [a["accuracy"] for a in accs if a]
+            out[setting] = {"n": len(v), "min": min(v), "max": max(v), "spread": max(v) - min(v),
+                            "mean": sum(v) / len(v)}
+        return out
+
+    def sources(self) -> list[tuple[str, str | None]]:
+        """(task label, dataset source or None while the pilot runs)."""
+        out = []
+        for t in self.st.tasks:
+            out.append((t, self.hard_source() if t == HARD else t))
+        return out
+
+    # jobs
+    def jobs(self) -> list[Job]:
+        jobs: list[Job] = []
+        for label, source in self.sources():
+            if label == HARD and source is None:
+                setting = self.pilot_next()
+                if setting is not None:
+                    for arch in self.specs[: self.st.pilot_specs]:
+                        self._standalone_job(jobs, setting, arch, SEEDS[0], f"pilot {setting}")
+                continue
+            assert source is not None
+            jobs += self.task_jobs(label, source)
+        return jobs
+
+    def _standalone_job(self, jobs: list[Job], source: str, arch: str, seed: int, what: str) -> None:
+        p = self.standalone_path(source, arch, seed)
+        if not p.exists():
+            jobs.append(Job(f"sa|{source}|{arch}|{seed}", work_standalone, (source, arch, seed, self.st.epochs, str(p)),
+                            p, f"{what}: stand-alone {arch} seed {seed}"))
+
+    def task_jobs(self, label: str, source: str) -> list[Job]:
+        jobs: list[Job] = []
+        sn_done = self.supernet_done(source)
+        if not sn_done.exists():  # longest single job first
+            jobs.append(Job(f"sn|{source}", work_supernet,
+                            (source, self.st.supernet_epochs, str(self.supernet_ckpt(source)), str(sn_done),
+                             256 if self.st.quick else 0),
+                            sn_done, f"{label}: supernet training ({self.st.supernet_epochs} epochs)"))
+        sn = _read_json(sn_done)
+        # the supernet search as soon as the supernet exists: the train search's timeout depends on it
+        if self.st.e2e and sn is not None:
+            p = self.search_path(source, "supernet")
+            if not p.exists():
+                jobs.append(Job(f"search|{source}|supernet", work_search,
+                                (source, "supernet", str(self.search_dir(source, "supernet")),
+                                 self.st.search_trials, None, str(self.supernet_ckpt(source)), self.st.sampler, str(p)),
+                                p, f"{label}: search with the supernet estimator"))
+            else:
+                q = self.search_path(source, "train")
+                s_sn = _read_json(p)
+                if not q.exists():
+                    timeout = float(sn["seconds"]) + float(s_sn["wall_s"])
+                    jobs.append(Job(f"search|{source}|train", work_search,
+                                    (source, "train", str(self.search_dir(source, "train")), None, timeout, None,
+                                     self.st.sampler, str(q)),
+                                    q, f"{label}: search with the train estimator, timeout {timeout:.0f} s"))
+        for name in ("synflow", "supernet", "train"):
+            if name == "supernet" and sn is None:
+                continue
+            for arch in self.specs:
+                p = self.estimate_path(source, name, arch)
+                if not p.exists():
+                    w = str(self.supernet_ckpt(source)) if name == "supernet" else None
+                    jobs.append(Job(f"est|{source}|{name}|{arch}", work_estimate, (source, name, arch, w, str(p)), p,
+                                    f"{label}: {name} estimate of {arch}"))
+        for seed in SEEDS:
+            for arch in self.specs:
+                self._standalone_job(jobs, source, arch, seed, label)
+        for kind in ("supernet", "train"):
+            res = _read_json(self.search_path(source, kind))
+            if res is None:
+                continue
+            for row in res["front"]:
+                for seed in SEEDS:
+                    self._standalone_job(jobs, source, row["arch"], seed, f"{label} {kind}-search front")
+        return jobs
+
+
+def run_jobs(plan: Plan, n_jobs: int, report_every: float) -> None:
+    import multiprocessing as mp
+
+    running: dict[Future, Job] = {}
+    failed: set[str] = set()
+    done = 0
+    last_report = time.monotonic()
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        try:
+            while True:
+                keys = {j.key for j in running.values()}
+                pending = [j for j in plan.jobs() if j.key not in keys and j.key not in failed]
+                while pending and len(running) < n_jobs:
+                    j = pending.pop(0)
+                    log(f"start {j.what}")
+                    running[pool.submit(j.fn, *j.args)] = j
+                if not running:
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for f in finished:
+                    j = running.pop(f)
+                    try:
+                        res = f.result()
+                        brief = {k: res[k] for k in ("accuracy", "score", "seconds", "wall_s", "finished_trials")
+                                 if k in res}
+                        log(f"done  {j.what}: {brief}")
+                    except Exception as exc:  # keep the others going; the job is retried on the next run
+                        log(f"FAILED {j.what}: {exc.__class__.__name__}: {exc}")
+                        _write_json(j.out.with_suffix(".failed"), {"error": f"{exc.__class__.__name__}: {exc}"})
+                        failed.add(j.key)
+                    done += 1
+                if time.monotonic() - last_report > report_every:
+                    report(plan, quiet=True)
+                    last_report = time.monotonic()
+            if failed:
+                log(f"{len(failed)} job(s) failed (see above); run again to retry them")
+        except KeyboardInterrupt:
+            log("interrupted: finished jobs are cached; run again to continue")
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+# -- the report ---------------------------------------------------------------------------------
+def kendall(a: list[float], b: list[float]) -> float:
+    from scipy.stats import kendalltau
+
+    if len(a) < 3:
+        return float("nan")
+    return float(kendalltau(a, b).statistic)
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    from scipy.stats import spearmanr
+
+    if len(a) < 3:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def _r(v: Any, nd: int = 4) -> Any:
+    return round(v, nd) if isinstance(v, float) and math.isfinite(v) else v
+
+
+def task_report(plan: Plan, label: str, source: str) -> dict[str, Any]:
+    from edgenas.search.pareto import hypervolume
+    from edgenas.supernet.plans import plan_for
+
+    space = plan.space
+    task = _task(source)
+    out: dict[str, Any] = {"task": label, "dataset": source}
+    per_seed = {s: {a: plan.standalone(source, a, s) for a in plan.specs} for s in SEEDS}
+    both = [a for a in plan.specs if all(per_seed[s][a] for s in SEEDS)]
+    out["specs_planned"] = len(plan.specs)
+    out["specs_done"] = len(both)
+    out["trainings_done"] = sum(1 for s in SEEDS for a in plan.specs if per_seed[s][a])
+    mean = {a: sum(per_seed[s][a]["accuracy"] for s in SEEDS) / len(SEEDS) for a in both}
+    secs = [per_seed[s][a]["seconds"] for s in SEEDS for a in plan.specs if per_seed[s][a]]
+    out["standalone_seconds_mean"] = _r(sum(secs) / len(secs), 2) if secs else None
+    if both:
+        v = list(mean.values())
+        out["standalone_mean_min"], out["standalone_mean_max"] = _r(min(v)), _r(max(v))
+        out["spread_points"] = _r(100 * (max(v) - min(v)), 2)
+    out["ceiling_tau"] = _r(kendall([per_seed[0][a]["accuracy"] for a in both],
+                                    [per_seed[1][a]["accuracy"] for a in both]))
+    out["ceiling_spearman"] = _r(spearman([per_seed[0][a]["accuracy"] for a in both],
+                                          [per_seed[1][a]["accuracy"] for a in both]))
+    sn = _read_json(plan.supernet_done(source))
+    out["supernet_seconds"] = sn["seconds"] if sn else None
+    if sn:
+        out["supernet_history"] = sn["history"]
+    est_rows = []
+    for name in ("supernet", "synflow", "train"):
+        res = {a: _read_json(plan.estimate_path(source, name, a)) for a in plan.specs}
+        have = [a for a in both if res[a] is not None]
+        costs = sorted(r["seconds"] for r in res.values() if r)
+        row = {"task": label, "estimator": name if name != "train" else "train (2 epochs)",
+               "n": len(have), "kendall_tau": _r(kendall([res[a]["score"] for a in have], [mean[a] for a in have])),
+               "spearman": _r(spearman([res[a]["score"] for a in have], [mean[a] for a in have])),
+               "s_per_candidate": _r(sum(costs) / len(costs), 4) if costs else None,
+               "s_per_candidate_median": _r(costs[len(costs) // 2], 4) if costs else None,
+               "one_time_s": (sn["seconds"] if sn else None) if name == "supernet" else 0.0}
+        if isinstance(row["kendall_tau"], float) and isinstance(out["ceiling_tau"], float) and out["ceiling_tau"] > 0:
+            row["tau_over_ceiling"] = _r(row["kendall_tau"] / out["ceiling_tau"], 3)
+        est_rows.append(row)
+    out["estimators"] = est_rows
+    # hypervolume
+    largest = plan_for(space).largest()
+    macs_max = float(space.cost(largest, task).macs)
+    macs = {}
+
+    def m(arch: str) -> float:
+        if arch not in macs:
+            macs[arch] = float(space.cost(space.parse(arch), task).macs) / macs_max
+        return macs[arch]
+
+    if both:
+        acc_ref = min(mean.values())
+        chance = 1.0 / task.num_classes
+
+        def hv(points: list[tuple[float, float]], ref_acc: float) -> float:
+            return hypervolume([[-a, c] for a, c in points], [-ref_acc, 1.0])
+
+        gt_pts = [(mean[a], m(a)) for a in both]
+        hv_gt, hv_gt_c = hv(gt_pts, acc_ref), hv(gt_pts, chance)
+        out["hv_reference"] = {"accuracy": _r(acc_ref), "macs": macs_max, "macs_normalised": 1.0}
+        out["hv_ground_truth"] = _r(hv_gt, 5)
+        out["hv_ground_truth_chance_ref"] = _r(hv_gt_c, 5)
+        gt_front_mask = [not any((b[0] >= p[0] and b[1] <= p[1]) and b != p for b in gt_pts) for p in gt_pts]
+        out["ground_truth_front"] = [{"arch": a, "accuracy": _r(mean[a]), "macs": int(m(a) * macs_max)}
+                                     for a, keep in zip(both, gt_front_mask) if keep]
+        e2e = []
+        for kind in ("supernet", "train"):
+            res = _read_json(plan.search_path(source, kind))
+            if res is None:
+                continue
+            fr = [r["arch"] for r in res["front"]]
+            got = {a: [plan.standalone(source, a, s) for s in SEEDS] for a in fr}
+            ready = [a for a in fr if all(got[a])]
+            pts = [(sum(x["accuracy"] for x in got[a]) / len(SEEDS), m(a)) for a in ready]
+            est_pts = [(float(r["accuracy"]), m(r["arch"])) for r in res["front"]]
+            row = {"task": label, "search": f"{kind} estimator", "trials": res["finished_trials"],
+                   "search_s": res["wall_s"], "one_time_s": sn["seconds"] if (kind == "supernet" and sn) else 0.0,
+                   "timeout_s": res.get("timeout"), "front_size": len(fr), "retrained": len(ready),
+                   "hv_retrained": _r(hv(pts, acc_ref), 5) if ready else None,
+                   "hv_ratio": _r(hv(pts, acc_ref) / hv_gt, 4) if ready and hv_gt > 0 else None,
+                   "hv_ratio_chance_ref": _r(hv(pts, chance) / hv_gt_c, 4) if ready and hv_gt_c > 0 else None,
+                   "hv_estimated_front": _r(hv(est_pts, acc_ref), 5)}
+            row["total_s"] = _r(float(row["search_s"]) + float(row["one_time_s"] or 0.0), 1)
+            row["front"] = [{"arch": a, "estimated": _r(float(r["accuracy"])),
+                             "standalone_mean": _r(p[0]) if a in ready else None, "macs": int(m(a) * macs_max)}
+                            for a, r in zip(fr, res["front"]) for p in [dict(zip(ready, pts)).get(a, (None,))]]
+            e2e.append(row)
+        out["end_to_end"] = e2e
+    return out
+
+
+def targets(t: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    est = {r["estimator"]: r for r in t.get("estimators", [])}
+    sn, syn, tr = est.get("supernet", {}), est.get("synflow", {}), est.get("train (2 epochs)", {})
+    ceil = t.get("ceiling_tau")
+
+    def ok(cond: Any) -> str:
+        return "n/a" if cond is None else ("met" if cond else "missed")
+
+    def num(x: Any) -> float | None:
+        return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+    tau = num(sn.get("kendall_tau"))
+    if tau is not None and num(ceil):
+        rows.append({"task": t["task"], "target": "supernet tau >= 0.8 x ceiling",
+                     "value": f"{tau:.3f} vs {0.8 * ceil:.3f} (ceiling {ceil:.3f})", "status": ok(tau >= 0.8 * ceil),
+                     "margin": _r(tau - 0.8 * ceil, 3)})
+    for other, label in ((syn, "synflow"), (tr, "2-epoch training")):
+        o = num(other.get("kendall_tau"))
+        if tau is not None and o is not None:
+            rows.append({"task": t["task"], "target": f"supernet tau > {label}'s", "value": f"{tau:.3f} vs {o:.3f}",
+                         "status": ok(tau > o), "margin": _r(tau - o, 3)})
+    c_sn, c_tr = num(sn.get("s_per_candidate")), num(tr.get("s_per_candidate"))
+    if c_sn is not None and c_tr:
+        rows.append({"task": t["task"], "target": "supernet cost <= 1/20 of 2-epoch training's",
+                     "value": f"{c_sn:.3f} s vs {c_tr / 20:.3f} s (1/{c_tr / c_sn:.0f})",
+                     "status": ok(c_sn <= c_tr / 20),
+                     "margin": _r(c_tr / 20 - c_sn, 3)})
+    e2e = {r["search"]: r for r in t.get("end_to_end", [])}
+    a, b = e2e.get("supernet estimator"), e2e.get("train estimator")
+    if a and b and num(a.get("hv_ratio")) is not None and num(b.get("hv_ratio")) is not None:
+        rows.append({"task": t["task"], "target": "supernet search's front >= train search's (HV)",
+                     "value": f"{a['hv_ratio']:.3f} vs {b['hv_ratio']:.3f}",
+                     "status": ok(a["hv_ratio"] >= b["hv_ratio"]), "margin": _r(a["hv_ratio"] - b["hv_ratio"], 3)})
+    ratios = [num(r.get("hv_ratio")) for r in (a, b) if r]
+    ratios = [x for x in ratios if x is not None]
+    if ratios:
+        best = max(ratios)
+        rows.append({"task": t["task"], "target": "a front within 0.9 of the ground truth's HV",
+                     "value": f"best {best:.3f}", "status": ok(best >= 0.9), "margin": _r(best - 0.9, 3)})
+    return rows
+
+
+def report(plan: Plan, quiet: bool = False, notes_extra: str = "") -> dict[str, Any]:
+    st = plan.st
+    tasks = []
+    pilot = plan.pilot() if HARD in st.tasks else {}
+    for label, source in plan.sources():
+        if source is None:
+            continue
+        tasks.append(task_report(plan, label, source))
+    est_rows = [r for t in tasks for r in t["estimators"]]
+    summary = []
+    for t in tasks:
+        summary.append({"task": t["task"], "dataset": t["dataset"],
+                        "specs (2 seeds)": f"{t['specs_done']}/{t['specs_planned']}",
+                        "accuracy range": f"{t.get('standalone_mean_min', '')}-{t.get('standalone_mean_max', '')}",
+                        "ceiling tau": t["ceiling_tau"], "s / stand-alone training": t["standalone_seconds_mean"],
+                        "supernet training s": t["supernet_seconds"]})
+    e2e_rows = [{k: v for k, v in r.items() if k != "front"} for t in tasks for r in t.get("end_to_end", [])]
+    target_rows = [r for t in tasks for r in targets(t)]
+    # completeness
+    jobs_left = plan.jobs()
+    partial = bool(jobs_left) or any(t["specs_done"] < t["specs_planned"] for t in tasks) or \
+        len(tasks) < len(st.tasks)
+    status = (f"Not done yet: {len(jobs_left)} job(s) of the current plan; "
+              + "; ".join(f"{t['task']}: {t['trainings_done']}/{2 * t['specs_planned']} ground-truth trainings, "
+                          f"{sum(r['n'] for r in t['estimators'])}/{3 * t['specs_planned']} estimates, "
+                          f"{len(t.get('end_to_end', []))}/2 searches" for t in tasks)
+              + (" (the hard task's pilot is still running)" if len(tasks) < len(st.tasks) else "")) if partial else ""
+    pilot_rows = [{"setting": k, **({kk: _r(vv) for kk, vv in v.items()} if v else {"n": "not run"}),
+                   "chosen": "yes" if k == plan.hard_source() else ""} for k, v in pilot.items()]
+    notes = "\n\n".join(x for x in (status, NOTES.strip().replace("SPECS", str(st.specs)),
+                                      FINDINGS.strip(), notes_extra.strip()) if x)
+    extra = {"Estimators: Kendall tau with the stand-alone mean, cost": (est_rows, [
+        "task", "estimator", "n", "kendall_tau", "tau_over_ceiling", "spearman", "s_per_candidate",
+        "s_per_candidate_median", "one_time_s"]),
+        "End to end: searches, fronts retrained stand-alone": (e2e_rows, [
+            "task", "search", "trials", "one_time_s", "search_s", "total_s", "timeout_s", "front_size",
+            "retrained", "hv_retrained", "hv_ratio", "hv_ratio_chance_ref", "hv_estimated_front"]),
+        "Targets": (target_rows, ["task", "target", "value", "status", "margin"])}
+    if pilot_rows:
+        extra["Pilot: choosing the hard task"] = (pilot_rows, ["setting", "n", "min", "max", "spread", "mean",
+                                                                "chosen"])
+    if quiet:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            common.write_results(NAME, "Supernet: ranking, cost and end-to-end search (issue 20)", summary,
+                                 ["task", "dataset", "specs (2 seeds)", "accuracy range", "ceiling tau",
+                                  "s / stand-alone training", "supernet training s"],
+                                 {**st.params(), "partial": partial}, notes=notes, extra_tables=extra,
+                                 packages=("optuna", "scipy"))
+    else:
+        common.write_results(NAME, "Supernet: ranking, cost and end-to-end search (issue 20)", summary,
+                             ["task", "dataset", "specs (2 seeds)", "accuracy range", "ceiling tau",
+                              "s / stand-alone training", "supernet training s"],
+                             {**st.params(), "partial": partial}, notes=notes, extra_tables=extra,
+                             packages=("optuna", "scipy"))
+    # the JSON also carries every per-task detail (fronts, histories, pilot)
+    jpath = common.RESULTS / f"{NAME}.json"
+    data = json.loads(jpath.read_text())
+    data["tasks"] = tasks
+    data["pilot"] = pilot
+    data["partial"] = partial
+    jpath.write_text(json.dumps(data, indent=1) + "\n")
+    if partial:
+        mpath = common.RESULTS / f"{NAME}.md"
+        md = mpath.read_text()
+        mpath.write_text(md.replace("\n\n", f"\n\n{common.PARTIAL_BANNER}\n\n", 1))
+    return {"tasks": tasks, "partial": partial}
+
+
+NOTES = """
+What is measured, per task: SPECS random `tiny` specs (resolutions=[32], widths 0.5/0.75/1.0; seeded
+sample, seed 0) trained stand-alone with the export recipe (`train_final`: whole training split, SGD with
+Nesterov momentum, per-step cosine, BatchNorm re-estimated) for a fixed number of epochs with seeds 0 and 1;
+accuracy on the dataset's validation split (split seed 0). Ceiling = Kendall tau of seed 0 vs seed 1.
+Estimators are scored against the 2-seed mean. Every job ran on one torch thread, two jobs at a time on the
+2 cores, so costs are single-thread seconds on a machine whose other core is busy. Hypervolume: accuracy
+(stand-alone mean of 2 seeds) maximised, MACs / MACs of the largest spec minimised, reference point
+(lowest ground-truth mean accuracy, 1.0); `hv_ratio` = HV(retrained front) / HV(ground-truth front);
+`hv_ratio_chance_ref` uses accuracy 1/classes as the reference instead. A search front may beat the
+ground-truth front (it is the front of 50 random specs, not of the space). `hv_estimated_front` is the
+front's HV with the accuracies the search's own estimator gave (not comparable across estimators).
+"""
+
+FINDINGS = """
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", default=f"digits,{HARD}", help=f"comma list of digits, {HARD} (the pilot's choice) "
+                                                              "or any dataset source")
+    ap.add_argument("--specs", type=int, default=SPECS)
+    ap.add_argument("--epochs", type=int, default=EPOCHS, help="stand-alone training epochs")
+    ap.add_argument("--supernet-epochs", type=int, default=None, help="default: 3 x --epochs")
+    ap.add_argument("--search-trials", type=int, default=SEARCH_TRIALS)
+    ap.add_argument("--sampler", default=SAMPLER)
+    ap.add_argument("--jobs", type=int, default=1, help="parallel processes (one torch thread each)")
+    ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end searches")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 4 specs, 1 epoch, tiny searches (~1 min); "
+                                                         "results in the cache folder, not benchmarks/results")
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--report", action="store_true", help="only rewrite the results from the cache")
+    ap.add_argument("--report-every", type=float, default=300.0, help="rewrite the results every N seconds")
+    a = ap.parse_args()
+    st = Settings(tasks=[t.strip() for t in a.tasks.split(",") if t.strip()], specs=a.specs, epochs=a.epochs,
+                  supernet_epochs=a.supernet_epochs or 3 * a.epochs, search_trials=a.search_trials, sampler=a.sampler,
+                  cache=a.cache or CACHE, e2e=not a.no_e2e)
+    if a.quick:
+        st.specs, st.epochs, st.supernet_epochs, st.search_trials, st.pilot_specs = 4, 1, 1, 6, 3
+        st.quick = True
+        st.cache = (a.cache or CACHE) / "quick"
+        common.RESULTS = st.cache
+    st.pilot_specs = min(st.pilot_specs, st.specs)
+    plan = Plan(st)
+    if not a.report:
+        log(f"{len(plan.jobs())} job(s) to run now (more follow: the hard task's after its pilot, fronts after "
+            f"searches); cache {st.cache}")
+        t0 = time.perf_counter()
+        run_jobs(plan, max(1, a.jobs), a.report_every)
+        log(f"all jobs done in {time.perf_counter() - t0:.0f} s")
+    report(plan)
+
+
+if __name__ == "__main__":
+    main()
