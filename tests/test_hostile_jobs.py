@@ -111,6 +111,10 @@ BAD_FLAGS = [
     (["--budget", ""], "--budget: has an empty budget"),
     (["--precision", "int4"], "--precision: must be one of int8, fp32"),
     (["--est-opt", "keep=2"], "--est-opt/--keep need --estimator"),
+    # estimators that cannot be built: refused before the run folder is written (it once kept a
+    # config.json and an empty journal, and the next run was told the folder already held a search)
+    (["--estimator", "supernet", "--weights", "missing.pt"], "supernet checkpoint 'missing.pt' not found"),
+    (["--estimator", "train", "--est-opt", "epochs=0"], "train: epochs must be an integer >= 1, got 0"),
 ]
 
 

@@ -72,6 +72,7 @@ class SearchJob:
         self._latency: dict[str, LatencySource] | None = None
         self._oracle: CostOracle | None = None
         self._estimator: Estimator | None = None
+        self._built: Estimator | None = None  # constructed, not yet joined to the search
 
     # -- views -------------------------------------------------------------------------------
     @property
@@ -171,11 +172,19 @@ class SearchJob:
         return self._oracle
 
     # -- estimator ---------------------------------------------------------------------------
+    def build_estimator(self) -> None:
+        """Construct the estimator now, so that bad options, files or data fail before any output; it
+        joins the search (:meth:`_join_search`, which needs the latency tables) when first used."""
+        if self._built is None and self._estimator is None and self.needs_estimator:
+            assert self.job.estimator is not None
+            self._built = self.job.estimator.build(self.space, self.task)
+
     @property
     def estimator(self) -> Estimator | None:
         if self._estimator is None and self.needs_estimator:
-            assert self.job.estimator is not None
-            est = self.job.estimator.build(self.space, self.task)
+            self.build_estimator()
+            est, self._built = self._built, None
+            assert est is not None
             self._join_search(est)
             self._estimator = est
         return self._estimator

@@ -77,6 +77,7 @@ def make_sampler(job: SearchJob, seed: int, seeds: list[Any] | None = None) -> o
 def prepare(job: SearchJob, quiet: bool = False) -> dict[str, Any]:
     """Tables, budget check and a first feasible candidate; returns what the study stores."""
     t0 = time.monotonic()
+    job.build_estimator()  # bad options, files or data fail now, before the run folder is written
     tables = job.complete_tables(show_progress=None if not quiet else False)
     job.use_tables(tables)
     seed = job.search.seed

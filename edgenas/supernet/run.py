@@ -58,7 +58,7 @@ def supernet_dataset(job: JobConfig) -> str:
 def run_supernet(job: JobConfig, *, progress: bool = True, say: Callable[[str], None] | None = None
                  ) -> SupernetResult:
     """Train (or resume, or reuse) the job's ``[supernet]`` checkpoint; see the module docstring."""
-    from edgenas.fileio import check_can_create
+    from edgenas.fileio import check_can_create, ensure_writable_dir
     from edgenas.supernet.train import load_supernet, read_checkpoint, train_supernet
 
     cfg = job.supernet
@@ -79,6 +79,7 @@ def run_supernet(job: JobConfig, *, progress: bool = True, say: Callable[[str], 
         read_checkpoint(path)  # not a checkpoint: one line, before any work
         resume = True
     init = load_supernet(cfg.init)[0] if cfg.init and not resume else None
+    ensure_writable_dir(path.parent, "supernet checkpoint folder")  # proven before the first epoch, not after
     run = train_supernet(space, task, supernet_dataset(job), cfg.epochs, seed=cfg.seed, device=cfg.torch_device,
                          checkpoint=path, resume=resume, init=init, kernel_transform=cfg.kernel_transform,
                          progress=progress, **cfg.options)
@@ -109,7 +110,7 @@ def import_supernet(source: str | Path, out: str | Path, fmt: str = "ofa", num_c
     ``ofa`` reads Once-for-All's MobileNetV3 supernets (``ofa_mbv3_d234_e346_k357_w1.0`` / ``w1.2``) into
     the ``mbv3`` supernet; ``num_classes`` other than the checkpoint's gives a new classifier head.
     Returns the checkpoint's summary."""
-    from edgenas.fileio import check_can_create
+    from edgenas.fileio import check_can_create, ensure_writable_dir
     from edgenas.supernet.ofa import read_ofa_state_dict, supernet_from_ofa
     from edgenas.supernet.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint, space_options
 
@@ -122,6 +123,7 @@ def import_supernet(source: str | Path, out: str | Path, fmt: str = "ofa", num_c
     from edgenas.spaces.base import Task
 
     state = read_ofa_state_dict(source)
+    ensure_writable_dir(dest.parent, "checkpoint folder")
     task = Task(num_classes=num_classes, in_channels=3) if num_classes else None
     sn, report = supernet_from_ofa(state, task, what=f"OFA checkpoint {str(source)!r}")
     what = (f"ofa:{source} (w{report['width']}, {report['tensors']} tensors"
