@@ -75,6 +75,7 @@ PILOT_SETTINGS = ("synthetic:n=1500,noise=1.0", "synthetic:n=1500,noise=2.0", "s
 two (32-px sources) came out at 99.7-100% for every pilot spec, so 8-px sources (like digits': 8x8 images
 upsampled to the 32-px input) with more noise follow."""
 SPREAD_TARGET = 0.10
+PAIRED_SPECS = 10
 HARD = "hard"
 
 
@@ -203,6 +204,25 @@ def work_estimate(source: str, name: str, arch: str, weights: str | None, out: s
     return res
 
 
+def work_paired_cost(source: str, weights: str, archs: list[str], out: str) -> dict[str, Any]:
+    """Seconds per candidate of ``supernet`` and 2-epoch ``train`` measured alternately on the same specs
+    in one process (fresh estimators: nothing cached), so both see the same machine load."""
+    from edgenas.estimators import get_estimator
+
+    space, ds, task = _space(), _dataset(source), _task(source)
+    sn = get_estimator("supernet", space, task, seed=SEED, dataset=ds, torch_device="cpu", weights=weights)
+    tr = get_estimator("train", space, task, seed=SEED, dataset=ds, torch_device="cpu", **TRAIN_EST_OPTIONS)
+    sn.estimate(space.parse(archs[-1]))  # warm-up: the supernet's data resized once (kept for every spec)
+    tr.estimate(space.parse(archs[-1]))
+    rows = []
+    for a in archs[:-1]:
+        spec = space.parse(a)
+        rows.append({"arch": a, "supernet_s": sn.estimate(spec).seconds, "train_s": tr.estimate(spec).seconds})
+    res = {"dataset": source, "rows": rows}
+    _write_json(Path(out), res)
+    return res
+
+
 def work_search(source: str, kind: str, run_dir: str, trials: int | None, timeout: float | None,
                 weights: str | None, sampler: str, out: str) -> dict[str, Any]:
     from edgenas.jobs import JobConfig
@@ -278,6 +298,9 @@ class Plan:
     def estimate_path(self, source: str, name: str, arch: str) -> Path:
         sub = f"supernet_e{self.st.supernet_epochs}" if name == "supernet" else name
         return self.task_dir(source) / "estimates" / sub / f"{_h(arch)}.json"
+
+    def paired_cost_path(self, source: str) -> Path:
+        return self.task_dir(source) / f"paired_cost_sn{self.st.supernet_epochs}.json"
 
     def search_tag(self) -> str:
         return f"{self.st.sampler}_t{self.st.search_trials}_sn{self.st.supernet_epochs}"
@@ -379,6 +402,12 @@ class Plan:
                                     (source, "train", str(self.search_dir(source, "train")), None, timeout, None,
                                      self.st.sampler, str(q)),
                                     q, f"{label}: search with the train estimator, timeout {timeout:.0f} s"))
+        if sn is not None:
+            p = self.paired_cost_path(source)
+            if not p.exists():
+                jobs.append(Job(f"cost|{source}", work_paired_cost,
+                                (source, str(self.supernet_ckpt(source)), self.specs[:PAIRED_SPECS + 1], str(p)), p,
+                                f"{label}: paired cost of supernet vs train on {PAIRED_SPECS} specs"))
         for name in ("synflow", "supernet", "train"):
             if name == "supernet" and sn is None:
                 continue
@@ -507,6 +536,17 @@ def task_report(plan: Plan, label: str, source: str) -> dict[str, Any]:
             row["tau_over_ceiling"] = _r(row["kendall_tau"] / out["ceiling_tau"], 3)
         est_rows.append(row)
     out["estimators"] = est_rows
+    pc = _read_json(plan.paired_cost_path(source))
+    if pc and pc["rows"]:
+        import statistics
+
+        a = [r["supernet_s"] for r in pc["rows"]]
+        b = [r["train_s"] for r in pc["rows"]]
+        out["paired_cost"] = {"n": len(a), "supernet_median_s": _r(statistics.median(a), 4),
+                              "train_median_s": _r(statistics.median(b), 4),
+                              "supernet_mean_s": _r(statistics.fmean(a), 4), "train_mean_s": _r(statistics.fmean(b), 4),
+                              "ratio_of_medians": _r(statistics.median(b) / statistics.median(a), 2),
+                              "rows": pc["rows"]}
     # hypervolume
     largest = plan_for(space).largest()
     macs_max = float(space.cost(largest, task).macs)
@@ -586,6 +626,13 @@ def targets(t: dict[str, Any]) -> list[dict[str, Any]]:
                      "value": f"{c_sn:.3f} s vs {c_tr / 20:.3f} s (1/{c_tr / c_sn:.0f})",
                      "status": ok(c_sn <= c_tr / 20),
                      "margin": _r(c_tr / 20 - c_sn, 3)})
+    pc = t.get("paired_cost")
+    if pc:
+        rows.append({"task": t["task"], "target": "same, paired (alternating, same specs, medians)",
+                     "value": f"{pc['supernet_median_s']:.3f} s vs {pc['train_median_s'] / 20:.3f} s "
+                              f"(1/{pc['ratio_of_medians']:.0f})",
+                     "status": ok(pc["supernet_median_s"] <= pc["train_median_s"] / 20),
+                     "margin": _r(pc["train_median_s"] / 20 - pc["supernet_median_s"], 3)})
     e2e = {r["search"]: r for r in t.get("end_to_end", [])}
     a, b = e2e.get("supernet estimator"), e2e.get("train estimator")
     if a and b and num(a.get("hv_ratio")) is not None and num(b.get("hv_ratio")) is not None:
@@ -618,6 +665,8 @@ def report(plan: Plan, quiet: bool = False, notes_extra: str = "") -> dict[str, 
                         "ceiling tau": t["ceiling_tau"], "s / stand-alone training": t["standalone_seconds_mean"],
                         "supernet training s": t["supernet_seconds"]})
     e2e_rows = [{k: v for k, v in r.items() if k != "front"} for t in tasks for r in t.get("end_to_end", [])]
+    cost_rows = [{"task": t["task"], **{k: v for k, v in t["paired_cost"].items() if k != "rows"}}
+                 for t in tasks if t.get("paired_cost")]
     target_rows = [r for t in tasks for r in targets(t)]
     # completeness
     jobs_left = plan.jobs()
@@ -638,6 +687,9 @@ def report(plan: Plan, quiet: bool = False, notes_extra: str = "") -> dict[str, 
         "End to end: searches, fronts retrained stand-alone": (e2e_rows, [
             "task", "search", "trials", "one_time_s", "search_s", "total_s", "timeout_s", "front_size",
             "retrained", "hv_retrained", "hv_ratio", "hv_ratio_chance_ref", "hv_estimated_front"]),
+        "Cost per candidate, paired: supernet and train alternately on the same specs, one process": (cost_rows, [
+            "task", "n", "supernet_median_s", "train_median_s", "supernet_mean_s", "train_mean_s",
+            "ratio_of_medians"]),
         "Targets": (target_rows, ["task", "target", "value", "status", "margin"])}
     if pilot_rows:
         extra["Pilot: choosing the hard task"] = (pilot_rows, ["setting", "n", "min", "max", "spread", "mean",
@@ -687,6 +739,47 @@ front's HV with the accuracies the search's own estimator gave (not comparable a
 """
 
 FINDINGS = """
+Findings of the committed run (2026-12-03 16:16-17:26 UTC, written from the tables below).
+
+Settings, chosen before any supernet result and not changed after: 4 stand-alone epochs (measured first:
+about 11 s a training on an idle core, so 2 x 50 trainings per task fit the session with room for the
+searches; the export default is 10), supernet 3 x 4 = 12 epochs (a sandwich step trains 4 subnets), the
+estimators' defaults (`supernet`: bn_batches 4, val_samples 512; `train`: 2 epochs, 1,024 examples),
+`frontier`, 200 supernet-search trials.
+
+The hard task: `synthetic:n=1500,size=8,noise=2.0`. The pilot ladder (8 specs, seed 0, 4 epochs) first tried
+32-px sources at noise 1 and 2: every spec scored 99.7-100% (no ranking to measure). 8-px sources (as
+digits' 8x8 images, upsampled to the 32-px input) at noise 2 spread over 13.7 points on the pilot specs and
+21.5 points (69.3-90.8%) over all 50: chosen by the rule, nothing after it was tried.
+
+Ranking. digits is nearly degenerate for this space: all 50 specs reach 95.7-98.6% (about 10 of the 359
+validation images between best and worst), seed 0 and seed 1 agree at tau 0.13, and no estimator can rank
+much better than noise. On the hard task the ceiling is 0.35. On both, the supernet ranks far better than
+synflow (which is negative on both) but below 2-epoch training: tau 0.135 vs 0.213 (digits), 0.415 vs 0.488
+(hard). Both exceed the seed-to-seed "ceiling" on the hard task: the 2-seed mean they are scored against is
+less noisy than one seed, so that ceiling understates what is reachable, and the 0.8 x ceiling target is
+weak.
+
+Cost. The supernet scores a candidate in 0.24-0.89 s (one thread; BatchNorm re-estimated on 256 examples,
+300-359 validation images, plus cutting the subnet out), 2-epoch training in 4.5-12.8 s: 1/14 to 1/17, the
+supernet's seconds are 1.2-1.4x what the 1/20 target allows (measured within the main run and paired on an
+idle machine). Re-estimating BatchNorm is about 40% of a candidate's time (profiled); fewer bn_batches would
+cut it, not tried (it would be tuning the estimator to the target).
+
+End to end. hard: the supernet search's front (7 specs; 200 trials in 206 s after 543 s of supernet
+training) retrained stand-alone reaches 0.979 of the ground-truth front's hypervolume, the train search's
+(208 trials in 753 s; `frontier` drifted to the cheapest w0.5 nets, 1.4-4 s a 2-epoch training) 0.903: both
+targets met. digits: the supernet search's front is one spec, the space's smallest
+(`tiny:w0.5:r32:k3e3_k3e3_k3e3_k3e3`): the sandwich rule trains it on every step, and the supernet rates it
+98.6%, above every random subnet's 95.0-98.3%, so it dominates the estimated front; stand-alone it scores
+96.9%, and one point holds 0.488 of the ground truth's hypervolume against the train search's 0.952 (8
+specs, 73 trials in 316 s). Target missed by 0.46. Not tried: anything that corrects the smallest subnet's
+advantage (a library change: e.g. scoring it apart, or sampling it less often in training).
+
+Load. Processes of other sessions (an `edgenas run` job and others) shared the two cores for much of
+16:25-17:15, at times a whole core: the jobs here then got 40-50% of a core each. Costs and the wall-clock-
+matched searches carry that noise; CPU seconds of the searches: digits supernet search 50 of 70 wall s,
+train search 209 of 316; hard 122 of 206 and 551 of 753 (the supernet training's CPU time was not recorded).
 """
 
 
