@@ -31,7 +31,8 @@ Every expensive result is cached under CACHE (one file per stand-alone training,
 supernet checkpoint, search), so an interrupted run continues where it stopped. Jobs run in ``--jobs``
 processes with one torch thread each.
 
-    .venv/bin/python benchmarks/supernet.py --quick            # smoke test, ~1 min, results in the cache
+    .venv/bin/python benchmarks/supernet.py --quick --jobs 2 --tasks digits   # smoke test, 1.5 min
+                        # (both tasks: 3.5 min); --quick results go to the cache folder, not results/
     nohup .venv/bin/python benchmarks/supernet.py --jobs 2 > /tmp/supernet.log 2>&1 &
     .venv/bin/python benchmarks/supernet.py --report           # rewrite the results from the cache only
 """
