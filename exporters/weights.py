@@ -19,7 +19,7 @@ import torch
 from edgenas.datasets import Dataset, adapt_images
 from edgenas.errors import EdgenasError
 from edgenas.estimators.base import spec_seed
-from edgenas.estimators.training import train_and_evaluate
+from edgenas.estimators.training import top1_accuracy, train_and_evaluate
 from edgenas.spaces.base import Task
 from edgenas.torchdevice import resolve_device
 
@@ -117,7 +117,7 @@ def inherit_from_supernet(
     model = sn.extract(str(spec)).to(device)
     order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(s))
     recalibrate_bn(model, batches_of(xt[order], int(hp["batch_size"]), BN_EXAMPLES))
-    inherited = _accuracy(model, xv, yv, device)
+    inherited = top1_accuracy(model, xv, yv)
     accuracy = inherited
     if epochs:
         with torch.random.fork_rng(devices=[]):
@@ -134,16 +134,6 @@ def inherit_from_supernet(
            "seed": s, "hyperparameters": hp, "torch_device": str(device),
            "seconds": round(time.perf_counter() - t0, 3), "dataset": dataset.split_record()}
     return TrainedModel(model, shape, accuracy, rec, task.num_classes or 0)
-
-
-def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-              chunk: int = 256) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(x), chunk):
-            correct += int((model(x[i:i + chunk].to(device)).argmax(1).cpu() == y[i:i + chunk]).sum())
-    return correct / max(1, len(x))
 
 
 def read_state_dict(path: str | Path, what: str = "--weights") -> dict[str, torch.Tensor]:

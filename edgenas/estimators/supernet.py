@@ -21,6 +21,7 @@ from edgenas.datasets import adapt_images
 from edgenas.errors import EdgenasError
 from edgenas.estimators.base import Estimator, Outcome, register_estimator
 from edgenas.estimators.data import data_task, resolve_dataset
+from edgenas.estimators.training import top1_accuracy
 from edgenas.spaces.base import Task
 from edgenas.torchdevice import resolve_device
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 PRERESIZE_BYTES = 128 * 2**20
 """Subsets are kept resized per input shape up to this many float32 bytes in all."""
-EVAL_CHUNK = 256
 
 
 @register_estimator
@@ -129,16 +129,9 @@ class SupernetAccuracy(Estimator):
             self.supernet.to(device)
             self._on = device
         x_bn, x_val = self._data(self.input_shape(spec))
-        y_val = self.dataset.y[self._val_idx].to(device)
         model = self.supernet.extract(str(spec))
         recalibrate_bn(model, batches_of(x_bn, self.batch_size))
-        model.eval()
-        correct = 0
-        with torch.no_grad():
-            for start in range(0, int(x_val.shape[0]), EVAL_CHUNK):
-                logits = model(x_val[start:start + EVAL_CHUNK].to(device, non_blocking=True))
-                correct += int((logits.argmax(1) == y_val[start:start + EVAL_CHUNK]).sum())
-        return Outcome(correct / max(1, int(x_val.shape[0])), 0, 0)
+        return Outcome(top1_accuracy(model, x_val, self.dataset.y[self._val_idx]), 0, 0)
 
     def describe(self) -> dict[str, Any]:
         """Where the weights came from (for run records and model cards)."""

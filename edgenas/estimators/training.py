@@ -60,24 +60,27 @@ def recalibrate_batchnorm(
     """Replace BatchNorm running statistics by exact averages over (up to ``max_samples``) training
     examples, as OFA does before evaluating a sub-network. After a few dozen SGD steps the default
     exponential averages (momentum 0.1) still remember the initial statistics, and an eval-mode
-    network scores at chance; recalibrated, it scores what it has learned."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
+    network scores at chance; recalibrated, it scores what it has learned. (The supernet's
+    :func:`~edgenas.supernet.bn.recalibrate_bn` on batches of ``x``, each through ``prep``.)"""
+    from edgenas.supernet.bn import batches_of, recalibrate_bn
+
+    if min(int(x.shape[0]), max_samples) >= 2:  # fewer: no batch BatchNorm can use, nothing to do
+        recalibrate_bn(model, (prep(b) for b in batches_of(x, batch_size, max_samples)))
+
+
+def top1_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  prep: Callable[[torch.Tensor], torch.Tensor] | None = None, chunk: int = EVAL_CHUNK) -> float:
+    """Top-1 accuracy (a fraction) of ``model`` in eval mode on ``x`` / ``y``, ``chunk`` examples at a time,
+    each chunk through ``prep`` (default: moved to the model's device)."""
     device = next(model.parameters()).device
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: an exact mean over the batches seen
-    model.train()
+    prep = prep or (lambda t: to_device(t, device, non_blocking=True))
+    model.eval()
+    correct = 0
     with torch.no_grad():
-        n = min(int(x.shape[0]), max_samples)
-        for start in range(0, n, batch_size):
-            chunk = x[start:min(n, start + batch_size)]
-            if len(chunk) >= 2:
-                model(prep(to_device(chunk, device, non_blocking=True)))
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
+        for start in range(0, int(x.shape[0]), chunk):
+            logits = model(prep(x[start:start + chunk]))
+            correct += int((logits.argmax(1) == y[start:start + chunk].to(logits.device)).sum())
+    return correct / max(1, int(x.shape[0]))
 
 
 def train_and_evaluate(
@@ -125,13 +128,7 @@ def train_and_evaluate(
             sched.step()
             samples += len(idx)
     recalibrate_batchnorm(model, x, batch_size, prep)
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, int(xv.shape[0]), EVAL_CHUNK):
-            logits = model(prep(xv[start:start + EVAL_CHUNK]))
-            correct += int((logits.argmax(1) == yv[start:start + EVAL_CHUNK]).sum())
-    return TrainResult(correct / max(1, int(xv.shape[0])), epochs, samples)
+    return TrainResult(top1_accuracy(model, xv, yv, prep), epochs, samples)
 
 
 @register_estimator
