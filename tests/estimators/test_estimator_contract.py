@@ -162,3 +162,33 @@ def test_supernet_estimator_refuses_what_it_cannot_run(checkpoint, tmp_path):
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     with pytest.raises(EdgenasError, match=r"junk\.pt"):
         get_estimator("supernet", space, weights=str(tmp_path / "junk.pt"), dataset=DATA)
+
+
+def test_supernet_estimator_layout_keeps_the_scores(checkpoint):
+    """The fast path (kept layer modules refilled, ``channels_last``) scores what the plain path scores:
+    a fresh extraction in NCHW, BatchNorm re-estimated on the same batches, top-1 on the same images.
+    Logits agree to float tolerance, predictions exactly."""
+    from edgenas.estimators.training import top1_accuracy
+    from edgenas.supernet import batches_of, recalibrate_bn
+
+    space = get_space("tiny", resolutions=[32], widths=[0.5])
+    opts = {"weights": str(checkpoint), "dataset": DATA, "bn_batches": 2, "batch_size": 8, "val_samples": 0,
+            "torch_device": "cpu"}
+    fast = get_estimator("supernet", space, **opts)
+    plain = get_estimator("supernet", space, memory_format="contiguous", **opts)
+    assert fast.memory_format == "channels_last"
+    for spec in [*space.sample(5, 3), space.parse("tiny:w0.5:r32:k3e3_k3e3_k3e3_k3e3")]:
+        x_bn, x_val = plain._data(plain.input_shape(spec))
+        y_val = plain.dataset.y[plain._val_idx]
+        ref = fast.supernet.extract(spec)  # a fresh network, NCHW
+        recalibrate_bn(ref, batches_of(x_bn, 8))
+        cl = fast.supernet.extract(spec, reuse=True).to(memory_format=torch.channels_last)
+        recalibrate_bn(cl, batches_of(x_bn.contiguous(memory_format=torch.channels_last), 8))
+        with torch.no_grad():
+            a, b = ref(x_val), cl(x_val.contiguous(memory_format=torch.channels_last))
+        assert (a - b).abs().max().item() <= 1e-4 * max(1.0, a.abs().max().item()), spec
+        assert torch.equal(a.argmax(1), b.argmax(1)), spec
+        expected = top1_accuracy(ref, x_val, y_val)
+        assert fast.estimate(spec).score == expected == plain.estimate(spec).score, spec
+    with pytest.raises(EdgenasError, match="memory_format must be one of channels_last, contiguous"):
+        get_estimator("supernet", space, memory_format="nhwc", **opts)

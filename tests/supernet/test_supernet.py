@@ -230,3 +230,46 @@ def test_bad_specs_are_clear_errors():
     state.pop("slots.head.1.running_var")
     with pytest.raises(EdgenasError, match=r"slots\.head\.1\.running_var' is missing"):
         sn.load_weights(state)
+
+
+def test_reused_extraction_equals_a_fresh_one(case):
+    """``extract(reuse=True)`` refills kept layer modules: same network, same values, same outputs bit for
+    bit, whatever was extracted before (specs sharing and not sharing layers), and the supernet untouched
+    when the reused network's BatchNorm statistics are re-estimated."""
+    name, sn = case
+    specs = specs_for(name, sn)
+    before = {k: v.clone() for k, v in sn.state_dict().items()}
+    for i, spec in enumerate([*specs, *specs[:2]]):  # the last two reuse every module of their first time
+        fresh = sn.extract(spec)
+        reused = sn.extract(spec, reuse=True)
+        assert [type(m) for m in reused.modules()] == [type(m) for m in fresh.modules()]
+        a, b = fresh.state_dict(), reused.state_dict()
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), spec
+        x = torch.randn(4, *sn.input_shape(spec), generator=torch.Generator().manual_seed(i))
+        recalibrate_bn(fresh, [x])
+        recalibrate_bn(reused, [x])
+        with torch.no_grad():
+            assert torch.equal(fresh(x), reused(x)), spec
+        assert not reused.training
+    assert all(torch.equal(before[k], v) for k, v in sn.state_dict().items())
+    # the kept modules are the ones handed out again (nothing rebuilt on the second round)
+    kept = dict(sn._reused)
+    sn.extract(specs[1], reuse=True)
+    assert all(sn._reused[k] is m for k, m in kept.items() if k in sn._reused)
+
+
+def test_reused_extraction_follows_the_weights():
+    """Weights changed after a reused extraction (training, loading) are what the next one holds."""
+    space = get_space("tiny", widths=[0.5])
+    torch.manual_seed(0)
+    sn = Supernet(space, Task(num_classes=10, in_channels=1)).eval()
+    spec = space.parse("tiny:w0.5:r32:k3e3_k5e4-k7e6_k3e6_k7e3-k3e3")
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        first = sn.extract(spec, reuse=True)(x)
+        for p in sn.parameters():
+            p.mul_(1.5)
+        second = sn.extract(spec, reuse=True)(x)
+        assert not torch.equal(first, second)
+        assert torch.equal(second, sn.extract(spec)(x))
