@@ -30,12 +30,18 @@ MODELS: dict[str, tuple[dict[str, Any], str | None, str, int]] = {
     "tiny": ({"resolutions": [32]}, None, "digits", 3),
     "mbv3": ({"widths": [1.0]}, "mbv3:w1.0:r96:k3e3-k3e3_k5e3-k3e3_k3e3-k3e3_k3e3-k3e3_k5e3-k3e3", SYNTHETIC, 2),
     "nb201": ({"cells_per_stage": 2}, "nb201:c3-c1-c3-avg-skip-c3", SYNTHETIC, 2),
-    "fbnet": ({}, None, SYNTHETIC, 2),
-    "proxyless": ({"resolutions": [96]}, None, SYNTHETIC, 2),
+    "fbnet": ({}, "fbnet:cifar100:k3e1-k3e1g2-skip-skip-skip-k3e3-skip-skip-skip-k3e6-skip-skip-skip-k5e1-k5e1g2-"
+                  "skip-skip-skip-k5e3-skip-skip-k5e6", SYNTHETIC, 2),
+    "proxyless": ({"resolutions": [96]}, "proxyless:w1.0:r96:k3e3-k5e6_k7e3_k3e6-k5e3_k7e6_k5e3-k3e3_k3e6", SYNTHETIC,
+                  2),
 }
-"""space -> (space options, arch (None: a seeded sample), dataset, training epochs). ``nb201`` keeps 2
-cells per stage (7 cells, not 17): each cell holds every op of the arch and the reduction blocks are
-unchanged, at a third of the training and conversion time."""
+"""space -> (space options, arch (None: a seeded sample), dataset, training epochs). Each arch holds every
+kind of block of its space at least once and no more blocks than that needs, because training and the
+litert-torch conversion grow with the block count: ``nb201`` keeps 2 cells per stage (7 cells, not 17;
+each cell holds every op of the arch, the reduction blocks are unchanged); ``fbnet`` has each of its 9
+block types once (a ``skip`` on every other layer: the identity, and the 1x1 projection where the stage
+changes width); ``proxyless`` has every kernel and expand ratio at 1-2 blocks a stage (residual blocks
+where a stage has 2)."""
 TRAIN = {"lr": 0.05, "batch_size": 16}
 IMAGE_SPACES = list(MODELS)
 """edgenas' own image spaces (the built-in exporter suite runs over each)."""

@@ -94,3 +94,20 @@ def test_failed_agreement_names_the_near_ties():
     msg = flip_margins(got, ref)
     assert "2 flipped examples" in msg and "median 0.015" in msg
     assert flip_margins(ref, ref) == ""  # nothing flipped: nothing to explain
+
+
+def test_exact_parity_scales_with_the_logits():
+    """Float parity allows 1e-4 per unit of the logits' size: a faithful float32 conversion of a model with
+    logits near 100 differs by ~1e-4 (float rounding), a faulty one by a share of the logits."""
+    from edgenas.exporters.base import compare
+
+    rng = np.random.default_rng(0)
+    small = rng.standard_normal((8, 10)).astype(np.float32)  # |logits| < 1-ish: the 1e-4 floor applies
+    assert compare("exact", small + 5e-5, small).passed
+    assert not compare("exact", small + 5e-4, small).passed
+    large = 100 * small / np.abs(small).max()  # max |logit| = 100: tolerance 1e-2
+    p = compare("exact", large + 1.07e-4, large)
+    assert p.passed and "0.01" in p.threshold
+    off = large.copy()
+    off[0, 0] += 0.5  # 0.5% of the logits' scale: a real fault
+    assert not compare("exact", off, large).passed
