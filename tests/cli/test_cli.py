@@ -142,10 +142,10 @@ def test_console_script_subprocess_error_contract():
 
 @pytest.mark.slow  # profiles this CPU, trains
 def test_demo_config_runs_a_search(capsys, repo, isolated_user_dir, tmp_path):
-    """The demo's own config (shortened to 6 trials at one resolution and one width, which cuts this CPU's
+    """The demo's own config (shortened to 3 trials at one resolution and one width, which cuts this CPU's
     latency table to a sixth): a real search on this CPU's ORT latency table, with its budgets, the synflow
     filter and short training on digits."""
-    code, out, err = run_cli(capsys, "search", str(repo / "examples" / "demo.toml"), "--trials", "6",
+    code, out, err = run_cli(capsys, "search", str(repo / "examples" / "demo.toml"), "--trials", "3",
                              "--space-opt", "resolutions=32", "--space-opt", "widths=0.5",
                              "--out", str(tmp_path / "demo"), "--no-progress")
     assert code == 0, err

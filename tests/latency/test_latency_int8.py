@@ -182,14 +182,14 @@ def test_search_targets_int8_device_and_builds_its_table_lazily(searched, capsys
 def test_profile_int8_device_validates_on_quantized_networks(searched, capsys):
     user, _ = searched
     code, out, err = run_cli(capsys, "profile", "--device", INT8_DEVICE, *SPACE_ARGS, "--random", "2",
-                             "--validate", "5", "--calibrate", "5", "--repeats", "10", "--devices-dir", str(user),
+                             "--validate", "3", "--calibrate", "5", "--repeats", "10", "--devices-dir", str(user),
                              "--jobs", "1")
     assert code == 0, out + err
     store = DeviceStore(user)
     table = LatencyTable.load(store.write_path(store.device(INT8_DEVICE), "tiny"))
-    assert table.validation and table.validation["n"] == 5 and table.model.fitted_on == 5
+    assert table.validation and table.validation["n"] == 3 and table.model.fitted_on == 5
     cache = user / "cache" / INT8_DEVICE / "tiny"
-    for spec in SPACE.sample(5, 0):  # the validation networks, as timed: full-integer .tflite files
+    for spec in SPACE.sample(3, 0):  # the validation networks, as timed: full-integer .tflite files
         it = _interpreter(cache / "networks" / (file_stem(str(spec)) + ".tflite"))
         assert it.get_input_details()[0]["dtype"] == np.int8 and it.get_output_details()[0]["dtype"] == np.int8
 

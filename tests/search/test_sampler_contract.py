@@ -14,7 +14,7 @@ from edgenas.testing import SamplerContract
 
 SAMPLERS = [e.name for e in REGISTRY.entries() if e.builtin]
 """edgenas' own and Optuna's samplers as edgenas registers them (plug-ins run the contract from their own tests)."""
-FAST = {"nsga2": {"population_size": 8}, "tpe": {"n_startup_trials": 5}, "gp": {"n_startup_trials": 5},
+FAST = {"nsga2": {"population_size": 8}, "tpe": {"n_startup_trials": 5}, "gp": {"n_startup_trials": 7},
         "frontier": {"init": 5, "batch": 3, "pool": 200}, "evolution": {"population": 8}}
 
 
