@@ -49,23 +49,40 @@ def runtime_version(runtime: str) -> str:
 
 
 _ROUTINE_STDERR = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+LITERT_DELEGATES = ("xnnpack", "none")
+"""LiteRT CPU configurations (``runtime_options.delegate``): ``xnnpack``, the interpreter's default
+(XNNPACK takes every op it supports, the rest run on the built-in kernels); ``none``, the built-in
+kernels only (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``)."""
 
 
-def _litert_interpreter(path: str, threads: int) -> Any:
-    """The interpreter, tensors allocated, with its routine C++ notice (the XNNPACK delegate line, once per process)
-    dropped at the file-descriptor level; anything else it writes to stderr is passed on."""
+def litert_delegate(options: Optional[Dict[str, Any]]) -> str:
+    """The LiteRT CPU configuration named by runtime options (default ``xnnpack``); ValueError if unknown."""
+    delegate = str((options or {}).get("delegate", "xnnpack"))
+    if delegate not in LITERT_DELEGATES:
+        raise ValueError(f"litert delegate must be one of {', '.join(LITERT_DELEGATES)}, got {delegate!r}")
+    return delegate
+
+
+def _litert_interpreter(path: str, threads: int, delegate: str = "xnnpack") -> Any:
+    """The interpreter in the CPU configuration ``delegate`` (see :data:`LITERT_DELEGATES`), tensors
+    allocated, with its routine C++ notice (the XNNPACK delegate line, once per process) dropped at the
+    file-descriptor level; anything else it writes to stderr is passed on."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert import interpreter as lite
     except ImportError:
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+        from tflite_runtime import interpreter as lite  # type: ignore[import-not-found]
     import tempfile
+
+    kwargs: Dict[str, Any] = {}
+    if delegate == "none":
+        kwargs["experimental_op_resolver_type"] = lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            it = Interpreter(model_path=path, num_threads=threads)
+            it = lite.Interpreter(model_path=path, num_threads=threads, **kwargs)
             it.allocate_tensors()  # the delegate (and its notice) may come only now
         finally:
             os.dup2(saved, 2)
@@ -106,7 +123,7 @@ def make_runner(path: str, runtime: str, threads: int, options: Optional[Dict[st
         names = [o.name for o in sess.get_outputs()]
         return (lambda: sess.run(names, feeds)), shapes
     if runtime == "litert":
-        it = _litert_interpreter(path, threads)
+        it = _litert_interpreter(path, threads, litert_delegate(options))
         shapes = []
         for d in it.get_input_details():
             shape = tuple(int(v) for v in d["shape"])

@@ -140,6 +140,14 @@ def parse_device(data: dict[str, Any], origin: str) -> DeviceSpec:
     options = dict(data.get("runtime_options", {}))
     if "precision" in options:
         raise bad("'precision' belongs at the top level of the spec, not in [runtime_options]")
+    if "delegate" in options:
+        from edgenas.devices.runner import LITERT_DELEGATES
+
+        if data["runtime"] != "litert":
+            raise bad(f"[runtime_options] delegate is a litert option; runtime {data['runtime']!r} has none")
+        if options["delegate"] not in LITERT_DELEGATES:
+            raise bad(f"[runtime_options] delegate must be one of {', '.join(LITERT_DELEGATES)}, "
+                      f"got {options['delegate']!r}")
     if precision != "fp32":
         options["precision"] = precision
     return DeviceSpec(

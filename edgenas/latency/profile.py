@@ -10,6 +10,7 @@ seconds and at the end: an interrupted run keeps what it measured and a rerun me
 from __future__ import annotations
 
 import multiprocessing as mp
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -190,6 +191,29 @@ def same_host(table: LatencyTable) -> bool:
     return cpu is None or cpu == host_info()["cpu"]
 
 
+_DEFAULTS = {"delegate": "xnnpack", "precision": "fp32"}
+"""Runtime options a table may not record (written before the option existed), at their defaults."""
+
+
+def runtime_config_change(table: LatencyTable, runtime: DeviceRuntime) -> dict[str, tuple[object, object]]:
+    """What differs between the runtime configuration a table was measured with and ``runtime``'s, as
+    {key: (then, now)} over the runtime name, threads and the options that change timings (the LiteRT
+    delegate, the precision); empty when nothing does. Options a table does not record are taken at
+    their defaults, so tables written before an option existed still match a device that leaves it
+    at its default."""
+    now = runtime.describe()
+    then = table.runtime or {}
+    diffs: dict[str, tuple[object, object]] = {}
+    for key in ("name", "threads"):
+        if key in then and then[key] != now.get(key):
+            diffs[key] = (then[key], now.get(key))
+    for key in ("delegate", "precision"):
+        if key in now and then.get(key, _DEFAULTS[key]) != now[key]:
+            diffs[key] = (then.get(key, _DEFAULTS[key]), now[key])
+    return diffs
+
+
+
 class Profiler:
     """Measures units of one local device and keeps its table up to date."""
 
@@ -231,8 +255,9 @@ class Profiler:
     def open_table(self, space: str) -> tuple[LatencyTable, Path]:
         """The device's table for ``space`` (existing one, or a new empty one) and where to save it.
 
-        A local device's table measured on another CPU (a copied home folder, a different CI machine)
-        describes that CPU, not this one: it is set aside and profiling starts afresh."""
+        A local device's table measured on another CPU (a copied home folder, a different CI machine), or
+        in another runtime configuration (the device spec's threads, delegate or precision edited since),
+        describes that setup, not this one: it is set aside and profiling starts afresh."""
         existing = self.store.find_table(self.device, space)
         table = self.store.load_table(self.device, space) if existing else None
         path = self.store.write_path(self.device, space)
@@ -240,6 +265,14 @@ class Profiler:
             sys.stderr.write(f"edgenas: {existing} was measured on {table.host.get('cpu')!r}, this host is "
                              f"{host_info()['cpu']!r}: profiling {self.device.name}/{space} afresh\n")
             table = None
+        change = runtime_config_change(table, self.runtime) if table is not None else {}
+        if change:
+            what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in change.items())
+            sys.stderr.write(f"edgenas: {existing} was measured with another runtime configuration ({what}): "
+                             f"profiling {self.device.name}/{space} afresh\n")
+            table = None
+            if "precision" in change or "name" in change:  # the cached model files are of the old kind
+                shutil.rmtree(self.work_dir(space), ignore_errors=True)
         if table is None:
             table = self.new_table(space)
         return table, path

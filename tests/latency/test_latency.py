@@ -101,6 +101,10 @@ def test_shipped_devices_and_store_lookup(tmp_path):
         ({"name": "x", "runtime": "litert", "memory": {"ram_bytes": -5}}, "ram_bytes must be a positive"),
         ({"name": "x", "runtime": "litert", "colour": "red"}, "unknown key"),
         ({"runtime": "litert"}, "needs a 'name'"),
+        ({"name": "x", "runtime": "litert", "runtime_options": {"delegate": "gpu"}},
+         "delegate must be one of xnnpack, none, got 'gpu'"),
+        ({"name": "x", "runtime": "onnxruntime", "runtime_options": {"delegate": "none"}},
+         "delegate is a litert option; runtime 'onnxruntime' has none"),
     ],
 )
 def test_bad_device_spec(data, needle):
@@ -322,18 +326,76 @@ def test_runner_refuses_non_kit(tmp_path):
     assert proc.returncode == 2 and "manifest.json not found" in proc.stderr
 
 
-@pytest.mark.slow  # profiles latency
-def test_local_table_from_another_cpu_is_not_trusted(tmp_path, capsys):
-    store = DeviceStore(tmp_path)
+def _stored_table(store: DeviceStore, device: str, runtime: dict, host: dict | None = None) -> LatencyTable:
+    from edgenas.latency.table import host_info
+
     sp = get_space("tiny", resolutions=[32], widths=[0.5])
-    spec = sp.sample(1, 1)[0]
-    foreign = LatencyTable(device="local-cpu-ort", space="tiny", runtime={"name": "onnxruntime"},
-                           entries={u.key: Entry(99.0, 0.0, 99.0, 1) for u in sp.units(spec)},
-                           host={"cpu": "Some Other CPU 9000"})
-    foreign.save(store.write_path(store.device("local-cpu-ort"), "tiny"))
-    ms = LatencyPredictor(sp, "local-cpu-ort", store, show_progress=False).predict(spec)
-    assert 0 < ms < 99.0  # re-measured here, not read from the foreign table
+    table = LatencyTable(device=device, space="tiny", runtime=runtime,
+                         entries={u.key: Entry(99.0, 0.0, 99.0, 1) for u in sp.units(sp.sample(1, 1)[0])},
+                         host=host or host_info())
+    table.save(store.write_path(store.device(device), "tiny"))
+    return table
+
+
+def test_local_table_from_another_cpu_is_not_trusted(tmp_path, capsys):
+    """A local device's table from another CPU is set aside: the profiler starts an empty one (which the
+    lazy path then fills by measuring, as in the lazy-prediction test above)."""
+    from edgenas.latency.profile import Profiler
+
+    store = DeviceStore(tmp_path)
+    _stored_table(store, "local-cpu-ort", {"name": "onnxruntime", "threads": 1}, {"cpu": "Some Other CPU 9000"})
+    table, _ = Profiler(store.device("local-cpu-ort"), store, show_progress=False).open_table("tiny")
+    assert not table.entries  # nothing of the foreign table is used
     assert "profiling local-cpu-ort/tiny afresh" in capsys.readouterr().err
+
+
+def test_table_of_another_runtime_configuration_is_not_trusted(tmp_path, capsys):
+    """Editing a local device's delegate, threads or precision makes its old table describe another setup:
+    set aside. A table written before the delegate option existed matches the default (xnnpack)."""
+    from edgenas.latency.profile import Profiler
+
+    store = DeviceStore(tmp_path)
+    old = {"name": "litert", "threads": 1, "options": {}, "precision": "fp32"}  # no delegate recorded
+    _stored_table(store, "local-cpu-litert", old)
+    table, _ = Profiler(store.device("local-cpu-litert"), store, show_progress=False).open_table("tiny")
+    assert table.entries and "afresh" not in capsys.readouterr().err
+    (tmp_path / "devices").mkdir()
+    (tmp_path / "devices" / "local-cpu-litert.toml").write_text(
+        'name = "local-cpu-litert"\nruntime = "litert"\nthreads = 1\nlocal = true\n'
+        '[runtime_options]\ndelegate = "none"\n')
+    cache = tmp_path / "cache" / "local-cpu-litert" / "tiny"
+    cache.mkdir(parents=True)
+    profiler = Profiler(store.device("local-cpu-litert"), store, show_progress=False)
+    table, _ = profiler.open_table("tiny")
+    assert not table.entries and table.runtime["delegate"] == "none"
+    assert "another runtime configuration (delegate 'xnnpack' -> 'none')" in capsys.readouterr().err
+    assert cache.is_dir()  # the same model files serve either delegate: kept
+    _stored_table(store, "local-cpu-litert", {**old, "threads": 2})
+    profiler.open_table("tiny")
+    assert "(threads 2 -> 1, delegate 'xnnpack' -> 'none')" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # converts a model
+def test_litert_delegate_option_sets_the_timed_configuration(tmp_path):
+    """``delegate = "none"`` times LiteRT's built-in kernels (no DELEGATE node in the interpreter),
+    the default hands the graph to XNNPACK; both through the runner every timing uses."""
+    import torch
+
+    from edgenas.devices.runner import make_runner, time_model
+
+    rt = get_runtime("litert", 1, {"delegate": "none"})
+    assert rt.describe()["delegate"] == "none" and get_runtime("litert", 1).describe()["delegate"] == "xnnpack"
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 7, padding=3, groups=8), torch.nn.Hardswish()).eval()
+    path = rt.export_many([ExportItem("m", module, (8, 16, 16))], tmp_path)["m"]
+    ops = {}
+    for delegate in ("xnnpack", "none"):
+        run, _ = make_runner(str(path), "litert", 1, {"delegate": delegate})
+        ops[delegate] = [d["op_name"] for d in run.__self__._get_ops_details()]
+    assert ops["xnnpack"].count("DELEGATE") == 1 and "DELEGATE" not in ops["none"]
+    assert len(time_model(str(path), "litert", 1, warmup=1, repeats=3, options={"delegate": "none"})) == 3
+    with pytest.raises(ValueError, match="delegate must be one of"):
+        make_runner(str(path), "litert", 1, {"delegate": "gpu"})
 
 
 def _synthetic_networks(n: int, io_coef: float, seed: int = 0) -> tuple[np.ndarray, ...]:

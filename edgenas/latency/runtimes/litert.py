@@ -1,4 +1,9 @@
-"""LiteRT (TFLite) with the XNNPACK CPU delegate: models converted by litert-torch (no TensorFlow).
+"""LiteRT (TFLite) on the CPU: models converted by litert-torch (no TensorFlow), run with the XNNPACK
+delegate (the interpreter's default) or, with ``options["delegate"] == "none"`` (a device spec's
+``[runtime_options] delegate = "none"``), on LiteRT's built-in kernels only. Which one is faster depends
+on the op: this wheel's XNNPACK runs 3x3 and 5x5 depthwise convolutions 3.5-5x faster than the built-in
+kernels but 7x7 ones up to 3x slower (benchmarks/results/litert_kernels.md), so the configuration is
+part of the device and every timing of the device (units, networks, validation, kits) uses it.
 
 Conversion costs about a second per call, so ``export_many`` converts up to ``batch`` units at once as
 parallel branches of one module and splits the result per branch (see ``tflite_split``).
@@ -101,6 +106,9 @@ class LiteRTRuntime(DeviceRuntime):
         self.precision = str((options or {}).get("precision", "fp32"))
         if self.precision not in PRECISIONS:
             raise ValueError(f"litert precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        from edgenas.devices.runner import litert_delegate
+
+        self.delegate = litert_delegate(options)
 
     def version(self) -> str:
         import ai_edge_litert
@@ -113,7 +121,7 @@ class LiteRTRuntime(DeviceRuntime):
         return v
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "precision": self.precision}
+        return {**super().describe(), "precision": self.precision, "delegate": self.delegate}
 
     def export_many(
         self, items: Sequence[ExportItem], out_dir: Path, progress: Callable[[int], None] | None = None
