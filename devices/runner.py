@@ -49,18 +49,21 @@ def runtime_version(runtime: str) -> str:
 
 
 _ROUTINE_STDERR = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
-LITERT_DELEGATES = ("xnnpack", "none")
-"""LiteRT CPU configurations (``runtime_options.delegate``): ``xnnpack``, the interpreter's default
-(XNNPACK takes every op it supports, the rest run on the built-in kernels); ``none``, the built-in
-kernels only (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``)."""
+LITERT_DELEGATES = ("xnnpack", "none", "cpu")
+"""LiteRT CPU configurations this runner can time (``runtime_options.delegate``, as for native kits):
+``xnnpack``, the interpreter's default (XNNPACK takes every op it supports, the rest run on the
+built-in kernels); ``none`` (or ``cpu``, the native kits' name for it), the built-in kernels only
+(``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``)."""
 
 
 def litert_delegate(options: Optional[Dict[str, Any]]) -> str:
-    """The LiteRT CPU configuration named by runtime options (default ``xnnpack``); ValueError if unknown."""
-    delegate = str((options or {}).get("delegate", "xnnpack"))
+    """The LiteRT CPU configuration named by runtime options (default ``xnnpack``; ``cpu`` is read as
+    ``none``); ValueError for one this runner cannot run (GPU/NNAPI/Hexagon need a native kit)."""
+    delegate = str((options or {}).get("delegate", "xnnpack")).lower()
     if delegate not in LITERT_DELEGATES:
-        raise ValueError(f"litert delegate must be one of {', '.join(LITERT_DELEGATES)}, got {delegate!r}")
-    return delegate
+        raise ValueError(f"litert delegate must be one of {', '.join(LITERT_DELEGATES)} here, got {delegate!r} "
+                         f"(gpu, nnapi and hexagon are timed on the device through a native kit)")
+    return "none" if delegate == "cpu" else delegate
 
 
 def _litert_interpreter(path: str, threads: int, delegate: str = "xnnpack") -> Any:

@@ -141,13 +141,17 @@ def parse_device(data: dict[str, Any], origin: str) -> DeviceSpec:
     if "precision" in options:
         raise bad("'precision' belongs at the top level of the spec, not in [runtime_options]")
     if "delegate" in options:
-        from edgenas.devices.runner import LITERT_DELEGATES
+        from edgenas.devices.runner import LITERT_DELEGATES as LOCAL
+        from edgenas.latency.native import LITERT_DELEGATES as NATIVE
 
+        delegate = str(options["delegate"]).lower()
         if data["runtime"] != "litert":
             raise bad(f"[runtime_options] delegate is a litert option; runtime {data['runtime']!r} has none")
-        if options["delegate"] not in LITERT_DELEGATES:
-            raise bad(f"[runtime_options] delegate must be one of {', '.join(LITERT_DELEGATES)}, "
-                      f"got {options['delegate']!r}")
+        if delegate not in NATIVE:
+            raise bad(f"[runtime_options] delegate must be one of {', '.join(NATIVE)}, got {options['delegate']!r}")
+        if data.get("local") and delegate not in LOCAL:
+            raise bad(f"[runtime_options] delegate {delegate!r} cannot run on this host (a local device runs "
+                      f"{', '.join(LOCAL)}); time it on the device through a native kit")
     if precision != "fp32":
         options["precision"] = precision
     return DeviceSpec(
