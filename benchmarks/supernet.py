@@ -78,6 +78,40 @@ upsampled to the 32-px input) with more noise follow."""
 SPREAD_TARGET = 0.10
 PAIRED_SPECS = 10
 HARD = "hard"
+COMMITTED_TRAIN: dict[str, Any] = {
+    "batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": True, "label_smoothing": 0.0,
+    "n_random": 2, "distill": True, "temperature": 1.0, "train_samples": 0, "smallest_prob": 1.0}
+"""``train_supernet``'s settings in the first committed run (bd9d721): caches of other settings are tagged."""
+COMMITTED_ESTIMATOR: dict[str, Any] = {"bn_batches": 4, "batch_size": 64, "val_samples": 512}
+"""The ``supernet`` estimator's scoring settings in the first committed run (``memory_format`` does not change
+scores, only their cost)."""
+
+
+def _effective(given: dict[str, Any], defaults: dict[str, Any], keys: Any) -> dict[str, Any]:
+    return {k: given.get(k, defaults.get(k)) for k in keys}
+
+
+def train_effective(options: dict[str, Any]) -> dict[str, Any]:
+    """The supernet training settings a run with ``options`` uses (library defaults for the rest)."""
+    from edgenas.supernet.train import TRAIN_DEFAULTS
+
+    return _effective(options, TRAIN_DEFAULTS, sorted(set(TRAIN_DEFAULTS) | set(COMMITTED_TRAIN)))
+
+
+def estimator_effective(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``supernet`` estimator's scoring settings with ``options`` (its defaults for the rest)."""
+    import inspect
+
+    from edgenas.estimators.supernet import SupernetAccuracy
+
+    defaults = {k: p.default for k, p in inspect.signature(SupernetAccuracy.__init__).parameters.items()}
+    return _effective(options, defaults, sorted(COMMITTED_ESTIMATOR))
+
+
+def variant_tag(effective: dict[str, Any], committed: dict[str, Any]) -> str:
+    """'' for the committed run's settings, else '_key<value>' for each setting that differs."""
+    return "".join(f"_{k}{v:g}" if isinstance(v, float) else f"_{k}{v}" for k, v in sorted(effective.items())
+                   if committed.get(k) != v)
 
 
 @dataclass
@@ -93,9 +127,15 @@ class Settings:
     quick: bool = False
     e2e: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    supernet_options: dict[str, Any] = field(default_factory=dict)
+    """``train_supernet`` options (--supernet-opt)."""
+    estimator_options: dict[str, Any] = field(default_factory=dict)
+    """``supernet`` estimator options (--estimator-opt)."""
 
     def params(self) -> dict[str, Any]:
-        return {"tasks": self.tasks, "specs": self.specs, "seeds": list(SEEDS), "epochs": self.epochs,
+        return {"supernet_training": train_effective(self.supernet_options),
+                "supernet_estimator": estimator_effective(self.estimator_options),
+                "tasks": self.tasks, "specs": self.specs, "seeds": list(SEEDS), "epochs": self.epochs,
                 "supernet_epochs": self.supernet_epochs, "space": "tiny", "space_options": SPACE_OPTIONS,
                 "train_estimator": TRAIN_EST_OPTIONS, "sampler": self.sampler, "search_trials": self.search_trials,
                 "pilot_settings": list(PILOT_SETTINGS), "pilot_specs": self.pilot_specs, "torch_threads": 1,
@@ -168,13 +208,17 @@ def work_standalone(source: str, arch: str, seed: int, epochs: int, out: str) ->
     return res
 
 
-def work_supernet(source: str, epochs: int, ckpt: str, out: str, train_samples: int = 0) -> dict[str, Any]:
+def work_supernet(source: str, epochs: int, ckpt: str, out: str, train_samples: int = 0,
+                  options: dict[str, Any] | None = None) -> dict[str, Any]:
     from edgenas.supernet import train_supernet
 
     p = Path(ckpt)
+    c0 = time.process_time()
     run = train_supernet(_space(), _task(source), _dataset(source), epochs, seed=SEED, device="cpu",
-                         checkpoint=p, resume=p.exists(), progress=False, train_samples=train_samples)
+                         checkpoint=p, resume=p.exists(), progress=False, train_samples=train_samples,
+                         **(options or {}))
     res = {"dataset": source, "epochs": epochs, "checkpoint": ckpt, "seconds": round(run.seconds, 3),
+           "cpu_s": round(time.process_time() - c0, 3), "options": options or {},
            "resumed_from": run.resumed_from, "history": run.history}
     _write_json(Path(out), res)
     return res
@@ -183,10 +227,11 @@ def work_supernet(source: str, epochs: int, ckpt: str, out: str, train_samples: 
 _ESTIMATORS: dict[tuple[str, str, str], Any] = {}
 
 
-def work_estimate(source: str, name: str, arch: str, weights: str | None, out: str) -> dict[str, Any]:
+def work_estimate(source: str, name: str, arch: str, weights: str | None, out: str,
+                  est_options: dict[str, Any] | None = None) -> dict[str, Any]:
     from edgenas.estimators import get_estimator
 
-    key = (source, name, weights or "")
+    key = (source, name, weights or "", json.dumps(est_options or {}, sort_keys=True))
     t0 = time.perf_counter()
     if key not in _ESTIMATORS:
         space = _space()
@@ -194,7 +239,7 @@ def work_estimate(source: str, name: str, arch: str, weights: str | None, out: s
         if name == "train":
             opts = {"dataset": _dataset(source), "torch_device": "cpu", **TRAIN_EST_OPTIONS}
         elif name == "supernet":
-            opts = {"dataset": _dataset(source), "torch_device": "cpu", "weights": weights}
+            opts = {"dataset": _dataset(source), "torch_device": "cpu", "weights": weights, **(est_options or {})}
         _ESTIMATORS[key] = get_estimator(name, space, _task(source), seed=SEED, **opts)
     setup = time.perf_counter() - t0
     est = _ESTIMATORS[key]
@@ -205,13 +250,15 @@ def work_estimate(source: str, name: str, arch: str, weights: str | None, out: s
     return res
 
 
-def work_paired_cost(source: str, weights: str, archs: list[str], out: str) -> dict[str, Any]:
+def work_paired_cost(source: str, weights: str, archs: list[str], out: str,
+                     est_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Seconds per candidate of ``supernet`` and 2-epoch ``train`` measured alternately on the same specs
     in one process (fresh estimators: nothing cached), so both see the same machine load."""
     from edgenas.estimators import get_estimator
 
     space, ds, task = _space(), _dataset(source), _task(source)
-    sn = get_estimator("supernet", space, task, seed=SEED, dataset=ds, torch_device="cpu", weights=weights)
+    sn = get_estimator("supernet", space, task, seed=SEED, dataset=ds, torch_device="cpu", weights=weights,
+                       **(est_options or {}))
     tr = get_estimator("train", space, task, seed=SEED, dataset=ds, torch_device="cpu", **TRAIN_EST_OPTIONS)
     sn.estimate(space.parse(archs[-1]))  # warm-up: the supernet's data resized once (kept for every spec)
     tr.estimate(space.parse(archs[-1]))
@@ -225,7 +272,8 @@ def work_paired_cost(source: str, weights: str, archs: list[str], out: str) -> d
 
 
 def work_search(source: str, kind: str, run_dir: str, trials: int | None, timeout: float | None,
-                weights: str | None, sampler: str, out: str) -> dict[str, Any]:
+                weights: str | None, sampler: str, out: str, est_options: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
     from edgenas.jobs import JobConfig
     from edgenas.search.run import run_search
 
@@ -233,6 +281,8 @@ def work_search(source: str, kind: str, run_dir: str, trials: int | None, timeou
     est: dict[str, Any] = {"name": kind, "seed": SEED, "dataset": source, "torch_device": "cpu"}
     if kind == "supernet":
         est["weights"] = weights
+        if est_options:
+            est["options"] = dict(est_options)
     else:
         est["options"] = dict(TRAIN_EST_OPTIONS)
     search: dict[str, Any] = {"objectives": ["accuracy", "macs"], "sampler": sampler, "seed": SEED}
@@ -282,6 +332,8 @@ class Plan:
         self.st = st
         self.space = _space()
         self.specs = [str(s) for s in self.space.sample(st.specs, seed=SEED)]
+        self.ttag = variant_tag(train_effective(st.supernet_options), COMMITTED_TRAIN)
+        self.etag = variant_tag(estimator_effective(st.estimator_options), COMMITTED_ESTIMATOR)
 
     # paths
     def task_dir(self, source: str) -> Path:
@@ -290,27 +342,42 @@ class Plan:
     def standalone_path(self, source: str, arch: str, seed: int) -> Path:
         return self.task_dir(source) / f"standalone_e{self.st.epochs}" / f"s{seed}" / f"{_h(arch)}.json"
 
-    def supernet_ckpt(self, source: str) -> Path:
-        return self.task_dir(source) / f"supernet_e{self.st.supernet_epochs}.pt"
+    # Caches of the supernet's results carry the variant's tags (none: the committed run's settings), so
+    # the committed run's stay readable next to a new variant's. The train search does not depend on the
+    # supernet's settings: one for all (its timeout came from the first variant run in a cache).
+    def supernet_ckpt(self, source: str, ttag: str | None = None) -> Path:
+        return self.task_dir(source) / f"supernet_e{self.st.supernet_epochs}{self._t(ttag)}.pt"
 
-    def supernet_done(self, source: str) -> Path:
-        return self.task_dir(source) / f"supernet_e{self.st.supernet_epochs}.json"
+    def supernet_done(self, source: str, ttag: str | None = None) -> Path:
+        return self.task_dir(source) / f"supernet_e{self.st.supernet_epochs}{self._t(ttag)}.json"
 
-    def estimate_path(self, source: str, name: str, arch: str) -> Path:
-        sub = f"supernet_e{self.st.supernet_epochs}" if name == "supernet" else name
+    def estimate_path(self, source: str, name: str, arch: str, tags: tuple[str, str] | None = None) -> Path:
+        sub = f"supernet_e{self.st.supernet_epochs}{self._tags(tags)}" if name == "supernet" else name
         return self.task_dir(source) / "estimates" / sub / f"{_h(arch)}.json"
 
-    def paired_cost_path(self, source: str) -> Path:
-        return self.task_dir(source) / f"paired_cost_sn{self.st.supernet_epochs}.json"
+    def paired_cost_path(self, source: str, tags: tuple[str, str] | None = None) -> Path:
+        return self.task_dir(source) / f"paired_cost_sn{self.st.supernet_epochs}{self._tags(tags)}.json"
 
-    def search_tag(self) -> str:
-        return f"{self.st.sampler}_t{self.st.search_trials}_sn{self.st.supernet_epochs}"
+    def search_tag(self, kind: str = "train", tags: tuple[str, str] | None = None) -> str:
+        base = f"{self.st.sampler}_t{self.st.search_trials}_sn{self.st.supernet_epochs}"
+        return base + (self._tags(tags) if kind == "supernet" else "")
 
-    def search_path(self, source: str, kind: str) -> Path:
-        return self.task_dir(source) / "search" / f"{self.search_tag()}_{kind}.json"
+    def search_path(self, source: str, kind: str, tags: tuple[str, str] | None = None) -> Path:
+        return self.task_dir(source) / "search" / f"{self.search_tag(kind, tags)}_{kind}.json"
 
     def search_dir(self, source: str, kind: str) -> Path:
-        return self.task_dir(source) / "search" / f"{self.search_tag()}_{kind}"
+        return self.task_dir(source) / "search" / f"{self.search_tag(kind)}_{kind}"
+
+    def _t(self, ttag: str | None) -> str:
+        return self.ttag if ttag is None else ttag
+
+    def _tags(self, tags: tuple[str, str] | None) -> str:
+        return self.ttag + self.etag if tags is None else tags[0] + tags[1]
+
+    @property
+    def variant(self) -> bool:
+        """Whether these settings differ from the committed run's (whose results are then shown too)."""
+        return bool(self.ttag or self.etag)
 
     # reading
     def standalone(self, source: str, arch: str, seed: int) -> dict[str, Any] | None:
@@ -383,7 +450,7 @@ class Plan:
         if not sn_done.exists():  # longest single job first
             jobs.append(Job(f"sn|{source}", work_supernet,
                             (source, self.st.supernet_epochs, str(self.supernet_ckpt(source)), str(sn_done),
-                             256 if self.st.quick else 0),
+                             256 if self.st.quick else 0, dict(self.st.supernet_options)),
                             sn_done, f"{label}: supernet training ({self.st.supernet_epochs} epochs)"))
         sn = _read_json(sn_done)
         # the supernet search as soon as the supernet exists: the train search's timeout depends on it
@@ -392,7 +459,8 @@ class Plan:
             if not p.exists():
                 jobs.append(Job(f"search|{source}|supernet", work_search,
                                 (source, "supernet", str(self.search_dir(source, "supernet")),
-                                 self.st.search_trials, None, str(self.supernet_ckpt(source)), self.st.sampler, str(p)),
+                                 self.st.search_trials, None, str(self.supernet_ckpt(source)), self.st.sampler, str(p),
+                                 dict(self.st.estimator_options)),
                                 p, f"{label}: search with the supernet estimator"))
             else:
                 q = self.search_path(source, "train")
@@ -407,7 +475,8 @@ class Plan:
             p = self.paired_cost_path(source)
             if not p.exists():
                 jobs.append(Job(f"cost|{source}", work_paired_cost,
-                                (source, str(self.supernet_ckpt(source)), self.specs[:PAIRED_SPECS + 1], str(p)), p,
+                                (source, str(self.supernet_ckpt(source)), self.specs[:PAIRED_SPECS + 1], str(p),
+                                 dict(self.st.estimator_options)), p,
                                 f"{label}: paired cost of supernet vs train on {PAIRED_SPECS} specs"))
         for name in ("synflow", "supernet", "train"):
             if name == "supernet" and sn is None:
@@ -416,7 +485,8 @@ class Plan:
                 p = self.estimate_path(source, name, arch)
                 if not p.exists():
                     w = str(self.supernet_ckpt(source)) if name == "supernet" else None
-                    jobs.append(Job(f"est|{source}|{name}|{arch}", work_estimate, (source, name, arch, w, str(p)), p,
+                    jobs.append(Job(f"est|{source}|{name}|{arch}", work_estimate,
+                                    (source, name, arch, w, str(p), dict(self.st.estimator_options)), p,
                                     f"{label}: {name} estimate of {arch}"))
         for seed in SEEDS:
             for arch in self.specs:
@@ -522,17 +592,26 @@ def task_report(plan: Plan, label: str, source: str) -> dict[str, Any]:
     out["supernet_seconds"] = sn["seconds"] if sn else None
     if sn:
         out["supernet_history"] = sn["history"]
+    committed = ("", "")
+    old_sn = _read_json(plan.supernet_done(source, "")) if plan.variant else None
+    if old_sn:
+        out["supernet_seconds_committed_settings"] = old_sn["seconds"]
     est_rows = []
-    for name in ("supernet", "synflow", "train"):
-        res = {a: _read_json(plan.estimate_path(source, name, a)) for a in plan.specs}
+    for name, tags in (("supernet", None), ("synflow", None), ("train", None),
+                       *((("supernet", committed),) if plan.variant else ())):
+        res = {a: _read_json(plan.estimate_path(source, name, a, tags)) for a in plan.specs}
         have = [a for a in both if res[a] is not None]
         costs = sorted(r["seconds"] for r in res.values() if r)
-        row = {"task": label, "estimator": name if name != "train" else "train (2 epochs)",
+        if tags is committed and not have:
+            continue
+        shown = {"train": "train (2 epochs)"}.get(name, name) + (f" ({OLD_LABEL})" if tags is committed else "")
+        row = {"task": label, "estimator": shown,
                "n": len(have), "kendall_tau": _r(kendall([res[a]["score"] for a in have], [mean[a] for a in have])),
                "spearman": _r(spearman([res[a]["score"] for a in have], [mean[a] for a in have])),
                "s_per_candidate": _r(sum(costs) / len(costs), 4) if costs else None,
                "s_per_candidate_median": _r(costs[len(costs) // 2], 4) if costs else None,
-               "one_time_s": (sn["seconds"] if sn else None) if name == "supernet" else 0.0}
+               "one_time_s": (((old_sn if tags is committed else sn) or {}).get("seconds")
+                              if name == "supernet" else 0.0)}
         if isinstance(row["kendall_tau"], float) and isinstance(out["ceiling_tau"], float) and out["ceiling_tau"] > 0:
             row["tau_over_ceiling"] = _r(row["kendall_tau"] / out["ceiling_tau"], 3)
         est_rows.append(row)
@@ -574,17 +653,19 @@ def task_report(plan: Plan, label: str, source: str) -> dict[str, Any]:
         out["ground_truth_front"] = [{"arch": a, "accuracy": _r(mean[a]), "macs": int(m(a) * macs_max)}
                                      for a, keep in zip(both, gt_front_mask) if keep]
         e2e = []
-        for kind in ("supernet", "train"):
-            res = _read_json(plan.search_path(source, kind))
+        for kind, tags in (("supernet", None), ("train", None), *((("supernet", committed),) if plan.variant else ())):
+            res = _read_json(plan.search_path(source, kind, tags))
             if res is None:
                 continue
+            one_time = ((old_sn if tags is committed else sn) or {}).get("seconds") if kind == "supernet" else 0.0
             fr = [r["arch"] for r in res["front"]]
             got = {a: [plan.standalone(source, a, s) for s in SEEDS] for a in fr}
             ready = [a for a in fr if all(got[a])]
             pts = [(sum(x["accuracy"] for x in got[a]) / len(SEEDS), m(a)) for a in ready]
             est_pts = [(float(r["accuracy"]), m(r["arch"])) for r in res["front"]]
-            row = {"task": label, "search": f"{kind} estimator", "trials": res["finished_trials"],
-                   "search_s": res["wall_s"], "one_time_s": sn["seconds"] if (kind == "supernet" and sn) else 0.0,
+            row = {"task": label, "search": f"{kind} estimator" + (f" ({OLD_LABEL})" if tags is committed else ""),
+                   "trials": res["finished_trials"], "search_s": res["wall_s"], "cpu_s": res.get("cpu_s"),
+                   "one_time_s": one_time,
                    "timeout_s": res.get("timeout"), "front_size": len(fr), "retrained": len(ready),
                    "hv_retrained": _r(hv(pts, acc_ref), 5) if ready else None,
                    "hv_ratio": _r(hv(pts, acc_ref) / hv_gt, 4) if ready and hv_gt > 0 else None,
@@ -686,7 +767,7 @@ def report(plan: Plan, quiet: bool = False, notes_extra: str = "") -> dict[str, 
         "task", "estimator", "n", "kendall_tau", "tau_over_ceiling", "spearman", "s_per_candidate",
         "s_per_candidate_median", "one_time_s"]),
         "End to end: searches, fronts retrained stand-alone": (e2e_rows, [
-            "task", "search", "trials", "one_time_s", "search_s", "total_s", "timeout_s", "front_size",
+            "task", "search", "trials", "one_time_s", "search_s", "cpu_s", "total_s", "timeout_s", "front_size",
             "retrained", "hv_retrained", "hv_ratio", "hv_ratio_chance_ref", "hv_estimated_front"]),
         "Cost per candidate, paired: supernet and train alternately on the same specs, one process": (cost_rows, [
             "task", "n", "supernet_median_s", "train_median_s", "supernet_mean_s", "train_mean_s",
@@ -724,6 +805,9 @@ def report(plan: Plan, quiet: bool = False, notes_extra: str = "") -> dict[str, 
         mpath.write_text(md.replace("\n\n", f"\n\n{common.PARTIAL_BANNER}\n\n", 1))
     return {"tasks": tasks, "partial": partial}
 
+
+OLD_LABEL = "committed run's settings"
+"""How rows of the first committed run's supernet settings are labelled next to a variant's."""
 
 NOTES = """
 What is measured, per task: SPECS random `tiny` specs (resolutions=[32], widths 0.5/0.75/1.0; seeded
@@ -800,10 +884,16 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--report", action="store_true", help="only rewrite the results from the cache")
     ap.add_argument("--report-every", type=float, default=300.0, help="rewrite the results every N seconds")
+    ap.add_argument("--supernet-opt", action="append", metavar="KEY=VALUE",
+                    help="train_supernet option (e.g. smallest_prob=0); results cached apart from the committed run's")
+    ap.add_argument("--estimator-opt", action="append", metavar="KEY=VALUE",
+                    help="supernet estimator option (e.g. bn_batches=2); results cached apart likewise")
     a = ap.parse_args()
+    from edgenas.options import parse_kv
     st = Settings(tasks=[t.strip() for t in a.tasks.split(",") if t.strip()], specs=a.specs, epochs=a.epochs,
                   supernet_epochs=a.supernet_epochs or 3 * a.epochs, search_trials=a.search_trials, sampler=a.sampler,
-                  cache=a.cache or CACHE, e2e=not a.no_e2e)
+                  cache=a.cache or CACHE, e2e=not a.no_e2e, supernet_options=parse_kv(a.supernet_opt, "--supernet-opt"),
+                  estimator_options=parse_kv(a.estimator_opt, "--estimator-opt"))
     if a.quick:
         st.specs, st.epochs, st.supernet_epochs, st.search_trials, st.pilot_specs = 4, 1, 1, 6, 3
         st.quick = True

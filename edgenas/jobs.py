@@ -475,7 +475,7 @@ def parse_trials(value: str | Sequence[int]) -> str | list[int]:
 
 
 SUPERNET_OPTIONS = ("batch_size", "lr", "momentum", "weight_decay", "nesterov", "label_smoothing", "n_random",
-                    "distill", "temperature", "train_samples")
+                    "distill", "temperature", "train_samples", "smallest_prob")
 """The training hyper-parameters ``[supernet] options`` may set (see :func:`edgenas.supernet.train_supernet`)."""
 
 

@@ -97,7 +97,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="learn OFA's kernel transformation matrices (7->5->3) instead of plain centre crops")
     t.add_argument("--opt", action="append", metavar="KEY=VALUE",
                    help="training option: batch_size, lr, momentum, weight_decay, nesterov, label_smoothing, "
-                        "n_random (random subnets per step, default 2), distill, temperature, train_samples")
+                        "n_random (random subnets per step, default 2), distill, temperature, train_samples, "
+                        "smallest_prob (probability a step trains the smallest subnet, default 1)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("-v", "--verbose", action="store_true", help="show third-party libraries' logs")
     t.set_defaults(func=cmd_supernet_train)

@@ -53,12 +53,15 @@ class SupernetAccuracy(Estimator):
 
     def __init__(
         self, space: SearchSpace, task: Task | None = None, seed: int = 0, weights: str | None = None,
-        dataset: str | Dataset | None = None, bn_batches: int = 4, batch_size: int = 64, val_samples: int = 512,
+        dataset: str | Dataset | None = None, bn_batches: int = 8, batch_size: int = 64, val_samples: int = 512,
         torch_device: str = "auto", memory_format: str = "channels_last",
     ) -> None:
         """``weights``: a checkpoint of ``edgenas supernet train`` (or ``supernet import``) for this space;
         ``dataset``: the data it was trained on (default digits); ``bn_batches`` batches of ``batch_size``
-        training examples re-estimate BatchNorm statistics; ``val_samples``: validation examples scored
+        training examples re-estimate BatchNorm statistics (default 512 examples: a score's noise from the
+        BatchNorm subset falls as one over the square root of their number; 256, the default before, left
+        about one validation image of noise per score on digits, as much as neighbouring specs differ);
+        ``val_samples``: validation examples scored
         (0 = the whole split); ``torch_device``: where subnets run; ``memory_format``: the layout of the
         subnet's weights and inputs, ``channels_last`` (default: on CPU about twice as fast, oneDNN's NCHW
         depthwise convolutions being slow at small spatial sizes) or ``contiguous`` (NCHW). Both compute

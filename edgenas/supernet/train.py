@@ -9,6 +9,13 @@ and export training (:mod:`edgenas.estimators.training`). Each subnet sees the b
 resolution (resized on the training device; pre-resized once per resolution when that fits in
 :data:`PRERESIZE_BYTES`).
 
+``smallest_prob`` (default 1: the sandwich rule) is the probability that a step trains the smallest
+subnet; a step that does not trains one more random subnet in its place (same cost per step). Trained
+on every step, the smallest subnet's weights fit it better than the shared weights fit any other
+subnet, and its inherited accuracy is over-rated against stand-alone training (benchmarks/results/
+supernet.md: 50 random ``tiny`` specs on two tasks); 0 trains it no more often than any other subnet
+(FairNAS' argument: a spec trained more often than its rivals is ranked above them for that alone).
+
 Reproducible: initialisation, example order and sampled subnets derive from ``seed`` and the epoch
 alone, so a run resumed from its checkpoint ends with the same weights as one never interrupted. The
 checkpoint (``torch.save`` of plain data, loaded with ``weights_only=True``; written atomically by
@@ -52,6 +59,7 @@ PRERESIZE_BYTES = 128 * 2**20
 TRAIN_DEFAULTS: dict[str, Any] = {
     "batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": True,
     "label_smoothing": 0.0, "n_random": 2, "distill": True, "temperature": 1.0, "train_samples": 0,
+    "smallest_prob": 1.0,
 }
 """Hyper-parameters of :func:`train_supernet` (SGD ones as edgenas' export training)."""
 
@@ -114,6 +122,9 @@ def _check_hparams(hp: dict[str, Any]) -> None:
             raise EdgenasError(f"supernet training: {key} must be positive, got {hp[key]!r}")
     if not 0.0 <= float(hp["label_smoothing"]) < 1.0:
         raise EdgenasError(f"supernet training: label_smoothing must be in [0, 1), got {hp['label_smoothing']!r}")
+    p = hp["smallest_prob"]
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+        raise EdgenasError(f"supernet training: smallest_prob must be a number in [0, 1], got {p!r}")
     if float(hp["momentum"]) < 0 or float(hp["weight_decay"]) < 0:
         raise EdgenasError("supernet training: momentum and weight_decay must be >= 0")
 
@@ -196,6 +207,7 @@ def train_supernet(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None, batch_size: int = 64, lr: float = 0.05,
     momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = True, label_smoothing: float = 0.0,
     n_random: int = 2, distill: bool = True, temperature: float = 1.0, train_samples: int = 0,
+    smallest_prob: float = 1.0,
 ) -> SupernetRun:
     """Train a supernet of ``space`` for ``task`` (``None``: the dataset's classes and channels) on the
     training split of ``dataset`` (a :class:`~edgenas.datasets.Dataset` or a source string) for
@@ -207,7 +219,9 @@ def train_supernet(
     setting). ``init``: start from this supernet's weights (e.g. imported from OFA) instead of a seeded
     initialisation. ``on_epoch(epoch, record)`` is called after each epoch's checkpoint. ``progress``:
     a progress bar on a terminal's stderr (a line per epoch otherwise). ``train_samples``: a seeded
-    subset of the training split (0: all of it). Returns the supernet in eval mode; recalibrate its
+    subset of the training split (0: all of it). ``smallest_prob``: the probability that a step trains
+    the smallest subnet (1: every step, the sandwich rule; otherwise a random subnet takes its place).
+    Returns the supernet in eval mode; recalibrate its
     BatchNorm statistics for a spec (:func:`~edgenas.supernet.recalibrate_bn`) before evaluating it.
     """
     from edgenas.estimators.data import data_task, resolve_dataset
@@ -217,8 +231,10 @@ def train_supernet(
     hp: dict[str, Any] = {"batch_size": batch_size, "lr": float(lr), "momentum": float(momentum),
                           "weight_decay": float(weight_decay), "nesterov": bool(nesterov),
                           "label_smoothing": float(label_smoothing), "n_random": n_random, "distill": bool(distill),
-                          "temperature": float(temperature), "train_samples": train_samples}
+                          "temperature": float(temperature), "train_samples": train_samples,
+                          "smallest_prob": smallest_prob}
     _check_hparams(hp)
+    hp["smallest_prob"] = float(smallest_prob)
     dev = resolve_device(str(device), "supernet training device")
     ds = resolve_dataset(dataset)
     net_task = data_task(space, task, ds)
@@ -280,7 +296,7 @@ def train_supernet(
                 idx = order[start_i:start_i + batch_size]
                 if len(idx) < 2:  # BatchNorm needs two examples
                     continue
-                subnets = [smallest] + [space.random(rng) for _ in range(n_random)]
+                subnets = _step_subnets(rng, space, smallest, n_random, hp["smallest_prob"])
                 loss_l, loss_s = _sandwich_step(sn, data, to_device(idx, dev), largest, subnets, hp)
                 opt.step()
                 sched.step()
@@ -308,6 +324,16 @@ def train_supernet(
             bar.close()
     sn.eval()
     return SupernetRun(sn, epochs, history, start, ck)
+
+
+def _step_subnets(rng: random.Random, space: SearchSpace, smallest: ArchSpec, n_random: int, smallest_prob: float
+                  ) -> list[ArchSpec]:
+    """The subnets a step trains besides the largest: the smallest (with probability ``smallest_prob``,
+    else one more random subnet) and ``n_random`` random ones. At 1 no coin is drawn, so the sequence
+    of subnets is the one of edgenas versions before the option."""
+    if smallest_prob >= 1.0 or rng.random() < smallest_prob:
+        return [smallest] + [space.random(rng) for _ in range(n_random)]
+    return [space.random(rng) for _ in range(n_random + 1)]
 
 
 def _sandwich_step(sn: Supernet, data: _Images, idx: torch.Tensor, largest: ArchSpec, subnets: list[ArchSpec],
@@ -344,8 +370,11 @@ def _check_finite(loss: torch.Tensor, spec: ArchSpec) -> None:
 def _check_resumable(previous: dict[str, Any], meta: dict[str, Any], path: Path | None) -> None:
     """A checkpoint resumes only the run that wrote it: every setting must match."""
     for key in ("space", "space_options", "task", "seed", "epochs", "hparams", "kernel_transform", "dataset"):
-        if previous.get(key) != meta[key]:
-            raise EdgenasError(f"cannot resume from {str(path)!r}: its {key} is {previous.get(key)!r}, this run's is "
+        theirs = previous.get(key)
+        if key == "hparams" and isinstance(theirs, dict):  # options added since have their old behaviour
+            theirs = {**{k: v for k, v in TRAIN_DEFAULTS.items() if k not in theirs and k in meta[key]}, **theirs}
+        if theirs != meta[key]:
+            raise EdgenasError(f"cannot resume from {str(path)!r}: its {key} is {theirs!r}, this run's is "
                                f"{meta[key]!r}")
 
 

@@ -192,3 +192,16 @@ def test_supernet_estimator_layout_keeps_the_scores(checkpoint):
         assert fast.estimate(spec).score == expected == plain.estimate(spec).score, spec
     with pytest.raises(EdgenasError, match="memory_format must be one of channels_last, contiguous"):
         get_estimator("supernet", space, memory_format="nhwc", **opts)
+
+
+def test_supernet_estimator_recalibrates_on_512_examples_by_default(checkpoint):
+    """The default BatchNorm subset: 8 batches of 64 (512 examples; fewer when the split is smaller), a
+    seeded draw shared by every spec."""
+    from edgenas.datasets import load_dataset
+
+    space = get_space("tiny", resolutions=[32], widths=[0.5])
+    ds = load_dataset(DATA, seed=0)
+    est = get_estimator("supernet", space, weights=str(checkpoint), dataset=ds, torch_device="cpu")
+    assert (est.bn_batches, est.batch_size) == (8, 64)
+    assert len(est._bn_idx) == min(len(ds.train_idx), 512)
+    assert set(est._bn_idx.tolist()) <= set(torch.as_tensor(ds.train_idx).tolist())

@@ -115,3 +115,60 @@ def test_device_is_checked_before_any_work(space, digits, tmp_path):
     assert not (tmp_path / "sn.pt").exists()
     with pytest.raises(EdgenasError, match="tpu"):
         load_supernet(tmp_path / "missing.pt", device="tpu")
+
+
+def test_smallest_prob_decides_how_often_the_smallest_is_trained(space):
+    """At 1 (the default: the sandwich rule) every step trains the smallest and no coin is drawn (the
+    subnets of runs before the option); at 0 never (a random subnet takes its place, same count); in
+    between, about that fraction of steps."""
+    import random
+
+    from edgenas.supernet.train import TRAIN_DEFAULTS, _step_subnets
+
+    assert TRAIN_DEFAULTS["smallest_prob"] == 1.0
+    smallest = space.parse("tiny:w0.5:r32:k3e3_k3e3_k3e3_k3e3")
+    a, b = random.Random(5), random.Random(5)
+    for _ in range(20):
+        assert _step_subnets(a, space, smallest, 2, 1.0) == [smallest] + [space.random(b) for _ in range(2)]
+    for p, lo, hi in ((0.0, 0, 0), (0.5, 150, 250)):
+        rng = random.Random(1)
+        steps = [_step_subnets(rng, space, smallest, 2, p) for _ in range(400)]
+        assert all(len(s) == 3 for s in steps)
+        with_smallest = sum(s[0] == smallest for s in steps)
+        assert lo <= with_smallest <= hi, (p, with_smallest)
+        assert len({str(x) for s in steps for x in s}) > 300  # random subnets fill the other places
+
+
+def test_smallest_prob_is_validated_and_recorded(space, digits, tmp_path):
+    for bad in (1.5, -0.1, True, "half"):
+        with pytest.raises(EdgenasError, match="smallest_prob must be a number in"):
+            train_supernet(space, None, digits, 1, device="cpu", smallest_prob=bad, **RESUME)
+    path = tmp_path / "sn.pt"
+    run = train_supernet(space, None, digits, 1, seed=2, device="cpu", checkpoint=path, smallest_prob=0, **RESUME)
+    assert read_checkpoint(path)["hparams"]["smallest_prob"] == 0.0
+    sandwich = train_supernet(space, None, digits, 1, seed=2, device="cpu", **RESUME)
+    # a different training: never the smallest, so different weights
+    assert any(not torch.equal(v, sandwich.supernet.state_dict()[k]) for k, v in run.supernet.state_dict().items())
+    with pytest.raises(EdgenasError, match="its hparams"):
+        train_supernet(space, None, digits, 1, seed=2, device="cpu", checkpoint=path, resume=True, **RESUME)
+
+
+def test_checkpoint_of_older_versions_resumes(space, digits, tmp_path):
+    """Checkpoints written before an option existed (no key in their hparams) resume as runs of its default."""
+    from edgenas.supernet.train import save_checkpoint
+
+    path = tmp_path / "sn.pt"
+
+    def crash(epoch: int, record: dict) -> None:
+        raise Crash
+
+    with pytest.raises(Crash):
+        train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, on_epoch=crash, **RESUME)
+    ck = read_checkpoint(path)
+    del ck["hparams"]["smallest_prob"]
+    save_checkpoint(path, ck)
+    resumed = train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, resume=True, **RESUME)
+    assert resumed.resumed_from == 1
+    with pytest.raises(EdgenasError, match="its hparams"):
+        train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, resume=True, smallest_prob=0.5,
+                       **RESUME)
