@@ -131,10 +131,13 @@ class Settings:
     """``train_supernet`` options (--supernet-opt)."""
     estimator_options: dict[str, Any] = field(default_factory=dict)
     """``supernet`` estimator options (--estimator-opt)."""
+    compare_supernet_options: list[dict[str, Any]] = field(default_factory=list)
+    """Other ``train_supernet`` settings whose cached results the report shows too (--compare-supernet-opt)."""
 
     def params(self) -> dict[str, Any]:
         return {"supernet_training": train_effective(self.supernet_options),
                 "supernet_estimator": estimator_effective(self.estimator_options),
+                "compared_supernet_options": self.compare_supernet_options,
                 "tasks": self.tasks, "specs": self.specs, "seeds": list(SEEDS), "epochs": self.epochs,
                 "supernet_epochs": self.supernet_epochs, "space": "tiny", "space_options": SPACE_OPTIONS,
                 "train_estimator": TRAIN_EST_OPTIONS, "sampler": self.sampler, "search_trials": self.search_trials,
@@ -379,6 +382,18 @@ class Plan:
         """Whether these settings differ from the committed run's (whose results are then shown too)."""
         return bool(self.ttag or self.etag)
 
+    def others(self) -> list[tuple[tuple[str, str], str]]:
+        """Supernet variants reported next to this run's: the committed run's settings (when these differ),
+        and each --compare-supernet-opt variant (scored with this run's estimator settings)."""
+        out: list[tuple[tuple[str, str], str]] = []
+        if self.variant:
+            out.append((("", ""), OLD_LABEL))
+        for opts in self.st.compare_supernet_options:
+            ttag = variant_tag(train_effective(opts), COMMITTED_TRAIN)
+            if (ttag, self.etag) != (self.ttag, self.etag) and (ttag, self.etag) not in [t for t, _ in out]:
+                out.append(((ttag, self.etag), ", ".join(f"{k}={v}" for k, v in sorted(opts.items()))))
+        return out
+
     # reading
     def standalone(self, source: str, arch: str, seed: int) -> dict[str, Any] | None:
         return _read_json(self.standalone_path(source, arch, seed))
@@ -592,25 +607,27 @@ def task_report(plan: Plan, label: str, source: str) -> dict[str, Any]:
     out["supernet_seconds"] = sn["seconds"] if sn else None
     if sn:
         out["supernet_history"] = sn["history"]
-    committed = ("", "")
-    old_sn = _read_json(plan.supernet_done(source, "")) if plan.variant else None
-    if old_sn:
-        out["supernet_seconds_committed_settings"] = old_sn["seconds"]
+    # other supernet variants shown next to this run's: (tags, label, supernet training record)
+    others = [(tags, what, _read_json(plan.supernet_done(source, tags[0]))) for tags, what in plan.others()]
+    out["supernet_variants"] = [{"variant": what, "supernet_seconds": (rec or {}).get("seconds"),
+                                 "supernet_cpu_s": (rec or {}).get("cpu_s")} for _, what, rec in others]
+    one_time_of = {tags: (rec or {}).get("seconds") for tags, _, rec in others}
+    label_of = {tags: what for tags, what, _ in others}
     est_rows = []
     for name, tags in (("supernet", None), ("synflow", None), ("train", None),
-                       *((("supernet", committed),) if plan.variant else ())):
+                       *(("supernet", t) for t, _, _ in others)):
         res = {a: _read_json(plan.estimate_path(source, name, a, tags)) for a in plan.specs}
         have = [a for a in both if res[a] is not None]
         costs = sorted(r["seconds"] for r in res.values() if r)
-        if tags is committed and not have:
+        if tags is not None and not have:
             continue
-        shown = {"train": "train (2 epochs)"}.get(name, name) + (f" ({OLD_LABEL})" if tags is committed else "")
+        shown = {"train": "train (2 epochs)"}.get(name, name) + (f" ({label_of[tags]})" if tags is not None else "")
         row = {"task": label, "estimator": shown,
                "n": len(have), "kendall_tau": _r(kendall([res[a]["score"] for a in have], [mean[a] for a in have])),
                "spearman": _r(spearman([res[a]["score"] for a in have], [mean[a] for a in have])),
                "s_per_candidate": _r(sum(costs) / len(costs), 4) if costs else None,
                "s_per_candidate_median": _r(costs[len(costs) // 2], 4) if costs else None,
-               "one_time_s": (((old_sn if tags is committed else sn) or {}).get("seconds")
+               "one_time_s": ((one_time_of[tags] if tags is not None else (sn or {}).get("seconds"))
                               if name == "supernet" else 0.0)}
         if isinstance(row["kendall_tau"], float) and isinstance(out["ceiling_tau"], float) and out["ceiling_tau"] > 0:
             row["tau_over_ceiling"] = _r(row["kendall_tau"] / out["ceiling_tau"], 3)
@@ -653,17 +670,18 @@ def task_report(plan: Plan, label: str, source: str) -> dict[str, Any]:
         out["ground_truth_front"] = [{"arch": a, "accuracy": _r(mean[a]), "macs": int(m(a) * macs_max)}
                                      for a, keep in zip(both, gt_front_mask) if keep]
         e2e = []
-        for kind, tags in (("supernet", None), ("train", None), *((("supernet", committed),) if plan.variant else ())):
+        for kind, tags in (("supernet", None), ("train", None), *(("supernet", t) for t, _, _ in others)):
             res = _read_json(plan.search_path(source, kind, tags))
             if res is None:
                 continue
-            one_time = ((old_sn if tags is committed else sn) or {}).get("seconds") if kind == "supernet" else 0.0
+            one_time = ((one_time_of[tags] if tags is not None else (sn or {}).get("seconds"))
+                        if kind == "supernet" else 0.0)
             fr = [r["arch"] for r in res["front"]]
             got = {a: [plan.standalone(source, a, s) for s in SEEDS] for a in fr}
             ready = [a for a in fr if all(got[a])]
             pts = [(sum(x["accuracy"] for x in got[a]) / len(SEEDS), m(a)) for a in ready]
             est_pts = [(float(r["accuracy"]), m(r["arch"])) for r in res["front"]]
-            row = {"task": label, "search": f"{kind} estimator" + (f" ({OLD_LABEL})" if tags is committed else ""),
+            row = {"task": label, "search": f"{kind} estimator" + (f" ({label_of[tags]})" if tags is not None else ""),
                    "trials": res["finished_trials"], "search_s": res["wall_s"], "cpu_s": res.get("cpu_s"),
                    "one_time_s": one_time,
                    "timeout_s": res.get("timeout"), "front_size": len(fr), "retrained": len(ready),
@@ -888,12 +906,17 @@ def main() -> None:
                     help="train_supernet option (e.g. smallest_prob=0); results cached apart from the committed run's")
     ap.add_argument("--estimator-opt", action="append", metavar="KEY=VALUE",
                     help="supernet estimator option (e.g. bn_batches=2); results cached apart likewise")
+    ap.add_argument("--compare-supernet-opt", action="append", metavar="KEY=VALUE[,KEY=VALUE]",
+                    help="also report the cached results of a supernet trained with these options (one variant per "
+                         "flag; run it first with --supernet-opt)")
     a = ap.parse_args()
     from edgenas.options import parse_kv
     st = Settings(tasks=[t.strip() for t in a.tasks.split(",") if t.strip()], specs=a.specs, epochs=a.epochs,
                   supernet_epochs=a.supernet_epochs or 3 * a.epochs, search_trials=a.search_trials, sampler=a.sampler,
                   cache=a.cache or CACHE, e2e=not a.no_e2e, supernet_options=parse_kv(a.supernet_opt, "--supernet-opt"),
-                  estimator_options=parse_kv(a.estimator_opt, "--estimator-opt"))
+                  estimator_options=parse_kv(a.estimator_opt, "--estimator-opt"),
+                  compare_supernet_options=[parse_kv(v.split(","), "--compare-supernet-opt")
+                                            for v in a.compare_supernet_opt or []])
     if a.quick:
         st.specs, st.epochs, st.supernet_epochs, st.search_trials, st.pilot_specs = 4, 1, 1, 6, 3
         st.quick = True
