@@ -29,8 +29,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from edgenas.costgraph import OpGraph, conv_out, numel
+
+if TYPE_CHECKING:
+    from edgenas.delegates import DelegateReport
 
 TFLITE_INT8_BYTES = {"per_const_tensor": 101, "per_act_tensor": 128, "per_quant_channel": 12, "fixed": 717}
 """Bytes of a full-integer ``.tflite`` beyond its constant payload: each constant tensor (its Tensor
@@ -75,6 +79,7 @@ class Deployed:
     quant_channels: int = 0
     """Per-channel quantisation entries of constants (weights and biases) in the int8 file."""
     _shared: dict[tuple, tuple[int, int, int]] = field(default_factory=dict)
+    _delegate_reports: dict[tuple[str, str], DelegateReport] = field(default_factory=dict, repr=False)
     # boundary facts of a one-layer graph, for :func:`chain`
     open_producer: str | None = None
     """The op writing the output, when a ReLU reading it in the next layer would be fused into it."""
@@ -136,6 +141,15 @@ class Deployed:
         """Estimated minimal TFLite Micro tensor arena of the int8 model (:mod:`edgenas.tflm_arena`)."""
         return self._arena
 
+    def delegate(self, precision: str, name: str = "xnnpack") -> DelegateReport:
+        """How delegate ``name`` splits the ``precision`` (fp32 / int8) file (:mod:`edgenas.delegates`)."""
+        key = (name, precision)
+        if key not in self._delegate_reports:
+            from edgenas.delegates import predict
+
+            self._delegate_reports[key] = predict(self, name, precision)
+        return self._delegate_reports[key]
+
 
 def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
     """TensorFlow's SAME padding (before, after) of one spatial side."""
@@ -193,6 +207,23 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
         rs = readers.get(t, [])
         return rs[0] if len(rs) == 1 else None
 
+    def act_readers(t: int) -> list[int]:
+        """The readers of ``t`` (through views, which are free) when they are all the same activation,
+        else ``t``'s sole reader or nothing: the converter merges identical ops on one tensor, so they
+        are one reader (NB201 edges each start with a ReLU of their node, a skip edge is a view)."""
+        rs: list[int] = []
+        todo = list(readers.get(t, []))
+        while todo:
+            j = todo.pop()
+            if g.kinds[j][0] == "view" and g.shapes[g.ops[j][2]] == g.shapes[t]:
+                todo.extend(readers.get(g.ops[j][2], []))
+            else:
+                rs.append(j)
+        if rs and all(g.kinds[j][0] == "act" and g.kinds[j][1] == g.kinds[rs[0]][1] for j in rs):
+            return sorted(rs)
+        direct = readers.get(t, [])
+        return direct if len(direct) == 1 else []
+
     def fuse_act(i: int, out: int, name: str) -> None:
         """Absorb a ReLU/ReLU6 that is the only reader of op ``i``'s result (after a folded BN)."""
         t = out
@@ -204,11 +235,14 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
             j = sole_reader(t)
         if j is None and t in g.outputs:
             d.open_producer = name
+        acts = act_readers(t)
+        j = acts[0] if acts else j
         if j is None or g.kinds[j][0] != "act" or name not in _PRODUCERS_THAT_FUSE:
             return
         if g.kinds[j][1] in _FUSABLE:
-            fused.add(j)
-            where[g.ops[j][2]] = where[t]
+            for r in acts:  # identical ReLUs of one tensor are one op, fused into its producer
+                fused.add(r)
+                where[g.ops[r][2]] = where[t]
         elif g.kinds[j][1] == "hsigmoid" and name in CONV_OPS:  # +3 in the bias, fused ReLU6, then / 6
             fused.add(j)
             d.const(1, 1, 1, key=("scalar", "1/6"))
@@ -298,7 +332,7 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
                 op_name = {"relu": "RELU", "relu6": "RELU6", "hswish": "HARD_SWISH", "sigmoid": "LOGISTIC",
                            "silu": "LOGISTIC"}[name]
                 y = d.op(op_name, xin, elems)
-                if name in _FUSABLE and x in inputs_of_graph and len(readers.get(x, [])) == 1:
+                if name in _FUSABLE and x in inputs_of_graph and act_readers(x):
                     d.head_act = (len(d.ops) - 1, y)
                 if name == "silu":
                     y = d.op("MUL", (y, *xin), elems)

@@ -166,4 +166,6 @@ def count_module(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[st
         "peak_ram_bytes_fp32": 4 * peak,
         "peak_ram_bytes_int8": peak,
         "arena_bytes_tflm": net.arena_bytes_tflm(),
+        **{f"{field}_{p}": getattr(net.delegate(p), attr) for p in ("fp32", "int8")
+           for field, attr in (("delegate_partitions", "partitions"), ("ops_off_delegate", "ops_off_delegate"))},
     }

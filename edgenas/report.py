@@ -32,6 +32,10 @@ TABLE_FORMAT: dict[str, tuple[str, str]] = {
     "peak_ram_bytes_fp32": ("peak RAM fp32", "B"),
     "peak_ram_bytes_int8": ("peak RAM int8", "B"),
     "arena_bytes_tflm": ("TFLM arena", "B"),
+    "delegate_partitions_fp32": ("XNNPACK parts fp32", ""),
+    "delegate_partitions_int8": ("XNNPACK parts int8", ""),
+    "ops_off_delegate_fp32": ("off XNNPACK fp32", ""),
+    "ops_off_delegate_int8": ("off XNNPACK int8", ""),
     "latency_ms": ("latency ms", "ms"),
     "score": ("score", "score"),
 }

@@ -64,6 +64,9 @@ def model_card(
             est = cost_rec.get(field)
             if est:
                 entry["size_estimate"] = {"field": field, "bytes": est, "ratio": round(a.bytes / est, 4)}
+        if "xnnpack" in a.extra:  # measured in the file; the cost model's prediction beside it
+            prec = "int8" if a.format == "tflite-int8" else "fp32"
+            a.extra["xnnpack"]["predicted_partitions"] = cost_rec.get(f"delegate_partitions_{prec}")
         for p in a.companions:
             if p.exists():
                 files.append({"path": p.name, "format": f"{a.format}-source", "bytes": p.stat().st_size,
@@ -168,6 +171,13 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         size = f"{est['ratio']:.3f} x {est['field']}" if est else "-"
         lines.append(f"| {a['format']} | {a.get('path', '-')} | {_fmt(a.get('bytes'))} | {size} | {parity} | "
                      f"{_fmt(a.get('accuracy'))} | {_fmt(a.get('latency_ms'))} |")
+    for a in card["artifacts"]:
+        x = a.get("xnnpack")
+        if x:
+            off = ", ".join(f"{n} x{k}" for n, k in x["off_ops"].items()) or "none"
+            lines += ["", f"{a['format']} in LiteRT with XNNPACK: {x['partitions']} delegate partition(s) "
+                          f"(predicted {_fmt(x.get('predicted_partitions'))}), {x['ops_off_delegate']} of "
+                          f"{x['ops_total']} ops on the built-in kernels ({off})."]
     if card.get("tflm_arena_bytes"):
         lines += ["", f"TFLite Micro: minimal arena {card['tflm_arena_bytes']:,} B (bisected in the TFLM interpreter)."]
     lat = card["latency"]["predicted_by_device"]

@@ -101,8 +101,11 @@ class _LiteRT(Exporter):
         return litert_runner(path, job.options.threads)
 
     def details(self, path: Path, job: ExportJob) -> dict[str, Any]:
+        from edgenas.delegates import measure
+
         d = io_details(path)
         d["input"]["layout"] = "NHWC" if job.options.nhwc else "NCHW"
+        d["xnnpack"] = measure(path).as_dict()  # how LiteRT's default delegate splits this file, as loaded here
         return d
 
 

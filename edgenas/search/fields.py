@@ -6,6 +6,8 @@ estimator. All but ``accuracy`` are *cheap*: known before any training, so budge
 before the estimator runs. ``peak_ram_bytes`` and ``size_bytes`` mean the deployment precision's
 variant (``[search] precision``, default int8, what edge runtimes ship). ``arena_bytes_tflm`` is the
 TFLite Micro tensor arena the int8 model needs on a microcontroller (``arena_bytes_tflm<=256KiB``).
+``delegate_partitions`` / ``ops_off_delegate`` (the precision's variant) are how LiteRT's XNNPACK
+delegate splits the file: ``delegate_partitions<=1`` keeps the whole model on the delegate.
 
 Budgets read ``FIELD<=VALUE`` or ``FIELD>=VALUE`` with optional units: ``latency_ms<=2.5``,
 ``peak_ram_bytes<=64KiB``, ``macs<=30M``, ``accuracy>=0.9``.
@@ -19,8 +21,9 @@ from dataclasses import dataclass
 from edgenas.errors import EdgenasError
 
 COST_FIELDS = ("macs", "params", "size_bytes_fp32", "size_bytes_int8", "peak_ram_bytes_fp32", "peak_ram_bytes_int8",
-               "arena_bytes_tflm")
-ALIASES = ("size_bytes", "peak_ram_bytes")
+               "arena_bytes_tflm", "delegate_partitions_fp32", "delegate_partitions_int8", "ops_off_delegate_fp32",
+               "ops_off_delegate_int8")
+ALIASES = ("size_bytes", "peak_ram_bytes", "delegate_partitions", "ops_off_delegate")
 PRECISIONS = ("int8", "fp32")
 UNITS = {"macs": "", "params": "", "latency_ms": "ms", "accuracy": ""}
 for _f in COST_FIELDS:

@@ -26,7 +26,8 @@ class LatencySource(Protocol):
 
 
 CACHE_SIZE = 1 << 18
-DEPLOYED_FIELDS = ("size_bytes_fp32", "size_bytes_int8", "arena_bytes_tflm")
+DEPLOYED_FIELDS = ("size_bytes_fp32", "size_bytes_int8", "arena_bytes_tflm", "delegate_partitions_fp32",
+                   "delegate_partitions_int8", "ops_off_delegate_fp32", "ops_off_delegate_int8")
 """Cost fields that come from emulating the deployed graph (about 1 ms a spec for the TFLM arena): a
 candidate's record has them only when a budget or objective uses them; a trial's full record always."""
 

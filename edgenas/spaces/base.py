@@ -64,7 +64,8 @@ class Task:
 
 
 RECORD_FIELDS = ("arch", "macs", "params", "size_bytes_fp32", "size_bytes_int8", "peak_ram_bytes_fp32",
-                 "peak_ram_bytes_int8", "arena_bytes_tflm")
+                 "peak_ram_bytes_int8", "arena_bytes_tflm", "delegate_partitions_fp32", "delegate_partitions_int8",
+                 "ops_off_delegate_fp32", "ops_off_delegate_int8")
 """The fields of a cost record, in output order."""
 
 
@@ -73,9 +74,10 @@ class CostReport:
     """Analytic cost of one spec; field names match the CLI's output records.
 
     MACs, params and peak RAM are exact counts. The deployment fields — ``size_bytes_fp32`` /
-    ``size_bytes_int8`` (the exported ``.tflite`` / ``.onnx`` files) and ``arena_bytes_tflm`` (the
-    minimal TFLite Micro arena of the int8 model) — come from the emulated deployed graph
-    (:mod:`edgenas.deployed`), built on first access.
+    ``size_bytes_int8`` (the exported ``.tflite`` / ``.onnx`` files), ``arena_bytes_tflm`` (the
+    minimal TFLite Micro arena of the int8 model), ``delegate_partitions_*`` / ``ops_off_delegate_*``
+    (how LiteRT's XNNPACK delegate splits the file: :mod:`edgenas.delegates`) — come from the emulated
+    deployed graph (:mod:`edgenas.deployed`), built on first access.
     """
 
     arch: str
@@ -109,6 +111,26 @@ class CostReport:
     def arena_bytes_tflm(self) -> int:
         """Estimated minimal TFLite Micro tensor arena of the int8 model (:mod:`edgenas.tflm_arena`)."""
         return self.deployed.arena_bytes_tflm()
+
+    @cached_property
+    def delegate_partitions_fp32(self) -> int:
+        """XNNPACK ``DELEGATE`` nodes LiteRT makes of the fp32 ``.tflite`` (:mod:`edgenas.delegates`)."""
+        return self.deployed.delegate("fp32").partitions
+
+    @cached_property
+    def delegate_partitions_int8(self) -> int:
+        """XNNPACK ``DELEGATE`` nodes LiteRT makes of the full-integer ``.tflite``."""
+        return self.deployed.delegate("int8").partitions
+
+    @cached_property
+    def ops_off_delegate_fp32(self) -> int:
+        """Ops of the fp32 ``.tflite`` XNNPACK leaves on LiteRT's built-in kernels."""
+        return self.deployed.delegate("fp32").ops_off_delegate
+
+    @cached_property
+    def ops_off_delegate_int8(self) -> int:
+        """Ops of the full-integer ``.tflite`` XNNPACK leaves on LiteRT's built-in kernels."""
+        return self.deployed.delegate("int8").ops_off_delegate
 
     def as_record(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in RECORD_FIELDS}

@@ -14,7 +14,8 @@ from edgenas.cli.describe import COST_FIELDS
 from edgenas.testing.cli import assert_one_line_error, run_cli
 
 FIELDS = ["arch", "macs", "params", "size_bytes_fp32", "size_bytes_int8", "peak_ram_bytes_fp32", "peak_ram_bytes_int8",
-          "arena_bytes_tflm"]
+          "arena_bytes_tflm", "delegate_partitions_fp32", "delegate_partitions_int8", "ops_off_delegate_fp32",
+          "ops_off_delegate_int8"]
 TUTORIAL = "mbv3:w1.2:r192:k5e3-k3e3_k5e4-k3e4_k7e6-k7e3-k3e4_k5e4-k5e4-k7e4-k3e3_k3e6-k3e6-k5e6"
 
 

@@ -1,5 +1,6 @@
-"""Exported file sizes agree with the cost model: every image space's trained model, exported as .onnx,
-fp32 .tflite and int8 .tflite, is within 10% of ``size_bytes_fp32`` / ``size_bytes_int8``.
+"""Exported files agree with the cost model: every image space's trained model, exported as .onnx,
+fp32 .tflite and int8 .tflite, is within 10% of ``size_bytes_fp32`` / ``size_bytes_int8``, and LiteRT's
+XNNPACK delegate splits each .tflite as ``delegate_partitions_*`` / ``ops_off_delegate_*`` predict.
 
 The artifacts are exportkit's (one conversion per space and format per session, shared with the
 exporter contract suite)."""
@@ -35,3 +36,19 @@ def test_file_size_matches_cost_model(space, fmt, out_root):
     ratio = art.bytes / estimate
     assert abs(ratio - 1) <= TOLERANCE, f"{t.spec} {fmt}: {art.bytes} B vs {field} {estimate} B ({ratio:.3f})"
 
+
+
+@pytest.mark.parametrize("space", IMAGE_SPACES)
+@pytest.mark.parametrize("fmt", ["tflite", "tflite-int8"])
+def test_delegate_partitions_match_the_cost_model(space, fmt, out_root):
+    """The XNNPACK partitions and off-delegate ops LiteRT makes of the exported file (measured when it is
+    exported, in its details) are what the cost model predicts from the deployed graph."""
+    from edgenas.delegates import predict
+
+    t = trained(space)
+    art = exported(space, fmt, out_root)
+    assert art.ok, art.error
+    deployed = t.space.cost(t.spec, t.task).deployed
+    predicted = predict(deployed, "xnnpack", "int8" if fmt == "tflite-int8" else "fp32").as_dict()
+    measured = {k: v for k, v in art.extra["xnnpack"].items() if k != "predicted_partitions"}
+    assert measured == predicted, f"{t.spec} {fmt}"

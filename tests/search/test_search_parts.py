@@ -154,6 +154,29 @@ def test_impossible_budget_names_the_best_reachable_value():
         check_budgets(oracle, budgets)
 
 
+def test_delegate_partition_budget_keeps_the_model_on_xnnpack():
+    """``delegate_partitions<=N`` (the precision's variant) is a cheap budget like any cost field: in
+    ``tiny`` int8 every HARD_SWISH leaves XNNPACK (two per block of the last two stages, one in the head),
+    so few partitions means short h-swish stages; 6 is the fewest."""
+    f = resolve_field("delegate_partitions", [])
+    assert f.name == "delegate_partitions_int8" and resolve_field("ops_off_delegate", [], "fp32").name == \
+        "ops_off_delegate_fp32"
+    space = get_space("tiny")
+    budgets = [parse_budget("delegate_partitions<=8", [])]
+    oracle = CostOracle(space, None, {}, budgets, objectives=[resolve_field("macs", [])])
+    check_budgets(oracle, budgets)
+    kept = oracle.sample_feasible(10, random.Random(0))
+    assert len(kept) == 10
+    for spec in kept:
+        rec = oracle.full_record(spec)
+        assert rec["delegate_partitions_int8"] <= 8 and rec["delegate_partitions_fp32"] == 1
+        assert rec["ops_off_delegate_int8"] == rec["delegate_partitions_int8"] - 1  # one h-swish per cut
+    assert max(oracle.full_record(s)["delegate_partitions_int8"] for s in space.sample(20, 0)) > 8
+    impossible = [parse_budget("delegate_partitions<=5", [])]
+    with pytest.raises(EdgenasError, match="no tiny architecture meets delegate_partitions_int8 <= 5"):
+        check_budgets(CostOracle(space, None, {}, impossible), impossible)
+
+
 def test_jointly_feasible_candidate_is_found():
     space = get_space("tiny")
     budgets = [parse_budget("latency_ms<=0.5", ["dev"]), parse_budget("peak_ram_bytes<=16KiB", ["dev"])]

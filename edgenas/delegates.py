@@ -1,0 +1,147 @@
+"""Delegate partitions: which ops of a deployed TFLite graph a delegate takes, and into how many pieces.
+
+A delegate (XNNPACK on LiteRT's CPU path; GPU, NNAPI, NPU delegates on phones) replaces each connected
+run of the ops it supports by one ``DELEGATE`` node; every op it does not support stays on LiteRT's
+built-in kernels, and each switch between the two costs a hand-over (and, for GPU/NPU delegates, a copy).
+A model the delegate takes whole is one partition and no op off the delegate.
+
+* :func:`measure` reads both numbers from a ``.tflite`` as the LiteRT interpreter delegates it here
+  (its ``DELEGATE`` nodes and, from their boundary tensors, the ops each one took);
+* :func:`predict` computes them from edgenas' emulated deployed graph (:mod:`edgenas.deployed`), with
+  the support lists in :data:`OFF_DELEGATE` and TFLite's own partitioning rule
+  (``PartitionGraphIntoIndependentNodeSubsets``: grow a subset of one kind with every op whose inputs
+  are ready, then switch kinds), so ``describe`` and the search know them without converting anything.
+
+Where the lists come from: probed here on single-op models converted by litert-torch (and quantized by
+the int8 exporter's quantizer), ai-edge-litert 2.3.0, XNNPACK as that wheel delegates it
+(``benchmarks/delegate_ops.py`` re-probes every entry and fails on any difference); the tests compare
+:func:`predict` with :func:`measure` on random specs of every image space, fp32 and int8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgenas.deployed import Deployed
+
+DELEGATES = ("xnnpack",)
+"""Delegates whose op support edgenas ships (:data:`OFF_DELEGATE`)."""
+
+OFF_DELEGATE: dict[tuple[str, str], frozenset[str]] = {
+    ("xnnpack", "fp32"): frozenset(),
+    ("xnnpack", "int8"): frozenset({"HARD_SWISH", "RELU", "AVERAGE_POOL_2D"}),
+}
+"""(delegate, precision) -> the deployed-graph ops that delegate leaves on the built-in kernels (ops of
+edgenas' graphs only: see the module docstring for where they come from). XNNPACK in ai-edge-litert
+2.3.0 takes every op of edgenas' fp32 graphs; in int8 it leaves ``HARD_SWISH`` (tiny, mbv3), a standalone
+``RELU`` (NB201's ReLU-conv-BN edges where the ReLU cannot be fused into the op before it) and
+``AVERAGE_POOL_2D`` (NB201's 3x3 average pooling) on the built-in kernels."""
+
+
+@dataclass
+class DelegateReport:
+    """How a delegate splits one model."""
+
+    partitions: int
+    """``DELEGATE`` nodes: connected runs of ops the delegate takes."""
+    ops_off_delegate: int
+    """Ops left on the built-in kernels."""
+    ops_total: int
+    off_ops: dict[str, int] = field(default_factory=dict)
+    """Op name -> how many of that op stay off the delegate."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"partitions": self.partitions, "ops_off_delegate": self.ops_off_delegate,
+                "ops_total": self.ops_total, "off_ops": dict(sorted(self.off_ops.items()))}
+
+
+def partition(ops: Sequence[tuple[Sequence[int], Sequence[int]]], supported: Sequence[bool],
+              graph_inputs: Sequence[int]) -> int:
+    """Number of delegated subsets TFLite forms (its ``PartitionGraphIntoIndependentNodeSubsets``): ops
+    are given in execution order as (input tensors, output tensors); starting with the first op's kind,
+    a subset takes, pass after pass in that order, every op of its kind whose inputs are ready (graph
+    inputs, constants, outputs of earlier subsets or of ops already in it); when none is left, the next
+    subset is of the other kind. Tensors no op writes count as ready (constants, graph inputs)."""
+    produced_by: dict[int, int] = {}
+    for i, (_, outs) in enumerate(ops):
+        for t in outs:
+            produced_by[t] = i
+    ready = set(graph_inputs)
+    placed = [False] * len(ops)
+    left = len(ops)
+    kind = supported[0] if ops else True
+    delegated = 0
+    empty_rounds = 0
+    while left:
+        added = 0
+        grew = True
+        while grew:
+            grew = False
+            for i, (ins, outs) in enumerate(ops):
+                if placed[i] or supported[i] != kind:
+                    continue
+                if all(t in ready or t not in produced_by for t in ins):
+                    placed[i] = True
+                    ready.update(outs)
+                    left -= 1
+                    added += 1
+                    grew = True
+        if added and kind:
+            delegated += 1
+        empty_rounds = 0 if added else empty_rounds + 1
+        if empty_rounds == 2:  # neither kind can place an op: some input is never ready
+            raise ValueError("delegate partitioning: the op graph has a cycle or an op reads a tensor never written")
+        kind = not kind
+    return delegated
+
+
+def predict(deployed: Deployed, delegate: str = "xnnpack", precision: str = "fp32") -> DelegateReport:
+    """Partitions and off-delegate ops of ``deployed`` under ``delegate`` at ``precision`` (fp32/int8)."""
+    try:
+        off = OFF_DELEGATE[(delegate, precision)]
+    except KeyError:
+        known = ", ".join(f"{d}/{p}" for d, p in OFF_DELEGATE)
+        raise ValueError(f"no op support list for delegate {delegate!r} at {precision}; known: {known}") from None
+    ops = [(op.inputs, (op.output,)) for op in deployed.ops]
+    supported = [op.name not in off for op in deployed.ops]
+    counts: dict[str, int] = {}
+    for op, ok in zip(deployed.ops, supported):
+        if not ok:
+            counts[op.name] = counts.get(op.name, 0) + 1
+    return DelegateReport(partition(ops, supported, [0]) if ops else 0, sum(counts.values()), len(ops), counts)
+
+
+def measure(path: str | Path) -> DelegateReport:
+    """What the LiteRT interpreter's default XNNPACK delegate makes of the ``.tflite`` at ``path``: its
+    ``DELEGATE`` nodes, and the ops none of them took (each delegate node's ops are found by walking back
+    from its output tensors to its input tensors)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgenas.exporters.convert import quiet
+
+    with quiet():
+        it = Interpreter(model_path=str(path), num_threads=1)
+        it.allocate_tensors()
+    nodes = it._get_ops_details()  # private, but the only view of the delegated graph LiteRT offers
+    original = [n for n in nodes if n["op_name"] != "DELEGATE"]
+    producer = {int(t): i for i, n in enumerate(original) for t in n["outputs"]}
+    taken: set[int] = set()
+    delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    for d in delegates:
+        boundary = {int(t) for t in d["inputs"]}
+        stack = [int(t) for t in d["outputs"]]
+        while stack:
+            t = stack.pop()
+            i = producer.get(t)
+            if i is None or i in taken or t in boundary:
+                continue
+            taken.add(i)
+            stack.extend(int(x) for x in original[i]["inputs"])
+    counts: dict[str, int] = {}
+    for i, n in enumerate(original):
+        if i not in taken:
+            counts[n["op_name"]] = counts.get(n["op_name"], 0) + 1
+    return DelegateReport(len(delegates), sum(counts.values()), len(original), counts)
