@@ -6,8 +6,9 @@ interpreter.
 
     cd benchmarks && python delegate_partitions.py [--specs 30]
 
-Models are built with seeded random BatchNorm statistics (as a trained model has: a zero running mean
-would let the converter drop a standalone BatchNorm's SUB), converted with litert-torch as branches of
+Models are built with seeded random BatchNorm statistics and affine parameters (as a trained model has:
+a fresh BatchNorm's zero mean, unit scale and zero shift would let the converter drop a standalone
+BatchNorm's SUB, MUL and ADD), converted with litert-torch as branches of
 one module (as the latency profiler does) and, for int8, quantized by the int8 exporter's quantizer.
 Writes results/delegate_partitions.{json,md}.
 """
@@ -35,7 +36,7 @@ BATCH = 10
 
 
 def random_bn(module: Any, seed: int) -> None:
-    """Seeded non-trivial BatchNorm statistics and affine parameters."""
+    """Seeded non-trivial BatchNorm statistics and affine parameters (as training leaves them)."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -44,6 +45,8 @@ def random_bn(module: Any, seed: int) -> None:
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.5)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
 
 
 def main() -> None:

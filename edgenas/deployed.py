@@ -310,13 +310,17 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
             d.const(shape[0], 4, shape[0])
             where[out] = d.op("FULLY_CONNECTED", xin, elems, shape[0])
             fuse_act(i, out, "FULLY_CONNECTED")
-        elif k0 == "bn":  # not after a conv: x - mean, times scale (per-channel int8 constants)
+        elif k0 == "bn":  # not after a conv: ((x - mean) * 1/sqrt(var + eps)) * gamma + beta, each a
+            # per-channel constant: the converter folds neither multiplication into the other (seen on
+            # trained NB201 models; a fresh BN's gamma 1 and beta 0 drop out, a trained one's do not)
             c = shape[0]
-            d.const(c, 1, 1)
-            d.const(c, 1, 1)
+            for _ in range(4):
+                d.const(c, 1, 1)
             y = d.op("SUB", xin, elems)
-            where[out] = d.op("MUL", (y,), elems)
-            fuse_act(i, out, "MUL")
+            y = d.op("MUL", (y,), elems)
+            y = d.op("MUL", (y,), elems)
+            where[out] = d.op("ADD", (y,), elems)
+            fuse_act(i, out, "ADD")
         elif k0 == "act":
             name = kind[1]
             key = ("act", name, xin)
