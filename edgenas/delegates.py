@@ -62,33 +62,39 @@ def partition(ops: Sequence[tuple[Sequence[int], Sequence[int]]], supported: Seq
               graph_inputs: Sequence[int]) -> int:
     """Number of delegated subsets TFLite forms (its ``PartitionGraphIntoIndependentNodeSubsets``): ops
     are given in execution order as (input tensors, output tensors); starting with the first op's kind,
-    a subset takes, pass after pass in that order, every op of its kind whose inputs are ready (graph
-    inputs, constants, outputs of earlier subsets or of ops already in it); when none is left, the next
-    subset is of the other kind. Tensors no op writes count as ready (constants, graph inputs)."""
+    a subset takes every op of its kind whose inputs are ready (graph inputs, constants, outputs of
+    earlier subsets or of ops already in it), as long as any is; then the next subset is of the other
+    kind. Tensors no op writes count as ready (constants, graph inputs). Linear in the graph's size."""
+    del graph_inputs  # tensors nobody writes are ready whatever they are
     produced_by: dict[int, int] = {}
     for i, (_, outs) in enumerate(ops):
         for t in outs:
             produced_by[t] = i
-    ready = set(graph_inputs)
-    placed = [False] * len(ops)
-    left = len(ops)
-    kind = supported[0] if ops else True
-    delegated = 0
-    empty_rounds = 0
+    waiting = [0] * len(ops)  # inputs not yet ready
+    readers: dict[int, list[int]] = {}
+    for i, (ins, _) in enumerate(ops):
+        for t in set(ins):
+            if t in produced_by:
+                waiting[i] += 1
+                readers.setdefault(t, []).append(i)
+    queues: dict[bool, list[int]] = {True: [], False: []}
+    for i in range(len(ops)):
+        if waiting[i] == 0:
+            queues[bool(supported[i])].append(i)
+    kind = bool(supported[0]) if ops else True
+    left, delegated, empty_rounds = len(ops), 0, 0
     while left:
         added = 0
-        grew = True
-        while grew:
-            grew = False
-            for i, (ins, outs) in enumerate(ops):
-                if placed[i] or supported[i] != kind:
-                    continue
-                if all(t in ready or t not in produced_by for t in ins):
-                    placed[i] = True
-                    ready.update(outs)
-                    left -= 1
-                    added += 1
-                    grew = True
+        queue = queues[kind]
+        while queue:
+            i = queue.pop()
+            added += 1
+            for t in ops[i][1]:
+                for j in readers.get(t, ()):
+                    waiting[j] -= 1
+                    if waiting[j] == 0:
+                        queues[bool(supported[j])].append(j)
+        left -= added
         if added and kind:
             delegated += 1
         empty_rounds = 0 if added else empty_rounds + 1
