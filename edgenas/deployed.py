@@ -342,13 +342,17 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
                     y = d.op("MUL", (y, *xin), elems)
             cse[key] = where[out] = y
         elif k0 == "pool":
+            key = ("pool", kind, xin)  # identical poolings of one tensor are one op (NB201's avg edges)
+            if key in cse:
+                where[out] = cse[key]
+                continue
             mode, k, s, p = kind[1:]
             c, h, w = g.shapes[x]
             if p and (_same_pads(h, k, s) != (p, p) or _same_pads(w, k, s) != (p, p)):
                 d.const(8, 4, 0, key=("pad", p))
                 xin = (d.op("PAD", xin, c * (h + 2 * p) * (w + 2 * p)),)
             name = "AVERAGE_POOL_2D" if mode == "avg" else "MAX_POOL_2D"
-            where[out] = d.op(name, xin, elems)
+            cse[key] = where[out] = d.op(name, xin, elems)
             fuse_act(i, out, name)
         elif k0 == "gap":
             d.const(2, 4, 0, key=("axes", "hw"))
