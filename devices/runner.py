@@ -56,14 +56,21 @@ built-in kernels); ``none`` (or ``cpu``, the native kits' name for it), the buil
 (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``)."""
 
 
-def litert_delegate(options: Optional[Dict[str, Any]]) -> str:
-    """The LiteRT CPU configuration named by runtime options (default ``xnnpack``; ``cpu`` is read as
-    ``none``); ValueError for one this runner cannot run (GPU/NNAPI/Hexagon need a native kit)."""
+def delegate_name(options: Optional[Dict[str, Any]]) -> str:
+    """The LiteRT delegate runtime options name (default ``xnnpack``, lower case; ``cpu`` is read as
+    ``none``), unchecked: a remote device's gpu/nnapi/hexagon is applied by its kit's native tool."""
     delegate = str((options or {}).get("delegate", "xnnpack")).lower()
+    return "none" if delegate == "cpu" else delegate
+
+
+def litert_delegate(options: Optional[Dict[str, Any]]) -> str:
+    """:func:`delegate_name`, with a ValueError for one this runner cannot run (GPU/NNAPI/Hexagon need a
+    native kit)."""
+    delegate = delegate_name(options)
     if delegate not in LITERT_DELEGATES:
         raise ValueError(f"litert delegate must be one of {', '.join(LITERT_DELEGATES)} here, got {delegate!r} "
                          f"(gpu, nnapi and hexagon are timed on the device through a native kit)")
-    return "none" if delegate == "cpu" else delegate
+    return delegate
 
 
 def _litert_interpreter(path: str, threads: int, delegate: str = "xnnpack") -> Any:

@@ -13,9 +13,10 @@ A model the delegate takes whole is one partition and no op off the delegate.
   are ready, then switch kinds), so ``describe`` and the search know them without converting anything.
 
 Where the lists come from: probed here on single-op models converted by litert-torch (and quantized by
-the int8 exporter's quantizer), ai-edge-litert 2.3.0, XNNPACK as that wheel delegates it
-(``benchmarks/delegate_ops.py`` re-probes every entry and fails on any difference); the tests compare
-:func:`predict` with :func:`measure` on random specs of every image space, fp32 and int8.
+the int8 exporter's quantizer), ai-edge-litert 2.3.0, XNNPACK as that wheel delegates it; they are
+checked by comparing :func:`predict` with :func:`measure` on every space's trained test model
+(tests/exporters/test_export_sizes.py) and on 30 random specs per image space, fp32 and int8
+(benchmarks/delegate_partitions.py).
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.deployed import Deployed
-
-DELEGATES = ("xnnpack",)
-"""Delegates whose op support edgenas ships (:data:`OFF_DELEGATE`)."""
 
 OFF_DELEGATE: dict[tuple[str, str], frozenset[str]] = {
     ("xnnpack", "fp32"): frozenset(),
@@ -58,14 +56,12 @@ class DelegateReport:
                 "ops_total": self.ops_total, "off_ops": dict(sorted(self.off_ops.items()))}
 
 
-def partition(ops: Sequence[tuple[Sequence[int], Sequence[int]]], supported: Sequence[bool],
-              graph_inputs: Sequence[int]) -> int:
+def partition(ops: Sequence[tuple[Sequence[int], Sequence[int]]], supported: Sequence[bool]) -> int:
     """Number of delegated subsets TFLite forms (its ``PartitionGraphIntoIndependentNodeSubsets``): ops
     are given in execution order as (input tensors, output tensors); starting with the first op's kind,
     a subset takes every op of its kind whose inputs are ready (graph inputs, constants, outputs of
     earlier subsets or of ops already in it), as long as any is; then the next subset is of the other
     kind. Tensors no op writes count as ready (constants, graph inputs). Linear in the graph's size."""
-    del graph_inputs  # tensors nobody writes are ready whatever they are
     produced_by: dict[int, int] = {}
     for i, (_, outs) in enumerate(ops):
         for t in outs:
@@ -117,7 +113,7 @@ def predict(deployed: Deployed, delegate: str = "xnnpack", precision: str = "fp3
     for op, ok in zip(deployed.ops, supported):
         if not ok:
             counts[op.name] = counts.get(op.name, 0) + 1
-    return DelegateReport(partition(ops, supported, [0]) if ops else 0, sum(counts.values()), len(ops), counts)
+    return DelegateReport(partition(ops, supported) if ops else 0, sum(counts.values()), len(ops), counts)
 
 
 def measure(path: str | Path) -> DelegateReport:

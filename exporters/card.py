@@ -64,9 +64,6 @@ def model_card(
             est = cost_rec.get(field)
             if est:
                 entry["size_estimate"] = {"field": field, "bytes": est, "ratio": round(a.bytes / est, 4)}
-        if "xnnpack" in a.extra:  # measured in the file; the cost model's prediction beside it
-            prec = "int8" if a.format == "tflite-int8" else "fp32"
-            a.extra["xnnpack"]["predicted_partitions"] = cost_rec.get(f"delegate_partitions_{prec}")
         for p in a.companions:
             if p.exists():
                 files.append({"path": p.name, "format": f"{a.format}-source", "bytes": p.stat().st_size,
@@ -76,6 +73,10 @@ def model_card(
         entry["accuracy"] = a.accuracy
         entry["latency_ms"] = a.latency_ms
         entry.update(a.extra)
+        if "xnnpack" in a.extra:  # measured in the file; the cost model's prediction beside it
+            prec = "int8" if a.format == "tflite-int8" else "fp32"
+            entry["xnnpack"] = {**a.extra["xnnpack"],
+                                "predicted_partitions": cost_rec.get(f"delegate_partitions_{prec}")}
         artifacts.append(entry)
     latency = []
     for t in req.targets:

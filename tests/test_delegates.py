@@ -18,10 +18,10 @@ def chain(n: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
 
 def test_a_chain_splits_at_every_unsupported_run():
     ops = chain(7)
-    assert partition(ops, [True] * 7, [0]) == 1
-    assert partition(ops, [True, False, True, True, False, False, True], [0]) == 3
-    assert partition(ops, [False, True, False, True, False, True, False], [0]) == 3
-    assert partition(ops, [False] * 7, [0]) == 0
+    assert partition(ops, [True] * 7) == 1
+    assert partition(ops, [True, False, True, True, False, False, True]) == 3
+    assert partition(ops, [False, True, False, True, False, True, False]) == 3
+    assert partition(ops, [False] * 7) == 0
 
 
 def test_independent_branches_join_one_subset_as_tflite_does():
@@ -29,12 +29,12 @@ def test_independent_branches_join_one_subset_as_tflite_does():
     joins the subset of the supported ops before the unsupported one, not a new partition."""
     # 0 -> A(sup) -> 1; 1 -> B(unsup) -> 2; 1 -> C(sup) -> 3; (2, 3) -> D(sup) -> 4
     ops = [((0,), (1,)), ((1,), (2,)), ((1,), (3,)), ((2, 3), (4,))]
-    assert partition(ops, [True, False, True, True], [0]) == 2  # {A, C}, B, {D}
+    assert partition(ops, [True, False, True, True]) == 2  # {A, C}, B, {D}
 
 
 def test_cycle_is_an_error():
     with pytest.raises(ValueError, match="cycle"):
-        partition([((1,), (0,)), ((0,), (1,))], [True, False], [])
+        partition([((1,), (0,)), ((0,), (1,))], [True, False])
 
 
 def test_tiny_int8_splits_at_each_hswish_and_fp32_stays_whole():

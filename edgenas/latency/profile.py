@@ -213,7 +213,6 @@ def runtime_config_change(table: LatencyTable, runtime: DeviceRuntime) -> dict[s
     return diffs
 
 
-
 class Profiler:
     """Measures units of one local device and keeps its table up to date."""
 

@@ -106,10 +106,9 @@ class LiteRTRuntime(DeviceRuntime):
         self.precision = str((options or {}).get("precision", "fp32"))
         if self.precision not in PRECISIONS:
             raise ValueError(f"litert precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        # the configuration it is timed in (runner.litert_delegate); a remote device's gpu/nnapi/hexagon is
-        # only recorded here: its kit's native tool applies it on the device
-        delegate = str((options or {}).get("delegate", "xnnpack")).lower()
-        self.delegate = "none" if delegate == "cpu" else delegate
+        from edgenas.devices.runner import delegate_name
+
+        self.delegate = delegate_name(options)  # recorded; checked where it is timed (runner.litert_delegate)
 
     def version(self) -> str:
         import ai_edge_litert
