@@ -31,6 +31,7 @@ from common import PARTIAL_BANNER  # noqa: E402
 from edgenas.datasets import load_dataset  # noqa: E402
 from edgenas.estimators.data import data_task  # noqa: E402
 from edgenas.exporters import ExportJob, ExportOptions, exporter_names, get_exporter  # noqa: E402
+from edgenas.exporters.metadata import ModelInfo  # noqa: E402
 from edgenas.exporters.weights import export_data, train_final  # noqa: E402
 from edgenas.search.benchmark import machine  # noqa: E402
 from edgenas.spaces import Task, get_space  # noqa: E402
@@ -65,7 +66,8 @@ def run_space(name: str, n: int, seed: int, out: Path,
         trained = train_final(space, spec, task, ds, epochs, seed=seed, hparams=TRAIN)
         train_s = time.perf_counter() - t0
         rep, vx, vy = export_data(ds, trained.input_shape, seed, validation=256)  # the exporter's calibration size
-        job = ExportJob(trained.module, trained.input_shape, rep, vx, vy, ExportOptions(measure_latency=True))
+        job = ExportJob(trained.module, trained.input_shape, rep, vx, vy, ExportOptions(measure_latency=True),
+                        info=ModelInfo(str(spec), name, ds.preprocessing(), tuple(ds.class_names)))
         cost = space.cost(spec, task).as_record()
         for fmt in formats:
             ex = get_exporter(fmt)

@@ -20,7 +20,8 @@ produce for it, as observed on converted models of every space (``edgenas export
 :class:`Deployed` then gives
 
 * the **file sizes** of the fp32 and int8 ``.tflite``: the constant payload plus the flatbuffer's own
-  structure, from counts: see :data:`TFLITE_INT8_BYTES` / :data:`TFLITE_FP32_BYTES`;
+  structure, from counts: see :data:`TFLITE_INT8_BYTES` / :data:`TFLITE_FP32_BYTES` (the metadata inside
+  the files is added by :class:`~edgenas.spaces.base.CostReport`: :func:`metadata_bytes_tflite`);
 * the **TFLite Micro arena**: :mod:`edgenas.tflm_arena` (TFLM's greedy memory planner over the
   activation tensors plus its persistent allocations).
 """
@@ -48,6 +49,29 @@ TFLITE_FP32_BYTES = {"per_const_tensor": 82, "per_act_tensor": 121, "fixed": 318
 """The same for the float32 ``.tflite`` (no quantisation tables; every tensor has its own Buffer
 entry). Same 14 models: within 0.06%. The ``.onnx`` carries the same float payload with ~150 bytes per
 node and ~30 per initializer, within 0.2% of this estimate on those models."""
+
+TFLITE_METADATA_BYTES = {"fixed_fp32": 1434, "fixed_int8": 1566, "per_channel_fp32": 56, "per_channel_int8": 48,
+                         "per_arch_char": 2, "per_label": 4, "per_label_char": 2}
+"""Bytes edgenas' metadata adds to a ``.tflite`` (:mod:`edgenas.exporters.metadata`: the ``edgenas`` JSON
+and ``TFLITE_METADATA`` buffers, their model entries, the labels zip): a fixed part (the dataset's
+preprocessing text, descriptions, zip headers; int8 files also describe their I/O scale and zero point),
+per input channel (mean and std, in both buffers; float inputs also their value range), per arch
+character (in both buffers) and per class label (a JSON string and a line of ``labels.txt``, each
+character twice). Measured by building the metadata for 1 and 3 channels, 4-100 labels of 1 and 8
+characters and 20-140 character arch strings: within 8 bytes for float files and 32 for int8 ones (the
+printed digits of their scales vary; tests/exporters/test_metadata.py)."""
+NOMINAL_LABEL_CHARS = 8
+"""The cost model does not know a task's class names: it counts this many characters per label."""
+
+
+def metadata_bytes_tflite(precision: str, arch: str, num_classes: int, channels: int) -> int:
+    """Estimated bytes of the metadata inside the ``precision`` (``fp32`` / ``int8``) ``.tflite`` of a
+    model (labels of :data:`NOMINAL_LABEL_CHARS` characters); see :data:`TFLITE_METADATA_BYTES`."""
+    c = TFLITE_METADATA_BYTES
+    return (c[f"fixed_{precision}"] + c[f"per_channel_{precision}"] * channels
+            + c["per_arch_char"] * len(arch.encode())
+            + (c["per_label"] + c["per_label_char"] * NOMINAL_LABEL_CHARS) * num_classes)
+
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 _FUSABLE = {"relu", "relu6"}

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgenas.errors import EdgenasError
+from edgenas.exporters.metadata import ModelInfo
 from edgenas.fileio import atomic_write
 from edgenas.registry import GROUPS, Registry
 
@@ -92,6 +93,8 @@ class ExportJob:
     options: ExportOptions = field(default_factory=ExportOptions)
     cache: dict[str, Any] = field(default_factory=dict)
     """Intermediate results shared across formats (keyed by what they are, e.g. ``tflite-fp32``)."""
+    info: ModelInfo | None = None
+    """Arch, space, preprocessing and class names, written into every file (:mod:`.metadata`)."""
     _torch_logits: np.ndarray | None = None
 
     def torch_logits(self) -> np.ndarray:

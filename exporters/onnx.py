@@ -1,5 +1,5 @@
-"""``onnx``: a static-shape ONNX model (weights inside, BatchNorm folded), checked by ``onnx.checker``
-and verified in ONNX Runtime against torch."""
+"""``onnx``: a static-shape ONNX model (weights inside, BatchNorm folded, edgenas' metadata in its
+``metadata_props``), checked by ``onnx.checker`` and verified in ONNX Runtime against torch."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 
 from edgenas.exporters.base import Exporter, ExportJob, Runner, register_exporter
 from edgenas.exporters.convert import onnx_bytes
+from edgenas.exporters.metadata import with_onnx_metadata
 
 
 @register_exporter
@@ -24,6 +25,7 @@ class OnnxExporter(Exporter):
         import onnx
 
         data = onnx_bytes(job.module, job.input_shape, opset=job.options.opset, verbose=job.options.verbose)
+        data = with_onnx_metadata(data, job.info, job.input_shape)
         onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
         return data
 

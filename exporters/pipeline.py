@@ -22,6 +22,7 @@ from typing import Any
 from edgenas.errors import EdgenasError
 from edgenas.exporters.base import Artifact, ExportJob, ExportOptions, get_exporter
 from edgenas.exporters.card import model_card, model_card_markdown
+from edgenas.exporters.metadata import ModelInfo
 from edgenas.exporters.weights import export_data, inherit_from_supernet, load_weights, save_weights, train_final
 from edgenas.fileio import atomic_write, ensure_writable_dir
 from edgenas.jobs import ExportConfig, SpaceConfig, TaskConfig
@@ -199,7 +200,9 @@ def export_models(
         trained.record["preprocessing"] = dataset.preprocessing() if dataset is not None else None
         trained.record["class_names"] = list(dataset.class_names) if dataset is not None else None
         _write_sample(folder, vx, vy)
-        job = ExportJob(trained.module, trained.input_shape, rep, vx, vy, _options_for(settings.options, req))
+        job = ExportJob(trained.module, trained.input_shape, rep, vx, vy, _options_for(settings.options, req),
+                        info=ModelInfo(str(req.spec), req.space.name, trained.record["preprocessing"],
+                                       tuple(trained.record["class_names"] or ())))
         for ex in exporters:
             job.options = _options_for(settings.options, req, ex.name)
             art = ex.export(job, folder)

@@ -1,5 +1,6 @@
-"""``tflite`` (float32, litert-torch) and ``tflite-int8`` (full-integer, ai-edge-quantizer), both
-verified in the ``ai-edge-litert`` interpreter against torch."""
+"""``tflite`` (float32, litert-torch) and ``tflite-int8`` (full-integer, ai-edge-quantizer), both with
+TFLite Support metadata and the labels file inside (:mod:`edgenas.exporters.metadata`) and verified in the
+``ai-edge-litert`` interpreter against torch."""
 
 from __future__ import annotations
 
@@ -92,6 +93,14 @@ def invoke(it: Any, d: dict[str, Any], o: dict[str, Any], x: np.ndarray) -> np.n
     return dequantize_output(o, it.get_tensor(o["index"]))
 
 
+def with_metadata(model: bytes, job: ExportJob, micro: bool = False) -> bytes:
+    """``model`` with the job's metadata inside (:mod:`edgenas.exporters.metadata`; ``micro``: the TFLite
+    Micro file's, the ``edgenas`` entry alone)."""
+    from edgenas.exporters.metadata import tflite_io_spec, with_tflite_metadata
+
+    return with_tflite_metadata(model, job.info, tflite_io_spec(model, job.options.nhwc), micro=micro)
+
+
 class _LiteRT(Exporter):
     suffix = ".tflite"
     runtime = "litert"
@@ -118,7 +127,7 @@ class TfliteExporter(_LiteRT):
     summary = "TFLite float32 (litert-torch; NCHW or NHWC input), verified in the LiteRT interpreter"
 
     def build(self, job: ExportJob) -> bytes:
-        return fp32_tflite(job)
+        return with_metadata(fp32_tflite(job), job)
 
 
 @register_exporter
@@ -131,4 +140,4 @@ class TfliteInt8Exporter(_LiteRT):
     requires = ("ai_edge_litert", "litert_torch", "ai_edge_quantizer")
 
     def build(self, job: ExportJob) -> bytes:
-        return int8_tflite(job)
+        return with_metadata(int8_tflite(job), job)

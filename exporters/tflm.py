@@ -1,8 +1,9 @@
 """``tflm``: the full-integer ``.tflite`` for TensorFlow Lite Micro, with a C source / header pair and the
 minimal tensor arena, verified in the real TFLM interpreter (``tflite-micro`` package) against LiteRT.
 
-* The model is the ``tflite-int8`` file of the same job (built once, shared), normally with int8 input
-  and output.
+* The model is the ``tflite-int8`` model of the same job (built once, shared), normally with int8 input
+  and output, carrying edgenas' metadata as one JSON entry but not the TFLite Support metadata and its
+  labels zip, which no microcontroller reads (:mod:`edgenas.exporters.metadata`).
 * :func:`measure_arena` finds the smallest arena TFLM accepts by bisection (to the byte) in a helper
   process: TFLM may crash, not fail, when an arena is far too small, so each probe runs in a forked
   child of that helper. It also reads TFLM's own split of that arena (head: planned activations; tail:
@@ -30,7 +31,7 @@ import numpy as np
 
 from edgenas.errors import EdgenasError
 from edgenas.exporters.base import Exporter, ExportJob, Parity, Runner, compare, register_exporter
-from edgenas.exporters.tflite import int8_tflite, litert_runner
+from edgenas.exporters.tflite import int8_tflite, litert_runner, with_metadata
 
 MAX_ARENA_BYTES = 1 << 30
 """Bisection gives up above this (no microcontroller has 1 GiB of SRAM)."""
@@ -232,7 +233,7 @@ class TflmExporter(Exporter):
     requires = ("ai_edge_litert", "litert_torch", "ai_edge_quantizer", "tflite_micro")
 
     def build(self, job: ExportJob) -> bytes:
-        return int8_tflite(job)
+        return with_metadata(int8_tflite(job), job, micro=True)
 
     def _arena(self, path: Path, job: ExportJob) -> dict[str, int]:
         """The measured minimal arena of the file at ``path`` (once per job and file content)."""

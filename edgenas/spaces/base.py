@@ -87,6 +87,10 @@ class CostReport:
     peak_ram_bytes_int8: int
     deployed_graph: Callable[[bool], Deployed] = field(repr=False, compare=False)
     """Builds the deployed TFLite graph of the spec (with its ops, or only its counts)."""
+    num_classes: int = 0
+    in_channels: int = 0
+    """Classes and input channels: the metadata inside the exported files grows with them (0: no metadata
+    counted)."""
 
     @cached_property
     def deployed(self) -> Deployed:
@@ -99,13 +103,22 @@ class CostReport:
 
     @cached_property
     def size_bytes_fp32(self) -> int:
-        """Estimated bytes of the float32 ``.tflite`` / ``.onnx`` (BN folded: 4 bytes per weight and bias)."""
-        return self._counts.size_bytes_fp32()
+        """Estimated bytes of the float32 ``.tflite`` / ``.onnx`` (BN folded: 4 bytes per weight and bias),
+        with the metadata inside the .tflite (the .onnx's is about half as large)."""
+        return self._counts.size_bytes_fp32() + self._metadata_bytes("fp32")
 
     @cached_property
     def size_bytes_int8(self) -> int:
-        """Estimated bytes of the full-integer ``.tflite`` (weights, int32 biases, quantisation tables)."""
-        return self._counts.size_bytes_int8()
+        """Estimated bytes of the full-integer ``.tflite`` (weights, int32 biases, quantisation tables,
+        metadata; the TFLite Micro file carries less metadata)."""
+        return self._counts.size_bytes_int8() + self._metadata_bytes("int8")
+
+    def _metadata_bytes(self, precision: str) -> int:
+        from edgenas.deployed import metadata_bytes_tflite
+
+        if not self.num_classes:
+            return 0
+        return metadata_bytes_tflite(precision, self.arch, self.num_classes, self.in_channels)
 
     @cached_property
     def arena_bytes_tflm(self) -> int:
@@ -287,6 +300,8 @@ class SearchSpace(ABC):
             peak_ram_bytes_fp32=4 * total.peak_act_elems,
             peak_ram_bytes_int8=total.peak_act_elems,
             deployed_graph=partial(_deployed, tuple(layers)),
+            num_classes=int(getattr(layers[-1], "cout", 0) or self.resolve_task(task).num_classes),
+            in_channels=layers[0].cin,
         )
 
     def resolve_task(self, task: Task | None) -> Task:

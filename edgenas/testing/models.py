@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.exporters import Artifact, ExportJob, ExportOptions, exporter_names, get_exporter
+from edgenas.exporters.metadata import ModelInfo
 from edgenas.spaces import ArchSpec, SearchSpace, Task
 
 SYNTHETIC = "synthetic:n=320,classes=4,channels=3,size=32,noise=0.5"
@@ -85,8 +86,9 @@ def trained(space_name: str) -> Trained:
     torch.manual_seed(0)
     model = train_final(space, spec, task, ds, epochs, seed=0, hparams=TRAIN, torch_device="cpu").module
     rep, vx, vy = export_data(ds, space.input_shape(spec, task), seed=0, representative=64, validation=200)
+    info = ModelInfo(str(spec), space.name, ds.preprocessing(), tuple(ds.class_names))
     return Trained(space, spec, task, ExportJob(model, space.input_shape(spec, task), rep, vx, vy,
-                                                ExportOptions(measure_latency=False)))
+                                                ExportOptions(measure_latency=False), info=info))
 
 
 _EXPORTED: dict[tuple[str, str], Artifact] = {}

@@ -78,6 +78,34 @@ def test_c_source_and_header(art):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_tflm_file_carries_edgenas_metadata_only_and_the_same_arena(art):
+    """The TFLM file holds edgenas' JSON entry (arch, preprocessing, labels, int8 I/O) but not the TFLite
+    Support metadata or its labels zip; TFLM loads it (verified above) in the arena of the bare model."""
+    import io
+    import zipfile
+
+    from edgenas.exporters.metadata import (
+        EDGENAS_METADATA_NAME,
+        SUPPORT_METADATA_NAME,
+        read_tflite_entries,
+        read_tflite_facts,
+    )
+
+    t = trained("tiny")
+    data = art.path.read_bytes()
+    entries = read_tflite_entries(data)
+    assert EDGENAS_METADATA_NAME in entries and SUPPORT_METADATA_NAME not in entries
+    assert not zipfile.is_zipfile(io.BytesIO(data))
+    facts = read_tflite_facts(data)
+    assert facts["arch"] == str(t.spec) and facts["labels"] == list(t.job.info.labels)
+    assert facts["input"]["scale"] == art.extra["input"]["scale"]
+    assert facts["input"]["zero_point"] == art.extra["input"]["zero_point"]
+    # the same model before the metadata was added (the int8 exporters' shared conversion)
+    bare = next(v for k, v in t.job.cache.items() if k.startswith("tflite-int8:nchw:int8-io"))
+    assert len(bare) < len(data)
+    assert measure_arenas([bare])[0]["arena_bytes"] == art.extra["tflm_arena_bytes"]
+
+
 def test_estimate_of_the_trained_model(art):
     t = trained("tiny")
     estimate = t.space.cost(t.spec, t.task).arena_bytes_tflm
