@@ -55,7 +55,7 @@ def main() -> int:
         for s, c in zip(subset, costs):
             rec = c.as_record()
             rec.pop("arch")
-            mismatches += count_module(space.build(s), space.input_shape(s)) != rec
+            mismatches += count_module(space.build(s), space.input_shape(s), str(s)) != rec
         build_count = (time.perf_counter() - t0) / len(subset)
         rows.append({
             "space": name,

@@ -18,8 +18,8 @@ import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgenas.costgraph import ALIAS, INPLACE, NEW, OpGraph
-from edgenas.deployed import lower
+from edgenas.costgraph import ALIAS, INPLACE, NEW, OpGraph, numel
+from edgenas.deployed import lower, metadata_bytes_tflite
 
 _NEW_MODULES = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool2d)
 _UNARY_MODULES = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.SiLU)
@@ -150,19 +150,25 @@ def _kind(gm: torch.fx.GraphModule, node: torch.fx.Node) -> tuple:
     return ("view",)
 
 
-def count_module(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, Any]:
-    """Cost record of a built module for one (C, H, W) input, same fields as ``CostReport``."""
+def count_module(model: nn.Module, input_shape: tuple[int, int, int], arch: str = "") -> dict[str, Any]:
+    """Cost record of a built module for one (C, H, W) input, same fields as ``CostReport``; the file
+    sizes include the metadata the exporters write for ``arch`` (none without it)."""
     model = model.eval()
     x = torch.randn(1, *input_shape)
     g = trace_graph(model, x)
     params = count_params(model)
     peak = g.peak_act_elems()
     net = lower(g)
+    classes = numel(g.shapes[g.outputs[0]])
+
+    def metadata(precision: str) -> int:
+        return metadata_bytes_tflite(precision, arch, classes, input_shape[0]) if arch else 0
+
     return {
         "macs": count_macs(model, x),
         "params": params,
-        "size_bytes_fp32": net.size_bytes_fp32(),
-        "size_bytes_int8": net.size_bytes_int8(),
+        "size_bytes_fp32": net.size_bytes_fp32() + metadata("fp32"),
+        "size_bytes_int8": net.size_bytes_int8() + metadata("int8"),
         "peak_ram_bytes_fp32": 4 * peak,
         "peak_ram_bytes_int8": peak,
         "arena_bytes_tflm": net.arena_bytes_tflm(),

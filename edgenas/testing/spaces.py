@@ -147,7 +147,7 @@ class SpaceContract:
         for spec in specs:
             analytic = space.cost(spec, task).as_record()
             assert analytic.pop("arch") == str(spec)
-            counted = count_module(space.build(spec, task), space.input_shape(spec, task))
+            counted = count_module(space.build(spec, task), space.input_shape(spec, task), str(spec))
             assert counted == analytic, str(spec)
 
     def test_built_module_runs_forward(self, space: SearchSpace) -> None:

@@ -177,7 +177,7 @@ def test_nb201_degenerate_cells_cost_and_build():
         spec = sp.parse(body)
         rec = sp.cost(spec).as_record()
         rec.pop("arch")
-        assert count_module(sp.build(spec), sp.input_shape(spec)) == rec
+        assert count_module(sp.build(spec), sp.input_shape(spec), str(spec)) == rec
 
 
 def test_nb201_resolution_must_allow_two_reductions():
@@ -261,7 +261,7 @@ def test_nb201_cost_equals_module_on_degenerate_cells():
     for spec in rng.sample(specs, 25):
         rec = sp.cost(spec).as_record()
         rec.pop("arch")
-        assert count_module(sp.build(spec), sp.input_shape(spec)) == rec, str(spec)
+        assert count_module(sp.build(spec), sp.input_shape(spec), str(spec)) == rec, str(spec)
 
 
 @pytest.mark.slow  # all 15,625 cells
