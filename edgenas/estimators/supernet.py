@@ -54,7 +54,7 @@ class SupernetAccuracy(Estimator):
     def __init__(
         self, space: SearchSpace, task: Task | None = None, seed: int = 0, weights: str | None = None,
         dataset: str | Dataset | None = None, bn_batches: int = 8, batch_size: int = 64, val_samples: int = 512,
-        torch_device: str = "auto", memory_format: str = "channels_last",
+        torch_device: str = "auto", memory_format: str = "channels_last", precision: str = "fp32",
     ) -> None:
         """``weights``: a checkpoint of ``edgenas supernet train`` (or ``supernet import``) for this space;
         ``dataset``: the data it was trained on (default digits); ``bn_batches`` batches of ``batch_size``
@@ -66,8 +66,14 @@ class SupernetAccuracy(Estimator):
         subnet's weights and inputs, ``channels_last`` (default: on CPU about twice as fast, oneDNN's NCHW
         depthwise convolutions being slow at small spatial sizes) or ``contiguous`` (NCHW). Both compute
         the same function; their floating-point sums differ in order (logits within ~1e-4), so a score
-        could differ only where two classes' logits tie to that precision."""
+        could differ only where two classes' logits tie to that precision. ``precision``: score the subnet
+        in float (``fp32``) or its simulated int8 quantization (``int8``, calibrated on the first 256 of
+        the BatchNorm examples: :mod:`edgenas.estimators.int8_sim`; the ``accuracy_int8`` objective sets
+        it)."""
+        from edgenas.estimators.int8_sim import check_precision
+
         super().__init__(space, task, seed)
+        self.precision = check_precision(precision, self.name)
         for key, v, lo in (("bn_batches", bn_batches, 1), ("batch_size", batch_size, 2),
                            ("val_samples", val_samples, 0)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
@@ -146,7 +152,14 @@ class SupernetAccuracy(Estimator):
         x_bn, x_val = self._data(self.input_shape(spec))
         model = self.supernet.extract(str(spec), reuse=True).to(memory_format=self._layout)
         recalibrate_bn(model, batches_of(x_bn, self.batch_size))
-        return Outcome(top1_accuracy(model, x_val, self.dataset.y[self._val_idx]), 0, 0)
+        y_val = self.dataset.y[self._val_idx]
+        if self.precision == "int8":
+            from edgenas.estimators.int8_sim import int8_top1
+            from edgenas.estimators.training import INT8_CALIBRATION_SAMPLES
+
+            calib = x_bn[:INT8_CALIBRATION_SAMPLES].to(device)
+            return Outcome(int8_top1(model, batches_of(calib, self.batch_size), x_val, y_val), 0, 0)
+        return Outcome(top1_accuracy(model, x_val, y_val), 0, 0)
 
     def describe(self) -> dict[str, Any]:
         """Where the weights came from (for run records and model cards)."""

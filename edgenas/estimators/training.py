@@ -142,13 +142,19 @@ class LowFidelityTraining(Estimator):
         dataset: str | Dataset | None = None, epochs: int = 3, train_samples: int = 1024,
         val_samples: int = 512, resolution: int | None = None, batch_size: int = 64, lr: float = 0.05,
         momentum: float = 0.9, weight_decay: float = 5e-4, label_smoothing: float = 0.0, nesterov: bool = True,
-        torch_device: str = "auto",
+        torch_device: str = "auto", precision: str = "fp32",
     ) -> None:
         """``epochs``: training epochs; ``train_samples``/``val_samples``: subset sizes (0 = the whole
         split); ``resolution``: train and evaluate at this input size instead of the spec's (the nets
         are fully convolutional); ``torch_device``: where to train (``auto``: a GPU when there is one,
-        see :mod:`edgenas.torchdevice`); the rest are the SGD hyper-parameters."""
+        see :mod:`edgenas.torchdevice`); ``precision``: score the float model (``fp32``) or its simulated
+        int8 quantization (``int8``, calibrated on up to 256 of the training examples:
+        :mod:`edgenas.estimators.int8_sim`; the ``accuracy_int8`` objective sets it); the rest are the
+        SGD hyper-parameters."""
+        from edgenas.estimators.int8_sim import check_precision
+
         super().__init__(space, task, seed)
+        self.precision = check_precision(precision, self.name)
         resolve_device(torch_device, f"{self.name}: torch_device")  # a device this machine lacks fails here
         self.torch_device = torch_device
         for key, v, lo in (("epochs", epochs, 1), ("train_samples", train_samples, 0),
@@ -205,10 +211,33 @@ class LowFidelityTraining(Estimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = self.space.build(spec, self.net_task)
+            device = resolve_device(self.torch_device, f"{self.name}: torch_device")
             res = train_and_evaluate(model, train, val, epochs=self.epochs, transform=transform,
-                                     generator=torch.Generator().manual_seed(seed), **self.hparams,
-                                     device=resolve_device(self.torch_device, f"{self.name}: torch_device"))
+                                     generator=torch.Generator().manual_seed(seed), **self.hparams, device=device)
+        if self.precision == "int8" and res.accuracy != WORST_SCORE:
+            return Outcome(int8_accuracy(model, train[0], val, transform, self.hparams["batch_size"], device),
+                           res.epochs, res.samples)
         return Outcome(res.accuracy, res.epochs, res.samples)
+
+
+INT8_CALIBRATION_SAMPLES = 256
+"""Training examples that calibrate a simulated int8 score (the exporter's representative set size)."""
+
+
+def int8_accuracy(model: nn.Module, train_x: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor],
+                  transform: Callable[[torch.Tensor], torch.Tensor] | None, batch_size: int,
+                  device: torch.device) -> float:
+    """Top-1 on ``val`` of the trained ``model``'s simulated int8 quantization, calibrated on the first
+    :data:`INT8_CALIBRATION_SAMPLES` of ``train_x`` (each batch through ``transform``, on ``device``)."""
+    from edgenas.estimators.int8_sim import int8_top1
+
+    def prep(t: torch.Tensor) -> torch.Tensor:
+        t = to_device(t, device, non_blocking=True)
+        return transform(t) if transform is not None else t
+
+    calib = train_x[:INT8_CALIBRATION_SAMPLES]
+    return int8_top1(model.eval(), (prep(calib[i:i + batch_size]) for i in range(0, len(calib), batch_size)),
+                     val[0], val[1], prep)
 
 
 # -- successive halving ------------------------------------------------------------------------

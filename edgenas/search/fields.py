@@ -2,12 +2,15 @@
 
 A field is one number per candidate. Cost fields come from the exact cost model, ``latency_ms`` from a
 device's latency table (``latency_ms@<device>`` names one of several devices), ``accuracy`` from the
-estimator. All but ``accuracy`` are *cheap*: known before any training, so budgets on them are checked
-before the estimator runs. ``peak_ram_bytes`` and ``size_bytes`` mean the deployment precision's
-variant (``[search] precision``, default int8, what edge runtimes ship). ``arena_bytes_tflm`` is the
-TFLite Micro tensor arena the int8 model needs on a microcontroller (``arena_bytes_tflm<=256KiB``).
-``delegate_partitions`` / ``ops_off_delegate`` (the precision's variant) are how LiteRT's XNNPACK
-delegate splits the file: ``delegate_partitions<=1`` keeps the whole model on the delegate.
+estimator (``accuracy_int8``: the estimator's score of the candidate's simulated int8 quantization, what
+an int8 file would reach: ``train`` and ``supernet`` with ``precision = "int8"``,
+:mod:`edgenas.estimators.int8_sim`). All but ``accuracy`` / ``accuracy_int8`` are *cheap*: known before
+any training, so budgets on them are checked before the estimator runs. ``peak_ram_bytes`` and
+``size_bytes`` mean the deployment precision's variant (``[search] precision``, default int8, what
+edge runtimes ship). ``arena_bytes_tflm`` is the TFLite Micro tensor arena the int8 model needs on a
+microcontroller (``arena_bytes_tflm<=256KiB``). ``delegate_partitions`` / ``ops_off_delegate`` (the
+precision's variant) are how LiteRT's XNNPACK delegate splits the file: ``delegate_partitions<=1``
+keeps the whole model on the delegate.
 
 Budgets read ``FIELD<=VALUE`` or ``FIELD>=VALUE`` with optional units: ``latency_ms<=2.5``,
 ``peak_ram_bytes<=64KiB``, ``macs<=30M``, ``accuracy>=0.9``.
@@ -26,6 +29,8 @@ COST_FIELDS = ("macs", "params", "size_bytes_fp32", "size_bytes_int8", "peak_ram
 ALIASES = ("size_bytes", "peak_ram_bytes", "delegate_partitions", "ops_off_delegate")
 PRECISIONS = ("int8", "fp32")
 UNITS = {"macs": "", "params": "", "latency_ms": "ms", "accuracy": ""}
+ACCURACY_INT8 = "accuracy_int8"
+"""The estimator's score of the simulated int8 model (a field whose base is ``accuracy``)."""
 for _f in COST_FIELDS:
     UNITS[_f] = "B" if "bytes" in _f else ""
 
@@ -55,7 +60,7 @@ class Field:
 
 
 def known_fields(devices: list[str]) -> list[str]:
-    return ["accuracy", *(["latency_ms"] if devices else []), *(f"latency_ms@{d}" for d in devices),
+    return ["accuracy", ACCURACY_INT8, *(["latency_ms"] if devices else []), *(f"latency_ms@{d}" for d in devices),
             *COST_FIELDS, *ALIASES]
 
 
@@ -67,6 +72,8 @@ def resolve_field(name: str, devices: list[str], precision: str = "int8") -> Fie
         raise EdgenasError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if name == "accuracy":
         return Field("accuracy", "accuracy", maximize=True)
+    if name == ACCURACY_INT8:
+        return Field(ACCURACY_INT8, "accuracy", maximize=True)
     if name in ALIASES:
         name = f"{name}_{precision}"
     if name in COST_FIELDS:

@@ -69,10 +69,38 @@ class SearchJob:
         if self.needs_estimator and self.job.estimator is None:
             raise EdgenasError("objective 'accuracy' needs an estimator: pass --estimator (e.g. synflow, train) "
                                "or add an [estimator] table")
+        self._score_int8_if_asked()
         self._latency: dict[str, LatencySource] | None = None
         self._oracle: CostOracle | None = None
         self._estimator: Estimator | None = None
         self._built: Estimator | None = None  # constructed, not yet joined to the search
+
+    def _score_int8_if_asked(self) -> None:
+        """An ``accuracy_int8`` objective or budget sets the estimator's ``precision = "int8"`` (stored in
+        the run's resolved job); ``accuracy`` beside it, an estimator without that option, or one told
+        ``precision = "fp32"`` is a one-line error (the estimator gives one score per candidate)."""
+        import dataclasses
+
+        from edgenas.search.fields import ACCURACY_INT8
+
+        named = {f.name for f in self.objectives} | {b.field.name for b in self.budgets}
+        est = self.job.estimator
+        if ACCURACY_INT8 not in named or est is None:
+            return
+        if "accuracy" in named:
+            raise EdgenasError("the search names both accuracy and accuracy_int8, but the estimator gives one score "
+                               "per candidate; keep one of them")
+        from edgenas.estimators.base import estimator_options
+
+        if "precision" not in estimator_options(est.name):
+            raise EdgenasError(f"accuracy_int8 needs an estimator that scores simulated int8 models (train, supernet); "
+                               f"{est.name!r} does not: use --estimator train or supernet, or the objective accuracy")
+        if est.options.get("precision", "int8") != "int8":
+            raise EdgenasError(f"accuracy_int8 scores int8 models, but the estimator's precision option is "
+                               f"{est.options['precision']!r}; drop that option (or use the objective accuracy)")
+        self.job = self.job.with_overrides(estimator=dataclasses.replace(est, options={**est.options,
+                                                                                        "precision": "int8"}))
+        self.config = self.job.resolved()
 
     # -- views -------------------------------------------------------------------------------
     @property
