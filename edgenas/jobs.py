@@ -392,9 +392,20 @@ class ExportConfig:
     init: str | None = None
     """Where the models' weights start: ``supernet:PATH`` (a supernet checkpoint; ``supernet`` alone in a
     job with a ``[supernet]`` table: that one), then fine-tuned ``train_epochs`` (0: exported as inherited)."""
+    int8: str = "minmax"
+    """How the int8 files are made: minmax | percentile | mse | mixed16 | qat (docs/export.md)."""
+    int8_sensitivity: bool = False
+    """Rank the ops by their int8 sensitivity on the int8 file's card."""
+    qat_epochs: int = 2
+    """Fine-tuning epochs of ``int8 = "qat"``."""
 
     def __post_init__(self) -> None:
+        from edgenas.exporters.int8_options import INT8_MODES
+
         self.torch_device = _device_name("export", self.torch_device) or "auto"
+        if self.int8 not in INT8_MODES:
+            _fail("export", "int8", f"must be one of {', '.join(INT8_MODES)}, got {self.int8!r}")
+        _positive("export", "qat_epochs", self.qat_epochs)
         if self.init is not None:
             self.init = self.init.strip()
             if not (self.init == "supernet" or (self.init.startswith("supernet:") and self.init[9:].strip())):
@@ -446,7 +457,12 @@ class ExportConfig:
             flags.append(f"--torch-device {self.torch_device}")
         if self.init:
             flags.append(f"--init {self.init}")
-        return " ".join(flags + ["--nhwc"] * self.nhwc + ["--float-io"] * self.float_io)
+        if self.int8 != "minmax":
+            flags.append(f"--int8 {self.int8}")
+        if self.qat_epochs != 2:
+            flags.append(f"--qat-epochs {self.qat_epochs}")
+        return " ".join(flags + ["--nhwc"] * self.nhwc + ["--float-io"] * self.float_io
+                        + ["--int8-sensitivity"] * self.int8_sensitivity)
 
 
 def parse_trials(value: str | Sequence[int]) -> str | list[int]:

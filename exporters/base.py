@@ -74,6 +74,16 @@ class ExportOptions:
     ``[runtime_options]``), so an artifact is timed as its device's table was."""
     measure_latency: bool = True
     verbose: bool = False
+    int8: str = "minmax"
+    """How the int8 file is made (:mod:`edgenas.exporters.int8_options`): ``minmax`` (the default),
+    ``percentile``, ``mse`` (activation ranges), ``mixed16`` (int16 activations on the most sensitive ops),
+    ``qat`` (quantization-aware fine-tuning, :mod:`edgenas.exporters.qat`)."""
+    int8_sensitivity: bool = False
+    """Rank the ops by how far quantizing each alone moves the logits, on the int8 file's card."""
+    qat_epochs: int = 2
+    """Fine-tuning epochs of ``int8 = "qat"``."""
+    torch_device: str = "cpu"
+    """Where ``qat`` fine-tunes (:mod:`edgenas.torchdevice`)."""
 
 
 @dataclass
@@ -95,6 +105,8 @@ class ExportJob:
     """Intermediate results shared across formats (keyed by what they are, e.g. ``tflite-fp32``)."""
     info: ModelInfo | None = None
     """Arch, space, preprocessing and class names, written into every file (:mod:`.metadata`)."""
+    train_data: tuple[Any, Any] | None = None
+    """Training images at the model's input size and their labels (torch tensors), for ``int8 = "qat"``."""
     _torch_logits: np.ndarray | None = None
 
     def torch_logits(self) -> np.ndarray:
@@ -107,6 +119,19 @@ class ExportJob:
                         for i in range(0, len(self.val_x), 256)]
             self._torch_logits = np.concatenate(outs).astype(np.float32)
         return self._torch_logits
+
+    def int8_reference(self) -> np.ndarray:
+        """What an int8 file must agree with: torch's logits, or (``int8 = "qat"``, set when the file is
+        built) the fine-tuned model's that the file was made from."""
+        ref = self.cache.get("int8-reference")
+        return ref if ref is not None else self.torch_logits()
+
+    def val_data(self) -> tuple[Any, Any]:
+        """The validation images and labels as torch tensors."""
+        import torch
+
+        y = self.val_y if self.val_y is not None else np.zeros(len(self.val_x), np.int64)
+        return torch.from_numpy(np.ascontiguousarray(self.val_x)), torch.from_numpy(np.asarray(y, np.int64))
 
     def cached(self, key: str, make: Callable[[], Any]) -> Any:
         if key not in self.cache:

@@ -203,6 +203,8 @@ def export_models(
         job = ExportJob(trained.module, trained.input_shape, rep, vx, vy, _options_for(settings.options, req),
                         info=ModelInfo(str(req.spec), req.space.name, trained.record["preprocessing"],
                                        tuple(trained.record["class_names"] or ())))
+        if settings.options.int8 == "qat" and dataset is not None:
+            job.train_data = dataset.train(trained.input_shape)
         for ex in exporters:
             job.options = _options_for(settings.options, req, ex.name)
             art = ex.export(job, folder)
@@ -296,9 +298,13 @@ def run_export(
         task_now = data_task(req.space, req.task, resolve_dataset(dataset)) if dataset else req.task
         check_weights(req.space, req.spec, task_now, wpath)  # a bad file is one line, before any output
         req.weights = wpath
+    if cfg.int8 == "qat" and dataset is None and {"tflite-int8", "tflm"} & set(cfg.formats):
+        raise EdgenasError("--int8 qat fine-tunes on the training split: give the dataset (--dataset)")
     ensure_writable_dir(out_dir, "export folder")
     options = ExportOptions(nhwc=cfg.nhwc, int8_io=not cfg.float_io, opset=cfg.opset,
-                            measure_latency=measure_latency, verbose=verbose)
+                            measure_latency=measure_latency, verbose=verbose, int8=cfg.int8,
+                            int8_sensitivity=cfg.int8_sensitivity, qat_epochs=cfg.qat_epochs,
+                            torch_device=cfg.torch_device)
     settings = ExportSettings(cfg.formats, cfg.train_epochs, cfg.seed, options, dataset, command,
                               str(run_dir) if run_dir is not None else None, cfg.torch_device, supernet)
     say(f"exporting {len(requests)} model(s) as {', '.join(cfg.formats)} to {out_dir}")

@@ -25,10 +25,17 @@ def int8_tflite(job: ExportJob) -> bytes:
     o = job.options
 
     def make() -> bytes:
-        rep = job.representative.transpose(0, 2, 3, 1) if o.nhwc else job.representative
-        return quantize_int8(fp32_tflite(job), np.ascontiguousarray(rep), int8_io=o.int8_io, verbose=o.verbose)
+        rep = np.ascontiguousarray(job.representative.transpose(0, 2, 3, 1) if o.nhwc else job.representative)
+        if o.int8 == "minmax" and not o.int8_sensitivity:
+            return quantize_int8(fp32_tflite(job), rep, int8_io=o.int8_io, verbose=o.verbose)
+        from edgenas.exporters.convert import compact_tflite, float_io
+        from edgenas.exporters.int8_options import build_int8
 
-    return job.cached(f"tflite-int8:{'nhwc' if o.nhwc else 'nchw'}:{'int8' if o.int8_io else 'float'}-io", make)
+        model, job.cache["int8-details"] = build_int8(job, fp32_tflite(job), rep)
+        return compact_tflite(model if o.int8_io else float_io(model))
+
+    layout = f"{'nhwc' if o.nhwc else 'nchw'}:{'int8' if o.int8_io else 'float'}-io"
+    return job.cached(f"tflite-int8:{layout}:{o.int8}:{o.qat_epochs if o.int8 == 'qat' else ''}", make)
 
 
 def io_details(model: bytes | Path) -> dict[str, Any]:
@@ -41,7 +48,7 @@ def io_details(model: bytes | Path) -> dict[str, Any]:
     for key, d in (("input", it.get_input_details()[0]), ("output", it.get_output_details()[0])):
         scale, zero = d["quantization"]
         out[key] = {"shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
-        if np.dtype(d["dtype"]) == np.int8:
+        if np.dtype(d["dtype"]) in (np.int8, np.int16):  # int16: a mixed16 file's output
             out[key].update({"scale": float(scale), "zero_point": int(zero)})
     return out
 
@@ -74,14 +81,17 @@ def litert_runner(path: Path, threads: int = 1, reference_kernels: bool = False)
 
 
 def quantize_input(d: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    if np.dtype(d["dtype"]) != np.int8:
+    dtype = np.dtype(d["dtype"])
+    if dtype not in (np.int8, np.int16):
         return x.astype(np.float32)
     scale, zero = d["quantization"]
-    return np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
 
 
 def dequantize_output(o: dict[str, Any], y: np.ndarray) -> np.ndarray:
-    if np.dtype(o["dtype"]) != np.int8:
+    """Float logits of an int8 (or, from a ``mixed16`` file, int16) output."""
+    if np.dtype(o["dtype"]) not in (np.int8, np.int16):
         return y.astype(np.float32)
     scale, zero = o["quantization"]
     return (y.astype(np.float32) - zero) * scale
@@ -141,3 +151,22 @@ class TfliteInt8Exporter(_LiteRT):
 
     def build(self, job: ExportJob) -> bytes:
         return with_metadata(int8_tflite(job), job)
+
+    def reference(self, job: ExportJob) -> np.ndarray:
+        return job.int8_reference()
+
+    def details(self, path: Path, job: ExportJob) -> dict[str, Any]:
+        d = super().details(path, job)
+        d.update(int8_card_details(job))
+        return d
+
+
+def int8_card_details(job: ExportJob) -> dict[str, Any]:
+    """How the int8 file was made (``int8`` option, int16 ops, QAT record) and, when computed, the ops'
+    sensitivity ranking (the 10 most sensitive)."""
+    out: dict[str, Any] = {}
+    if "int8-details" in job.cache:
+        out["int8_method"] = job.cache["int8-details"]
+    if "int8-sensitivity" in job.cache:
+        out["int8_sensitivity"] = job.cache["int8-sensitivity"].as_dict(top=10)
+    return out

@@ -167,7 +167,8 @@ def tflm_runner(model: bytes, arena_bytes: int) -> Runner:
             it.set_input(np.ascontiguousarray(xi), 0)
             it.invoke()
             y = np.array(it.get_output(0))
-            outs.append((y.astype(np.float32) - z_out) * s_out if y.dtype == np.int8 else y.astype(np.float32))
+            outs.append((y.astype(np.float32) - z_out) * s_out if y.dtype in (np.int8, np.int16)
+                        else y.astype(np.float32))
         return np.concatenate(outs).reshape(len(x), -1)
 
     return run
@@ -257,7 +258,7 @@ class TflmExporter(Exporter):
         job.cache["tflm-reference"] = litert_runner(path, job.options.threads, reference_kernels=True)(job.val_x)
         out = self.runner(path, job)(job.val_x)
         p = compare(self.kind, out, self.reference(job))
-        torch_p = compare(self.kind, out, job.torch_logits())
+        torch_p = compare(self.kind, out, job.int8_reference())
         optimised = compare(self.kind, out, litert_runner(path, job.options.threads)(job.val_x))
         job.cache["tflm-torch-agreement"] = torch_p.top1_agreement
         job.cache["tflm-litert-optimised-agreement"] = optimised.top1_agreement

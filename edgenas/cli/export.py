@@ -22,7 +22,8 @@ def export_config(args: argparse.Namespace) -> ExportConfig:
         "formats": args.formats, "train_epochs": args.train_epochs, "trials": args.trials, "out": args.out,
         "nhwc": args.nhwc, "float_io": args.float_io, "seed": args.seed, "threads": args.threads,
         "dataset": args.dataset, "opset": args.opset, "torch_device": args.torch_device,
-        "init": args.init,
+        "init": args.init, "int8": args.int8, "int8_sensitivity": args.int8_sensitivity,
+        "qat_epochs": args.qat_epochs,
     }, strict=False)
 
 
@@ -66,6 +67,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nhwc", action="store_true", help="TFLite files take NHWC input (camera layout)")
     p.add_argument("--float-io", action="store_true",
                    help="int8 TFLite files take/give float32 (QUANTIZE/DEQUANTIZE at the boundary)")
+    p.add_argument("--int8", default="minmax",
+                   help="how int8 files are made: minmax (default), percentile, mse (activation ranges), mixed16 "
+                        "(int16 activations on the most sensitive ops), qat (quantization-aware fine-tuning)")
+    p.add_argument("--int8-sensitivity", action="store_true",
+                   help="rank the ops by how far quantizing each alone moves the logits (on the int8 card)")
+    p.add_argument("--qat-epochs", type=int, default=2, help="fine-tuning epochs of --int8 qat (default 2)")
     p.add_argument("--opset", type=int, default=21, help="ONNX opset (default 21)")
     p.add_argument("--seed", type=int, default=0, help="training / calibration seed")
     p.add_argument("--threads", type=int, default=1,
