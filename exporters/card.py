@@ -150,6 +150,32 @@ def _fmt(v: Any, unit: str = "") -> str:
     return f"{v}{unit}"
 
 
+def _int8_lines(a: dict[str, Any]) -> list[str]:
+    """How an int8 artifact was made (``--int8``) and its most sensitive ops (``--int8-sensitivity``)."""
+    out = []
+    m = a.get("int8_method")
+    if m and m.get("method") != "minmax":
+        text = f"{a['format']} made with --int8 {m['method']}"
+        if m.get("int16_ops") is not None:
+            ops = ", ".join(f"{o['op']} {o['tensor']}" for o in m["int16_ops"]) or "none needed"
+            agree = _fmt(m.get("representative_top1_agreement"))
+            text += f": int16 activations on {ops} (representative agreement {agree})"
+        if m.get("qat"):
+            q = m["qat"]
+            text += (f": {q['epochs']} epoch(s) of quantization-aware fine-tuning at lr {q['lr']:g}; checked "
+                     f"against the fine-tuned model, top-1 agreement of the fine-tuned with the original model "
+                     f"{q['top1_agreement_with_original']:.1%}")
+        out += ["", text + "."]
+    s = a.get("int8_sensitivity")
+    if s and s.get("layers"):
+        out += ["", f"int8 sensitivity ({a['format']}; each op quantized alone, {s['examples']} representative images, "
+                    "relative RMS logit error):", "", "| op | tensor | position | logit error | top-1 agree |",
+                "|---|---|---|---|---|"]
+        out += [f"| {r['op']} | {r['tensor']} | {r['position']} | {r['logit_error']:.4f} | {r['top1_agreement']:.3f} |"
+                for r in s["layers"]]
+    return out
+
+
 def model_card_markdown(card: dict[str, Any]) -> str:
     c = card["cost"]
     lines = [f"# Model card: {card['name']}", "", f"`{card['arch']}`", "",
@@ -179,6 +205,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
             lines += ["", f"{a['format']} in LiteRT with XNNPACK: {x['partitions']} delegate partition(s) "
                           f"(predicted {_fmt(x.get('predicted_partitions'))}), {x['ops_off_delegate']} of "
                           f"{x['ops_total']} ops on the built-in kernels ({off})."]
+    for a in card["artifacts"]:
+        lines += _int8_lines(a)
     if card.get("tflm_arena_bytes"):
         lines += ["", f"TFLite Micro: minimal arena {card['tflm_arena_bytes']:,} B (bisected in the TFLM interpreter)."]
     lat = card["latency"]["predicted_by_device"]

@@ -11,9 +11,10 @@ ops run 16x8 (int16 activations, int8 weights):
 * ``mse``: per activation, the clipping range (the min/max scaled by one factor) with the least expected
   int8 rounding-plus-clipping error over the representative set's histogram.
 * ``mixed16``: min/max ranges, with the ops whose quantization moves the logits most (:func:`sensitivity`)
-  raised to int16 activations one at a time until the representative set's agreement reaches the check's
-  98% (at most :data:`MIXED16_MAX_OPS`). ai-edge-quantizer's recipes take per-op regexes, so this is a
-  recipe, not a second converter.
+  tried at int16 activations one at a time, each kept only if the representative set's agreement (then its
+  logit error) improves, until that agreement reaches the check's 98% (at most :data:`MIXED16_MAX_OPS` tried):
+  the int8 <-> int16 requantizations around a raised op can cost more than it gains. ai-edge-quantizer's
+  recipes take per-op regexes, so this is a recipe, not a second converter.
 
 ai-edge-quantizer's own range algorithms (``MSE``, ``OCTAV``) clip *weights*; for activations (no
 tensor content at quantization time) they fall back to min/max, so the percentile and MSE activation
@@ -49,7 +50,8 @@ HISTOGRAM_BINS = 2048
 MSE_FACTORS = np.linspace(0.2, 1.0, 81)
 """Candidate clipping factors of the min/max range tried by ``mse``."""
 MIXED16_MAX_OPS = 8
-"""Most ops ``mixed16`` raises to int16 activations."""
+"""Most ops ``mixed16`` tries at int16 activations (the most sensitive first; one is kept only when the
+representative set's agreement, then its logit error, improves)."""
 SENSITIVITY_EXAMPLES = 64
 """Representative examples each op's one-op-quantized model runs on (the cost is ops x examples)."""
 AGREEMENT = 0.98
@@ -308,6 +310,8 @@ class Mixed16:
     """The ops raised to int16 activations, in the order chosen, with the representative agreement after each."""
     agreement: float
     """Top-1 agreement of the final file with the float model on the representative set."""
+    minmax_agreement: float
+    """The same for the all-int8 min/max file it started from."""
     sensitivity: Sensitivity
 
 
@@ -318,13 +322,20 @@ def mixed16(fp32_model: bytes, representative: np.ndarray, qsvs: dict[str, Any] 
     qsvs = qsvs if qsvs is not None else calibrate(fp32_model, representative, verbose=verbose)
     sens = sensitivity(fp32_model, representative, qsvs, verbose=verbose)
     x = np.asarray(representative, dtype=np.float32)
-    ref = run_model(fp32_model, x).argmax(1)
+    ref = run_model(fp32_model, x)
+    norm = float(np.sqrt(np.mean(ref ** 2))) or 1.0
+
+    def score(model: bytes) -> tuple[float, float]:
+        out = run_model(model, x)
+        return float(np.mean(out.argmax(1) == ref.argmax(1))), float(np.sqrt(np.mean((out - ref) ** 2))) / norm
+
     model = quantize(fp32_model, qsvs, verbose=verbose)
-    agree = float(np.mean(run_model(model, x).argmax(1) == ref))
+    agree, err = start = score(model)
     chosen: list[dict[str, Any]] = []
     scopes: list[str] = []
+    tried = 0
     for layer in sens.layers:
-        if agree >= agreement or len(scopes) >= max_ops:
+        if agree >= agreement or tried >= max_ops:
             break
         if layer.op not in INT16_OPS:
             continue
@@ -332,13 +343,16 @@ def mixed16(fp32_model: bytes, representative: np.ndarray, qsvs: dict[str, Any] 
             trial = quantize(fp32_model, qsvs, int16_scopes=[*scopes, layer.tensor], verbose=verbose)
             if _tensor_dtype(trial, layer.tensor) != np.int16:
                 continue  # ai-edge-quantizer has no int16 recipe for this op (e.g. HARD_SWISH): it stayed int8
-            got = float(np.mean(run_model(trial, x).argmax(1) == ref))
+            got, got_err = score(trial)
         except (ValueError, RuntimeError, KeyError):
             continue
+        tried += 1
+        if (got, -got_err) <= (agree, -err):
+            continue  # the int8 <-> int16 requantizations around it cost more than it gains: stays int8
         scopes.append(layer.tensor)
-        model, agree = trial, got
+        model, agree, err = trial, got, got_err
         chosen.append({**layer.as_dict(), "representative_agreement_after": round(got, 4)})
-    return Mixed16(model, chosen, agree, sens)
+    return Mixed16(model, chosen, agree, start[0], sens)
 
 
 def check_int8(mode: str) -> str:
@@ -381,6 +395,7 @@ def build_int8(job: Any, fp32_model: bytes, representative: np.ndarray) -> tuple
         job.cache["int8-sensitivity"] = mixed.sensitivity
         details["int16_ops"] = mixed.int16_ops
         details["representative_top1_agreement"] = round(mixed.agreement, 4)
+        details["representative_top1_agreement_minmax"] = round(mixed.minmax_agreement, 4)
         return mixed.model, details
     if job.options.int8_sensitivity:
         job.cache["int8-sensitivity"] = sensitivity(fp32_model, representative, qsvs, verbose=verbose)
