@@ -92,14 +92,18 @@ class SearchJob:
                                "per candidate; keep one of them")
         from edgenas.estimators.base import estimator_options
 
-        if "precision" not in estimator_options(est.name):
+        chain = est.name == "filter"  # CHEAP>EXPENSIVE: the expensive member gives the score
+        member = str(est.options.get("expensive", "train")) if chain else est.name
+        opts = dict(est.options.get("expensive_options") or {}) if chain else dict(est.options)
+        if "precision" not in estimator_options(member):
             raise EdgenasError(f"accuracy_int8 needs an estimator that scores simulated int8 models (train, supernet); "
-                               f"{est.name!r} does not: use --estimator train or supernet, or the objective accuracy")
-        if est.options.get("precision", "int8") != "int8":
+                               f"{member!r} does not: use --estimator train or supernet, or the objective accuracy")
+        if opts.get("precision", "int8") != "int8":
             raise EdgenasError(f"accuracy_int8 scores int8 models, but the estimator's precision option is "
-                               f"{est.options['precision']!r}; drop that option (or use the objective accuracy)")
-        self.job = self.job.with_overrides(estimator=dataclasses.replace(est, options={**est.options,
-                                                                                        "precision": "int8"}))
+                               f"{opts['precision']!r}; drop that option (or use the objective accuracy)")
+        opts["precision"] = "int8"
+        options = {**est.options, "expensive_options": opts} if chain else opts
+        self.job = self.job.with_overrides(estimator=dataclasses.replace(est, options=options))
         self.config = self.job.resolved()
 
     # -- views -------------------------------------------------------------------------------

@@ -105,18 +105,26 @@ def test_accuracy_int8_objective_sets_the_estimator_precision():
     assert job.config["estimator"]["options"]["precision"] == "int8"  # stored in the run's resolved job
     assert job.job.estimator is not None and job.job.estimator.build(job.space, job.task).precision == "int8"
     assert _job(["accuracy", "macs"]).config["estimator"]["options"].get("precision") is None
+    chain = SearchJob(JobConfig(space=SpaceConfig("tiny", {"resolutions": [16]}),
+                                search=SearchConfig(objectives=["accuracy_int8", "macs"], trials=2),
+                                estimator=EstimatorConfig.chain("synflow>train", {"dataset": DATA, "epochs": 1})))
+    opts = chain.config["estimator"]["options"]  # a chain's score is its expensive member's
+    assert opts["expensive_options"] == {"dataset": DATA, "epochs": 1, "precision": "int8"}
+    assert chain.job.estimator is not None and chain.job.estimator.build(chain.space, chain.task).expensive.precision \
+        == "int8"
 
 
 @pytest.mark.parametrize(("objectives", "estimator", "options", "message"), [
     (["accuracy", "accuracy_int8"], "train", {}, "names both accuracy and accuracy_int8"),
     (["accuracy_int8", "macs"], "synflow", {}, "accuracy_int8 needs an estimator that scores simulated int8"),
+    (["accuracy_int8", "macs"], "synflow>naswot", {}, "'naswot' does not"),
     (["accuracy_int8", "macs"], "train", {"precision": "fp32"}, "precision option is 'fp32'"),
 ])
 def test_accuracy_int8_misuse_is_one_line(objectives, estimator, options, message):
-    opts = {} if estimator == "synflow" else options
+    opts = options if estimator == "train" else {}
     with pytest.raises(EdgenasError, match=message) as err:
         SearchJob(JobConfig(space=SpaceConfig("tiny", {"resolutions": [16]}),
                             search=SearchConfig(objectives=objectives, trials=2),
-                            estimator=EstimatorConfig(estimator, options=opts if estimator == "synflow"
-                                                      else {"dataset": DATA, **opts})))
+                            estimator=EstimatorConfig.chain(estimator, opts if estimator != "train"
+                                                            else {"dataset": DATA, **opts})))
     assert "\n" not in str(err.value)
