@@ -10,11 +10,10 @@ ops run 16x8 (int16 activations, int8 weights):
   step for the rest).
 * ``mse``: per activation, the clipping range (the min/max scaled by one factor) with the least expected
   int8 rounding-plus-clipping error over the representative set's histogram.
-* ``mixed16``: min/max ranges, with the ops whose quantization moves the logits most (:func:`sensitivity`)
-  tried at int16 activations one at a time, each kept only if the representative set's agreement (then its
-  logit error) improves, until that agreement reaches the check's 98% (at most :data:`MIXED16_MAX_OPS` tried):
-  the int8 <-> int16 requantizations around a raised op can cost more than it gains. ai-edge-quantizer's
-  recipes take per-op regexes, so this is a recipe, not a second converter.
+* ``mixed16``: min/max ranges, with the *k* ops whose quantization moves the logits most
+  (:func:`sensitivity`) at int16 activations, *k* the smallest that makes the representative set agree
+  >= 98% with float (doubling, then bisection; :func:`mixed16`). ai-edge-quantizer's recipes take per-op
+  regexes, so this is a recipe, not a second converter.
 
 ai-edge-quantizer's own range algorithms (``MSE``, ``OCTAV``) clip *weights*; for activations (no
 tensor content at quantization time) they fall back to min/max, so the percentile and MSE activation
@@ -49,9 +48,6 @@ PERCENTILE = 99.99
 HISTOGRAM_BINS = 2048
 MSE_FACTORS = np.linspace(0.2, 1.0, 81)
 """Candidate clipping factors of the min/max range tried by ``mse``."""
-MIXED16_MAX_OPS = 8
-"""Most ops ``mixed16`` tries at int16 activations (the most sensitive first; one is kept only when the
-representative set's agreement, then its logit error, improves)."""
 SENSITIVITY_EXAMPLES = 64
 """Representative examples each op's one-op-quantized model runs on (the cost is ops x examples)."""
 AGREEMENT = 0.98
@@ -307,52 +303,63 @@ is passed over."""
 class Mixed16:
     model: bytes
     int16_ops: list[dict[str, Any]]
-    """The ops raised to int16 activations, in the order chosen, with the representative agreement after each."""
+    """The ops raised to int16 activations, most sensitive first."""
     agreement: float
     """Top-1 agreement of the final file with the float model on the representative set."""
     minmax_agreement: float
     """The same for the all-int8 min/max file it started from."""
     sensitivity: Sensitivity
+    tried: list[dict[str, Any]] = field(default_factory=list)
+    """Each number of int16 ops tried, with its representative agreement and relative logit error."""
+    candidates: int = 0
+    """Ops that could be raised (int16-capable in ai-edge-quantizer)."""
 
 
 def mixed16(fp32_model: bytes, representative: np.ndarray, qsvs: dict[str, Any] | None = None,
-            max_ops: int = MIXED16_MAX_OPS, agreement: float = AGREEMENT, verbose: bool = False) -> Mixed16:
-    """min/max int8 with the most sensitive ops raised to int16 activations one at a time until the
-    top-1 agreement with the float model on the representative set reaches ``agreement`` (or ``max_ops``)."""
+            max_ops: int | None = None, agreement: float = AGREEMENT, verbose: bool = False) -> Mixed16:
+    """min/max int8 with the *k* most sensitive ops at int16 activations, *k* the smallest that makes the
+    representative set agree with the float model >= ``agreement``: *k* doubled (1, 2, 4, ...) until it
+    does or every candidate (at most ``max_ops``) is raised, then bisected between the last two. Each *k*
+    costs one quantization and one pass over the set. When no *k* gets there, the *k* with the best
+    agreement (then logit error) of those tried. Candidates: ops of :data:`INT16_OPS` that
+    ai-edge-quantizer does give int16 outputs, in sensitivity order."""
     qsvs = qsvs if qsvs is not None else calibrate(fp32_model, representative, verbose=verbose)
     sens = sensitivity(fp32_model, representative, qsvs, verbose=verbose)
     x = np.asarray(representative, dtype=np.float32)
     ref = run_model(fp32_model, x)
     norm = float(np.sqrt(np.mean(ref ** 2))) or 1.0
+    layers = [s for s in sens.layers if s.op in INT16_OPS]
+    every = quantize(fp32_model, qsvs, int16_scopes=[s.tensor for s in layers], verbose=verbose)
+    layers = [s for s in layers if _tensor_dtype(every, s.tensor) == np.int16][:max_ops]
+    tried: dict[int, tuple[float, float, bytes]] = {}
 
-    def score(model: bytes) -> tuple[float, float]:
-        out = run_model(model, x)
-        return float(np.mean(out.argmax(1) == ref.argmax(1))), float(np.sqrt(np.mean((out - ref) ** 2))) / norm
+    def trial(k: int) -> tuple[float, float, bytes]:
+        if k not in tried:
+            model = quantize(fp32_model, qsvs, int16_scopes=[s.tensor for s in layers[:k]], verbose=verbose)
+            out = run_model(model, x)
+            tried[k] = (float(np.mean(out.argmax(1) == ref.argmax(1))),
+                        float(np.sqrt(np.mean((out - ref) ** 2))) / norm, model)
+        return tried[k]
 
-    model = quantize(fp32_model, qsvs, verbose=verbose)
-    agree, err = start = score(model)
-    chosen: list[dict[str, Any]] = []
-    scopes: list[str] = []
-    tried = 0
-    for layer in sens.layers:
-        if agree >= agreement or tried >= max_ops:
-            break
-        if layer.op not in INT16_OPS:
-            continue
-        try:
-            trial = quantize(fp32_model, qsvs, int16_scopes=[*scopes, layer.tensor], verbose=verbose)
-            if _tensor_dtype(trial, layer.tensor) != np.int16:
-                continue  # ai-edge-quantizer has no int16 recipe for this op (e.g. HARD_SWISH): it stayed int8
-            got, got_err = score(trial)
-        except (ValueError, RuntimeError, KeyError):
-            continue
-        tried += 1
-        if (got, -got_err) <= (agree, -err):
-            continue  # the int8 <-> int16 requantizations around it cost more than it gains: stays int8
-        scopes.append(layer.tensor)
-        model, agree, err = trial, got, got_err
-        chosen.append({**layer.as_dict(), "representative_agreement_after": round(got, 4)})
-    return Mixed16(model, chosen, agree, start[0], sens)
+    lo, hi = 0, None
+    if trial(0)[0] < agreement:
+        k = 1
+        while k <= len(layers):
+            if trial(k)[0] >= agreement:
+                hi = k
+                break
+            lo = k
+            k = len(layers) if k < len(layers) < 2 * k else 2 * k
+        if hi is not None:
+            while hi - lo > 1:  # the smallest passing k, taking agreement to grow with k
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if trial(mid)[0] >= agreement else (mid, hi)
+    best = hi if hi is not None else 0 if trial(0)[0] >= agreement else max(
+        tried, key=lambda k: (tried[k][0], -tried[k][1]))
+    chosen = [s.as_dict() for s in layers[:best]]
+    details = [{"int16_ops": k, "top1_agreement": round(a, 4), "logit_error": round(e, 6)}
+               for k, (a, e, _) in sorted(tried.items())]
+    return Mixed16(tried[best][2], chosen, tried[best][0], tried[0][0], sens, details, len(layers))
 
 
 def check_int8(mode: str) -> str:
@@ -365,7 +372,7 @@ def check_int8(mode: str) -> str:
 def build_int8(job: Any, fp32_model: bytes, representative: np.ndarray) -> tuple[bytes, dict[str, Any]]:
     """The int8 .tflite of ``job`` under its ``int8`` option (int8 I/O; the caller applies float I/O)
     and what was decided (for the model card). ``representative`` is in the file's input layout. With
-    ``qat``, the fine-tuned model's own float logits become the job's int8 reference
+    ``qat``, the fine-tuned model's fake-quant logits become the job's int8 reference
     (``job.cache["int8-reference"]``): the file is checked against the model it was made from."""
     mode = check_int8(job.options.int8)
     verbose = job.options.verbose
@@ -381,12 +388,15 @@ def build_int8(job: Any, fp32_model: bytes, representative: np.ndarray) -> tuple
                            torch_device=job.options.torch_device)
         import torch
 
+        job.cache["int8-reference"] = res.reference
         with torch.no_grad():
-            job.cache["int8-reference"] = np.concatenate([
-                res.module(torch.from_numpy(job.val_x[i:i + 256])).numpy() for i in range(0, len(job.val_x), 256)])
-        ref = job.torch_logits()
-        details["qat"] = {**res.record, "top1_agreement_with_original": round(float(np.mean(
-            job.cache["int8-reference"].argmax(1) == ref.argmax(1))), 4)}
+            fine_float = np.concatenate([res.module(torch.from_numpy(job.val_x[i:i + 256])).numpy()
+                                         for i in range(0, len(job.val_x), 256)])
+        top1 = res.reference.argmax(1)
+        details["qat"] = {**res.record,
+                          "top1_agreement_with_original": round(float(np.mean(top1 == job.torch_logits().argmax(1))),
+                                                                4),
+                          "fine_tuned_float_top1_agreement": round(float(np.mean(fine_float.argmax(1) == top1)), 4)}
         fp32_model = tflite_fp32_bytes(res.module, job.input_shape, nhwc=job.options.nhwc, verbose=verbose)
     ranges = mode if mode in RANGES else "minmax"
     qsvs = calibrate(fp32_model, representative, ranges, verbose=verbose, cache=job.cache)
@@ -396,6 +406,8 @@ def build_int8(job: Any, fp32_model: bytes, representative: np.ndarray) -> tuple
         details["int16_ops"] = mixed.int16_ops
         details["representative_top1_agreement"] = round(mixed.agreement, 4)
         details["representative_top1_agreement_minmax"] = round(mixed.minmax_agreement, 4)
+        details["int16_candidates"] = mixed.candidates
+        details["tried"] = mixed.tried
         return mixed.model, details
     if job.options.int8_sensitivity:
         job.cache["int8-sensitivity"] = sensitivity(fp32_model, representative, qsvs, verbose=verbose)

@@ -90,6 +90,10 @@ class ActivationFakeQuant:
 class QatResult:
     module: nn.Module
     """The fine-tuned float model (eval mode, on the CPU, no fake quantization left in it)."""
+    reference: np.ndarray
+    """The fine-tuned model's logits on the validation images *with* its fake quantization (eval mode, final
+    ranges): what the int8 file approximates, and what it is checked against. Its float logits are not:
+    QAT trains the weights for the rounded forward pass, not the float one."""
     record: dict[str, Any] = field(default_factory=dict)
     """Epochs, learning rate, examples, seconds, device, and the fake-quant model's validation accuracy."""
 
@@ -132,6 +136,10 @@ def qat_finetune(
             torch.manual_seed(seed)
             res = train_and_evaluate(model, train, val, epochs=epochs, generator=torch.Generator().manual_seed(seed),
                                      **hp, device=device)
+        model.to("cpu").eval()
+        with torch.no_grad():  # what the int8 file should compute: the fake-quant model at its final ranges
+            vx = val[0].float()
+            reference = torch.cat([model(vx[i:i + 256]) for i in range(0, len(vx), 256)]).numpy()
     finally:
         for handle in handles:
             handle.remove()
@@ -140,7 +148,7 @@ def qat_finetune(
         if isinstance(m, (nn.Conv2d, nn.Linear)) and parametrize.is_parametrized(m, "weight"):
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
     model.eval()
-    return QatResult(model, {"epochs": epochs, "lr": hp["lr"], "batch_size": hp["batch_size"],
+    return QatResult(model, reference, {"epochs": epochs, "lr": hp["lr"], "batch_size": hp["batch_size"],
                              "train_examples": len(train[0]), "torch_device": str(device),
                              "fake_quant_val_accuracy": float(res.accuracy),
                              "seconds": round(time.perf_counter() - t0, 2)})
