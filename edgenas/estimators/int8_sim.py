@@ -8,13 +8,16 @@ global min/max calibration, :func:`edgenas.exporters.convert.quantize_int8`):
   the converter does), so the quantized weights are the file's;
 * every Conv2d / Linear weight rounded per output channel, symmetric int8 (-127..127, scale
   ``max |w| / 127``);
-* the output of every leaf module (convolutions, activations, poolings, linear) rounded per tensor,
-  asymmetric int8 (-128..127) over its global min/max on the calibration examples, as is the input;
+* the output of every module rounded per tensor, asymmetric int8 (-128..127) over its global min/max
+  on the calibration examples, as is the input: leaf modules (convolutions, activations, poolings,
+  linear) and containers too, whose ``forward`` may end in an op of its own (a residual addition, a
+  squeeze-excite multiplication); where a container just returns its last child's output, rounding
+  it again on the same range changes nothing;
   a convolution or linear layer followed by ReLU / ReLU6 is one op in the file (fused activation), so
   only the activation's output is rounded.
 
-Residual additions written inside a block's ``forward`` are not leaf modules and stay float here;
-int32 bias and the fixed-point multipliers of the real kernels are not modelled. The score is the
+Ops in the middle of a ``forward`` (not at its end) stay float here, and int32 biases and the kernels'
+fixed-point rescaling are not modelled. The score is the
 top-1 accuracy of this fake-quantized model (:func:`int8_top1`). Used by the ``train`` and
 ``supernet`` estimators with ``precision = "int8"``, which the ``accuracy_int8`` search objective sets.
 """
@@ -31,7 +34,7 @@ import torch.nn as nn
 PRECISIONS = ("fp32", "int8")
 """What an accuracy estimator scores: the float model, or its simulated int8 quantization."""
 SKIP = (nn.Identity, nn.Flatten, nn.Dropout)
-"""Leaf modules that do not compute (no rounding after them: the converter makes no op of them)."""
+"""Modules that do not compute (no rounding after them: the converter makes no op of them)."""
 
 
 def check_precision(value: Any, who: str) -> str:
@@ -114,8 +117,8 @@ class SimulatedInt8(nn.Module):
         self.input_range = _Range()
         self.ranges = []
         fused = _fused_into_activation(self.model)
-        for m in self.model.modules():
-            if not list(m.children()) and not isinstance(m, SKIP) and id(m) not in fused:
+        for m in self.model.modules():  # containers too: a block's own residual add or SE multiply is an op
+            if not isinstance(m, SKIP) and id(m) not in fused:
                 r = _Range()
                 m.register_forward_hook(r)
                 self.ranges.append(r)
