@@ -9,6 +9,11 @@ tflite, tflite-int8, tflm; mbv3: onnx, tflite, tflite-int8) through the same exp
 export`. Targets on this machine: ONNX <= 5 s and TFLite <= 30 s per model (build time: conversion and,
 for int8, quantization; verification and timing are reported separately). Torch runs on 1 thread.
 Writes results/export.{json,md}.
+
+    cd benchmarks && python export.py --int8-recovery mbv3:5,tiny:0-9,mbv3:0-4,mbv3:6-9
+
+rebuilds only the int8 recovery table (every `--int8` option of the exporter on the listed models, retrained
+with the same seeds) and keeps the rest of the results as they are.
 """
 
 from __future__ import annotations
@@ -115,6 +120,130 @@ def calibration_alternative(job: ExportJob, folder: Path) -> dict:
             "moving_average_max_abs_diff": round(parity.max_abs_diff, 4)}
 
 
+RECOVERY = ("minmax", "percentile", "mse", "mixed16", "qat")
+"""The int8 options compared by --int8-recovery (edgenas.exporters.int8_options)."""
+
+
+def train_spec(name: str, index: int, seed: int) -> tuple:
+    """(spec, trained model, export job, training data) of model ``index`` of ``name``, as run_space makes them."""
+    opts, data, epochs, val_fraction, _ = SPACES[name]
+    space = get_space(name, **opts)
+    ds = load_dataset(data, seed=0, val_fraction=val_fraction)
+    spec = space.sample(index + 1, seed=seed)[index]
+    task = data_task(space, Task(in_channels=ds.channels), ds)
+    trained = train_final(space, spec, task, ds, epochs, seed=seed, hparams=TRAIN)
+    rep, vx, vy = export_data(ds, trained.input_shape, seed, validation=256)
+    job = ExportJob(trained.module, trained.input_shape, rep, vx, vy, ExportOptions(measure_latency=False),
+                    info=ModelInfo(str(spec), name, ds.preprocessing(), tuple(ds.class_names)))
+    return spec, trained, job, ds.train(trained.input_shape)
+
+
+def int8_recovery(job: ExportJob, train_data: tuple, folder: Path, arena: bool = True) -> list[dict]:
+    """Every int8 option of RECOVERY on one model through the tflite-int8 exporter (its own check: top-1
+    agreement >= 98% with the model the file was made from, the fine-tuned one for qat), plus agreement
+    with the original float model, accuracy, file size, TFLM arena (bisected) and build time. The options
+    share the float conversion, the min/max statistics and the activation histograms (job cache)."""
+    from edgenas.exporters.base import compare
+    from edgenas.exporters.tflite import litert_runner
+    from edgenas.exporters.tflm import measure_arena
+
+    shared = {k: v for k, v in job.cache.items() if k.startswith("tflite-fp32")}
+    rows = []
+    for mode in RECOVERY:
+        j = ExportJob(job.module, job.input_shape, job.representative, job.val_x, job.val_y,
+                      ExportOptions(measure_latency=False, int8=mode), cache=dict(shared), info=job.info,
+                      train_data=train_data if mode == "qat" else None)
+        art = get_exporter("tflite-int8").export(j, folder, stem=f"model_int8_{mode}")
+        shared.update({k: v for k, v in j.cache.items() if k.startswith(("tflite-fp32", "int8-minmax", "int8-hist"))})
+        row = {"int8": mode, "ok": art.ok, "error": art.error, "bytes": art.bytes,
+               "build_s": round(art.build_seconds, 2), "accuracy": art.accuracy,
+               "top1_agreement": art.parity.top1_agreement if art.parity else None}
+        if art.path is not None and art.path.exists():
+            out = litert_runner(art.path)(job.val_x)
+            row["top1_agreement_original"] = compare("quantized", out, job.torch_logits()).top1_agreement
+            if arena:
+                t0 = time.perf_counter()
+                try:
+                    row["arena_bytes"] = measure_arena(art.path.read_bytes())["arena_bytes"]
+                except Exception as exc:  # an op TFLM lacks (e.g. an int16 kernel): recorded, not fatal
+                    row["arena_error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:160]}"
+                row["arena_s"] = round(time.perf_counter() - t0, 2)
+        method = art.extra.get("int8_method", {})
+        if "int16_ops" in method:
+            row["int16_ops"] = [f"{o['op']} {o['tensor']}" for o in method["int16_ops"]]
+            row["mixed16"] = {k: method.get(k) for k in ("int16_candidates", "representative_top1_agreement_minmax",
+                                                         "representative_top1_agreement", "tried")}
+        if "qat" in method:
+            row["qat"] = method["qat"]
+        rows.append(row)
+        print(f"  int8 {mode:10s} ok={art.ok} agree={row['top1_agreement']} orig={row.get('top1_agreement_original')} "
+              f"acc={art.accuracy} {art.bytes} B arena={row.get('arena_bytes')} {art.build_seconds:.1f} s", flush=True)
+    return rows
+
+
+def run_recovery(models: list[tuple[str, int]], seed: int, out: Path, done: list[dict],
+                 on_model: Callable[[list[dict]], None]) -> list[dict]:
+    for name, index in models:
+        t0 = time.perf_counter()
+        spec, trained, job, train_data = train_spec(name, index, seed)
+        print(f"{name} {index}: torch accuracy {trained.accuracy:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        rows = int8_recovery(job, train_data, out / name / f"{index:02d}", arena=True)
+        done.append({"space": name, "index": index, "arch": str(spec), "torch_accuracy": trained.accuracy,
+                     "train_s": round(trained.record["seconds"], 1), "options": rows, "cpu": machine()["cpu"]})
+        on_model(done)
+    return done
+
+
+def recovery_markdown(rec: dict) -> list[str]:
+    """The int8 recovery section of export.md."""
+    def f(v: object, d: int = 3) -> str:
+        return "-" if v is None else f"{v:.{d}f}" if isinstance(v, float) else str(v)
+
+    lines = ["", "## int8 recovery: min/max vs percentile / MSE ranges vs mixed int16 vs QAT", "",
+             f"Command: `{rec['command']}`" + (f" ({rec['note']})" if rec.get("note") else ""), "",
+             "Each model retrained as above (same seeds), then one tflite-int8 file per option through the exporter. "
+             "agree = top-1 agreement with the model the file was made from (the exporter's 98% check; for qat the "
+             "fine-tuned model), agree orig = with the original float model, acc = the file's validation accuracy, "
+             "arena = the minimal TFLM arena bisected (- with the reason when TFLM cannot run the file), build s = "
+             "quantization (qat: fine-tuning + conversion + quantization) on a 2-core machine shared with other "
+             "jobs.", "",
+             "| space | model | torch acc | int8 | check | agree | agree orig | acc | KiB | arena KiB | build s "
+             "| notes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m in rec["models"]:
+        for r in m["options"]:
+            notes = []
+            if r.get("int16_ops"):
+                notes.append(f"int16: {', '.join(r['int16_ops'])}")
+            if r.get("qat"):
+                notes.append(f"{r['qat']['epochs']} epochs, {r['qat']['seconds']:.0f} s fine-tuning")
+            if r.get("arena_error"):
+                notes.append(f"TFLM: {r['arena_error']}")
+            arena = f"{r['arena_bytes'] / 1024:.1f}" if r.get("arena_bytes") else "-"
+            lines.append(f"| {m['space']} | {m['index']} | {f(m['torch_accuracy'])} | {r['int8']} | "
+                         f"{'pass' if r['ok'] else 'FAIL'} | {f(r['top1_agreement'])} | "
+                         f"{f(r.get('top1_agreement_original'))} | {f(r['accuracy'])} | {r['bytes'] / 1024:.1f} | "
+                         f"{arena} | {f(r['build_s'], 1)} | {'; '.join(notes)} |")
+    lines += ["", "Per option over the models above: models passing the check, min agreement, median KiB and arena "
+              "KiB relative to min/max.", "", "| int8 | pass | min agree | min agree orig | size vs minmax | "
+              "arena vs minmax |", "|---|---|---|---|---|---|"]
+    for mode in RECOVERY:
+        rs = [(m, r) for m in rec["models"] for r in m["options"] if r["int8"] == mode]
+        if not rs:
+            continue
+        base = {(m["space"], m["index"]): r for m in rec["models"] for r in m["options"] if r["int8"] == "minmax"}
+        size = [r["bytes"] / base[(m["space"], m["index"])]["bytes"] for m, r in rs
+                if base.get((m["space"], m["index"]), {}).get("bytes") and r["bytes"]]
+        ar = [r["arena_bytes"] / base[(m["space"], m["index"])]["arena_bytes"] for m, r in rs
+              if r.get("arena_bytes") and base.get((m["space"], m["index"]), {}).get("arena_bytes")]
+        agree = [r["top1_agreement"] for _, r in rs if r["top1_agreement"] is not None]
+        orig = [r["top1_agreement_original"] for _, r in rs if r.get("top1_agreement_original") is not None]
+        lines.append(f"| {mode} | {sum(r['ok'] for _, r in rs)}/{len(rs)} | {f(min(agree) if agree else None)} | "
+                     f"{f(min(orig) if orig else None)} | "
+                     f"{f(statistics.median(size)) if size else '-'} | {f(statistics.median(ar)) if ar else '-'} |")
+    return lines
+
+
 def tflite_chains(rows: list[dict]) -> list[dict]:
     """Per model, the TFLite formats built together: the int8 (and tflm) files reuse the fp32 conversion,
     so their own build time is quantization only; this row is the whole chain, what one model costs."""
@@ -192,15 +321,30 @@ def markdown(summary: list[dict], rows: list[dict], settings: dict, mach: dict) 
             lines.append(f"| {r['space']} | {r['index']} | {f(r['torch_accuracy'])} | {f(r['top1_agreement'])} | "
                          f"{f(r['moving_average_top1_agreement'])} | {f(r['max_abs_diff'])} | "
                          f"{f(r['moving_average_max_abs_diff'])} |")
+    if settings.get("int8_recovery"):
+        lines += recovery_markdown(settings["int8_recovery"])
     failures = [r for r in rows if not r["ok"]]
     if failures:
         lines += ["", "## Failures", ""]
         lines += [f"- {r['space']} {r['index']} {r['format']}: {r['error']}" for r in failures]
     if settings.get("note"):
         lines += ["", "## Notes", "", settings["note"]]
-    lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in settings.items() if k != "note"]
+    lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in settings.items()
+                                        if k not in ("note", "int8_recovery")]
     lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in mach.items()]
     return "\n".join(lines) + "\n"
+
+
+def parse_models(text: str) -> list[tuple[str, int]]:
+    """``mbv3:5,tiny:0-9`` -> [("mbv3", 5), ("tiny", 0), ...] (each once, in the order given)."""
+    out: list[tuple[str, int]] = []
+    for part in text.split(","):
+        name, _, idx = part.strip().partition(":")
+        lo, _, hi = idx.partition("-")
+        for i in range(int(lo), int(hi or lo) + 1):
+            if (name, i) not in out:
+                out.append((name, i))
+    return out
 
 
 def main() -> None:
@@ -215,7 +359,38 @@ def main() -> None:
                     help="rewrite results/export.md (and the summary in export.json) from the models in export.json")
     ap.add_argument("--note", default=None,
                     help="findings or conditions, recorded in the results (with --report-only: replaces them)")
+    ap.add_argument("--int8-recovery", metavar="MODELS",
+                    help="only the int8 recovery table, on these models (e.g. mbv3:5,tiny:0-9,mbv3:0-9); kept in "
+                         "export.json beside the existing results, which are not re-run")
+    ap.add_argument("--recovery-merge", action="store_true",
+                    help="with --int8-recovery: keep the table's rows of the models not run now")
+    ap.add_argument("--recovery-note", default=None, help="conditions of the --int8-recovery run, in the results")
     a = ap.parse_args()
+    if a.int8_recovery:
+        torch.set_num_threads(1)
+        data = json.loads((RESULTS / "export.json").read_text())
+        models = parse_models(a.int8_recovery)
+        kept = [m for m in (data["settings"].get("int8_recovery") or {}).get("models", [])
+                if a.recovery_merge and (m["space"], m["index"]) not in models]
+        rec = {"command": "cd benchmarks && python export.py " + " ".join(sys.argv[1:]), "note": a.recovery_note,
+               "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "models": []}
+        prev = data["settings"].get("int8_recovery") or {}
+        if kept:  # the rows kept came from the earlier command(s)
+            rec["command"] = f"{prev.get('command')}`, then `{rec['command']}"
+            rec["note"] = "; ".join(n for n in (prev.get("note"), a.recovery_note) if n)
+        data["settings"]["int8_recovery"] = rec
+
+        def save(models: list[dict]) -> None:
+            rec["models"] = models
+            rec["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            (RESULTS / "export.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
+            (RESULTS / "export.md").write_text(markdown(data["summary"], data["models"], data["settings"],
+                                                         data["machine"]))
+
+        with tempfile.TemporaryDirectory() as tmp:
+            run_recovery(models, a.seed, Path(a.keep) if a.keep else Path(tmp), kept, save)
+        print((RESULTS / "export.md").read_text())
+        return
     if a.report_only:
         data = json.loads((RESULTS / "export.json").read_text())
         data["summary"] = summarise(data["models"])
