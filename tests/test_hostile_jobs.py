@@ -100,6 +100,7 @@ def test_a_binary_file_as_the_job(tmp_path, capsys):
 BAD_FLAGS = [
     (["--space-opt", "widths=abc"], "option widths: 'abc' is not"),
     (["--space-opt", "resolutions=[]"], "resolutions is empty"),
+    (["--space-opt", "kernels=3,9"], "kernels option 9 is not one of the space's choices 3, 5, 7"),
     (["--reference", "accuracy=abc"], "--reference: must be a table of numbers"),
     (["--reference", "speed=1"], "unknown field 'speed'"),
     (["--workers", "0"], "--workers: must be >= 1, got 0"),

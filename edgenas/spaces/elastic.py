@@ -94,13 +94,24 @@ class ElasticSpace(SearchSpace):
         self,
         widths: float | tuple[float, ...] | list[float] | None = None,
         resolutions: int | tuple[int, ...] | list[int] | None = None,
+        kernels: int | tuple[int, ...] | list[int] | None = None,
+        expands: int | tuple[int, ...] | list[int] | None = None,
+        depths: int | tuple[int, ...] | list[int] | None = None,
     ) -> None:
+        """``widths`` and ``resolutions``: what the search samples (any width choice and any resolution
+        in ``resolution_limits`` still parse). ``kernels``, ``expands``, ``depths``: a subset of the
+        space's block choices, as OFA's ``ks_list`` / ``expand_ratio_list`` / ``depth_list`` restrict its
+        supernet (e.g. ``kernels=[3, 5]`` on a runtime whose 7x7 depthwise kernel is slow); members
+        outside them are not members of this space (they do not parse). A stage with one fixed depth keeps
+        it. Encodings keep the full choice sets, so they compare across restricted spaces."""
         if isinstance(widths, (int, float)):
             widths = [widths]
         if isinstance(resolutions, int):
             resolutions = [resolutions]
-        for what, given in (("widths", widths), ("resolutions", resolutions)):
-            if given is not None and len(given) == 0:
+        given = {"widths": widths, "resolutions": resolutions, "kernels": kernels, "expands": expands,
+                 "depths": depths}
+        for what, value in given.items():
+            if isinstance(value, (list, tuple)) and len(value) == 0:
                 raise ArchParseError(f"{self.name}: {what} is empty; give at least one value or leave it out "
                                      f"for the default")
         self.widths = tuple(float(w) for w in (widths or self.default_widths()))
@@ -112,6 +123,31 @@ class ElasticSpace(SearchSpace):
         for r in self.resolutions:
             if not lo <= r <= hi:
                 raise ArchParseError(f"{self.name}: resolution {r} outside {lo}..{hi}")
+        cls = type(self)
+        self.kernels = self._subset("kernels", kernels, cls.kernels)
+        self.expands = self._subset("expands", expands, cls.expands)
+        full = cls.stage_depths or (cls.depth_choices,) * len(cls.layout.widths)
+        chosen = self._subset("depths", depths, tuple(sorted({d for ds in full for d in ds})))
+        per_stage = []
+        for i, ds in enumerate(full, 1):
+            kept = tuple(d for d in ds if d in chosen) if len(ds) > 1 else ds
+            if not kept:
+                raise ArchParseError(f"{self.name}: depths {list(chosen)} leave stage {i} no depth; its "
+                                     f"choices are {list(ds)}")
+            per_stage.append(kept)
+        self._depths = tuple(per_stage)
+
+    def _subset(self, what: str, given: int | tuple[int, ...] | list[int] | None,
+                allowed: tuple[int, ...]) -> tuple[int, ...]:
+        """``given`` (one value or several) as a sorted tuple checked against ``allowed``."""
+        if given is None:
+            return tuple(sorted(allowed))
+        values = [given] if isinstance(given, int) else list(given)
+        for v in values:
+            if v not in allowed:
+                raise ArchParseError(f"{self.name}: {what} option {v!r} is not one of the space's choices "
+                                     f"{', '.join(map(str, allowed))}")
+        return tuple(sorted(set(values)))
 
     # subclasses override
     def default_widths(self) -> tuple[float, ...]:
@@ -122,10 +158,14 @@ class ElasticSpace(SearchSpace):
 
     @property
     def max_depth(self) -> int:
-        return max(max(d) for d in self.depths_per_stage())
+        """The deepest stage of the unrestricted space: the block-slot count per stage of OFA's subnet
+        JSON, of the supernet's OFA key map and of encodings."""
+        cls = type(self)
+        return max(max(d) for d in (cls.stage_depths or (cls.depth_choices,)))
 
     def depths_per_stage(self) -> tuple[tuple[int, ...], ...]:
-        return self.stage_depths or (self.depth_choices,) * len(self.layout.widths)
+        """Per stage, the depths this space samples (its ``depths`` option applied)."""
+        return self._depths
 
     @property
     def n_stages(self) -> int:
@@ -297,8 +337,8 @@ class ElasticSpace(SearchSpace):
             "width": ", ".join(format_width(w) for w in self.widths),
             "resolution": f"{r_desc} (any {self.resolution_limits[0]}..{self.resolution_limits[1]} accepted)",
             "stages": str(self.n_stages),
-            "depth": ", ".join(map(str, self.depth_choices)) if self.stage_depths is None else
-            " / ".join(",".join(map(str, d)) for d in self.stage_depths) + " (per stage)",
+            "depth": ", ".join(map(str, self._depths[0])) if len(set(self._depths)) == 1 else
+            " / ".join(",".join(map(str, d)) for d in self._depths) + " (per stage)",
             "kernel": ", ".join(map(str, self.kernels)),
             "expand": ", ".join(map(str, self.expands)),
         }
@@ -366,23 +406,29 @@ class ElasticSpace(SearchSpace):
         return out
 
     # -- encoding ----------------------------------------------------------------------------
+    def _full_depths(self) -> tuple[tuple[int, ...], ...]:
+        cls = type(self)
+        return cls.stage_depths or (cls.depth_choices,) * self.n_stages
+
     def encoding_size(self) -> int:
-        per_block = len(self.kernels) + len(self.expands)
-        return (self.n_stages * self.max_depth * per_block + sum(len(d) for d in self.depths_per_stage())
+        cls = type(self)
+        per_block = len(cls.kernels) + len(cls.expands)
+        return (self.n_stages * self.max_depth * per_block + sum(len(d) for d in self._full_depths())
                 + 1 + len(self.width_choices))
 
     def encode(self, spec: ArchSpec) -> list[float]:
         """Per block slot: one-hot kernel and expand (zeros when inactive); per stage: one-hot depth;
         resolution scaled to [0, 1] over the accepted range; one-hot width."""
         assert isinstance(spec, ElasticSpec)
+        kernels, expands = type(self).kernels, type(self).expands  # the full sets (see __init__)
         vec: list[float] = []
-        for blocks, depths in zip(spec.stages, self.depths_per_stage()):
+        for blocks, depths in zip(spec.stages, self._full_depths()):
             for j in range(self.max_depth):
                 if j < len(blocks):
                     k, e = blocks[j]
-                    vec += [float(k == c) for c in self.kernels] + [float(e == c) for c in self.expands]
+                    vec += [float(k == c) for c in kernels] + [float(e == c) for c in expands]
                 else:
-                    vec += [0.0] * (len(self.kernels) + len(self.expands))
+                    vec += [0.0] * (len(kernels) + len(expands))
             vec += [float(len(blocks) == d) for d in depths]
         lo, hi = self.resolution_limits
         vec.append((spec.r - lo) / (hi - lo))

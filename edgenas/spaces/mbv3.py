@@ -40,13 +40,17 @@ class MBV3Space(ElasticSpace):
         widths: tuple[float, ...] | list[float] | None = None,
         resolutions: tuple[int, ...] | list[int] | None = None,
         resolution_step: int = 4,
+        kernels: int | tuple[int, ...] | list[int] | None = None,
+        expands: int | tuple[int, ...] | list[int] | None = None,
+        depths: int | tuple[int, ...] | list[int] | None = None,
     ) -> None:
         """``widths`` default (1.2,) — OFA's published supernet and its accuracy predictor;
-        ``resolution_step`` 4 (OFA's grid) or 16 (coarse) over 128..224 unless ``resolutions`` is given."""
+        ``resolution_step`` 4 (OFA's grid) or 16 (coarse) over 128..224 unless ``resolutions`` is given;
+        ``kernels`` / ``expands`` / ``depths``: subsets of the block choices (see ``ElasticSpace``)."""
         if not 1 <= resolution_step <= 96:
             raise ArchParseError(f"mbv3: resolution_step must be 1..96 (4 is OFA's grid), got {resolution_step!r}")
         self.resolution_step = resolution_step
-        super().__init__(widths, resolutions)
+        super().__init__(widths, resolutions, kernels, expands, depths)
 
     def default_widths(self) -> tuple[float, ...]:
         return (1.2,)

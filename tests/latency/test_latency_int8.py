@@ -25,7 +25,10 @@ from edgenas.spaces import Task
 from edgenas.testing.cli import run_cli
 
 INT8_DEVICE = "local-cpu-litert-int8"
-SPACE_ARGS = ["--space", "tiny", "--space-opt", "widths=[0.5]", "--resolutions", "32"]
+# the search/profile tests' space: tiny at one width and resolution, 3x3 kernels and expand 3 only (13 units
+# instead of 77: each unit and network here is a litert conversion plus a quantization)
+SPACE_ARGS = ["--space", "tiny", "--space-opt", "widths=[0.5]", "--space-opt", "kernels=3", "--space-opt", "expands=3",
+              "--space-opt", "resolutions=[32]"]
 
 
 def _interpreter(model: Path | bytes) -> Any:
@@ -135,7 +138,7 @@ def test_int8_unit_with_large_weights_loads(tmp_path):
 
 
 # -- a search on the int8 device, then its validation -----------------------------------------------
-SPACE = get_space("tiny", resolutions=[32], widths=[0.5])
+SPACE = get_space("tiny", resolutions=[32], widths=[0.5], kernels=[3], expands=[3])
 TASK = Task(num_classes=10, in_channels=1)
 
 
@@ -147,7 +150,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("int8-search")
     cfg = root / "job.toml"
     cfg.write_text(
-        "[space]\nname = 'tiny'\noptions = { resolutions = [32], widths = [0.5] }\n"
+        "[space]\nname = 'tiny'\noptions = { resolutions = [32], widths = [0.5], kernels = [3], expands = [3] }\n"
         "[task]\nnum_classes = 10\nin_channels = 1\n"
         f"[device]\nname = '{INT8_DEVICE}'\ndevices_dir = '{root / 'user'}'\n"
         "[estimator]\nname = 'params'\n"
@@ -170,8 +173,7 @@ def test_search_targets_int8_device_and_builds_its_table_lazily(searched, capsys
     for r in front:
         assert r["latency_ms"] == pytest.approx(pred.predict(SPACE.parse(r["arch"]), TASK))
     mtime = path.stat().st_mtime_ns
-    code, out, err = run_cli(capsys, "search", "--space", "tiny", "--space-opt", "widths=[0.5]", "--space-opt",
-                             "resolutions=[32]", "--classes", "10", "--in-channels", "1", "--device",
+    code, out, err = run_cli(capsys, "search", *SPACE_ARGS, "--classes", "10", "--in-channels", "1", "--device",
                              INT8_DEVICE, "--devices-dir", str(user), "--estimator", "params", "--objectives",
                              "params,latency_ms", "--trials", "2", "--sampler", "random",
                              "--out", str(run.parent / "b"), "--no-progress", "-q")

@@ -116,6 +116,43 @@ def test_ofa_json_errors_are_clear():
         sp.from_json({"ks": [3] * 20, "e": [3] * 20, "d": [2, 5, 2, 2, 2], "r": 224})
 
 
+# -- block-choice subsets (kernels / expands / depths options of the elastic spaces) ------------
+def test_elastic_subsets_restrict_sampling_parsing_and_size():
+    full = get_space("tiny", widths=[0.5], resolutions=[32])
+    sub = get_space("tiny", widths=[0.5], resolutions=[32], kernels=[3, 5], expands=3, depths=[1, 2])
+    assert sub.kernels == (3, 5) and sub.expands == (3,)
+    assert sub.depths_per_stage() == ((1, 2),) * 4
+    for spec in sub.sample(50, seed=1):
+        assert all(len(b) <= 2 and all(k in (3, 5) and e == 3 for k, e in b) for b in spec.stages)
+        assert str(sub.parse(str(spec))) == str(spec)  # members of the subset parse as before
+    assert sub.size() == ((2 + 4) ** 4) < full.size()  # per stage: 2 blocks of 2x1 choices -> 2 + 4
+    assert len(sub.covering_specs()) == 2  # one per kernel x expand pair
+    with pytest.raises(ArchParseError, match="k7"):
+        sub.parse("tiny:w0.5:r32:k7e3_k3e3_k3e3_k3e3")  # in the full space, not in this one
+    with pytest.raises(ArchParseError, match="depth"):
+        sub.parse("tiny:w0.5:r32:k3e3-k3e3-k3e3_k3e3_k3e3_k3e3")
+
+
+def test_elastic_subsets_keep_encodings_and_ofa_forms_of_the_full_space():
+    full, sub = get_space("mbv3"), get_space("mbv3", kernels=[3], expands=[3, 4], depths=[2, 3])
+    spec = sub.sample(1, seed=0)[0]
+    assert sub.encoding_size() == full.encoding_size()
+    assert sub.encode(spec) == full.encode(full.parse(str(spec)))
+    assert sub.to_json(spec) == full.to_json(full.parse(str(spec)))  # 20 slots, as OFA's predictor wants
+    assert sub.max_depth == 4
+
+
+def test_elastic_subsets_keep_single_depth_stages_and_refuse_bad_values():
+    sp = get_space("proxyless", depths=[2, 3])
+    assert sp.depths_per_stage()[-1] == (1,) and sp.depths_per_stage()[0] == (2, 3)
+    with pytest.raises(ArchParseError, match="kernels option 9 is not one of"):
+        get_space("mbv3", kernels=[3, 9])
+    with pytest.raises(ArchParseError, match="expands is empty"):
+        get_space("tiny", expands=[])
+    with pytest.raises(ArchParseError, match="depths option 1 is not one of the space's choices 2, 3, 4"):
+        get_space("mbv3", depths=[1])
+
+
 # -- tiny ---------------------------------------------------------------------------------------
 def test_tiny_fits_mcu_budgets():
     sp = get_space("tiny")
