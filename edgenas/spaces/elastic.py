@@ -128,6 +128,7 @@ class ElasticSpace(SearchSpace):
         self.expands = self._subset("expands", expands, cls.expands)
         full = cls.stage_depths or (cls.depth_choices,) * len(cls.layout.widths)
         chosen = self._subset("depths", depths, tuple(sorted({d for ds in full for d in ds})))
+        self.depths = chosen
         per_stage = []
         for i, ds in enumerate(full, 1):
             kept = tuple(d for d in ds if d in chosen) if len(ds) > 1 else ds

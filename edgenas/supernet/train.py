@@ -371,6 +371,13 @@ def _check_resumable(previous: dict[str, Any], meta: dict[str, Any], path: Path 
     """A checkpoint resumes only the run that wrote it: every setting must match."""
     for key in ("space", "space_options", "task", "seed", "epochs", "hparams", "kernel_transform", "dataset"):
         theirs = previous.get(key)
+        if key == "space_options" and isinstance(theirs, dict):  # options added since take their defaults
+            from edgenas.spaces import get_space
+
+            try:
+                theirs = space_options(get_space(str(previous.get("space")), **theirs))
+            except EdgenasError:
+                pass  # reported as a mismatch below
         if key == "hparams" and isinstance(theirs, dict):  # options added since have their old behaviour
             theirs = {**{k: v for k, v in TRAIN_DEFAULTS.items() if k not in theirs and k in meta[key]}, **theirs}
         if theirs != meta[key]:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from edgenas.jobs import JobConfig, run_job
 from edgenas.testing.cli import assert_one_line_error, run_cli
@@ -29,7 +30,12 @@ def test_train_show_resume_and_never_overwrite(capsys, tmp_path):
     assert code == 0 and "supernet of tiny" in out and "3 classes, 1 input channel" in out and "1 of 1 epoch" in out
     code, out, _ = run_cli(capsys, "supernet", "show", str(ck), "--json")
     info = json.loads(out)
-    assert info["space_options"] == {"widths": [0.5], "resolutions": [32]} and info["epoch"] == 1
+    assert info["space_options"] == {"widths": [0.5], "resolutions": [32], "kernels": [3, 5, 7], "expands": [3, 4, 6],
+                                      "depths": [1, 2, 3]} and info["epoch"] == 1
+    # a checkpoint written before the block-choice options existed resumes (missing options take their defaults)
+    old = torch.load(ck, weights_only=True)
+    old["space_options"] = {"widths": [0.5], "resolutions": [32]}
+    torch.save(old, ck)
     before = ck.read_bytes()
     code, _, err = _train(capsys, ck)  # exists, no --resume: refused, untouched
     assert_one_line_error(code, err, "exists; continue it with --resume")

@@ -116,7 +116,14 @@ def test_killed_worker_trial_is_replaced(postgres_url, board, tmp_path):
                 killed = True
                 break
         time.sleep(0.05)
-    assert killed, "the second worker never ran a trial"
+    if not killed:
+        by_pid = {}
+        for t in study.get_trials(deepcopy=False):
+            pid = t.system_attrs.get("edgenas:worker", {}).get("pid")
+            by_pid[pid] = by_pid.get(pid, 0) + 1
+        victim.kill()
+        raise AssertionError(f"the victim worker (pid {victim.pid}) never held a running trial; trials by pid: "
+                             f"{by_pid}; victim exit {victim.poll()}: {victim.communicate()[1][-2000:]}")
     victim.wait(timeout=30)
     for p in (coordinator, survivor):
         _, err = p.communicate(timeout=600)
