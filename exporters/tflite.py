@@ -58,7 +58,7 @@ def litert_runner(path: Path, threads: int = 1, reference_kernels: bool = False)
 
     ``reference_kernels``: LiteRT's reference op implementations instead of its optimised kernels and
     XNNPACK delegate; they define the int8 arithmetic that TFLite Micro implements, so the two agree
-    bit for bit (the optimised kernels round differently by up to a quantization step)."""
+    to within one output step, nearly always exactly (the optimised kernels round differently more often)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO

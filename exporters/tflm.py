@@ -174,6 +174,13 @@ def tflm_runner(model: bytes, arena_bytes: int) -> Runner:
     return run
 
 
+def agrees_within_one_step(out: np.ndarray, ref: np.ndarray, step: float) -> bool:
+    """Every logit of ``out`` within one quantization ``step`` of ``ref``'s. The top-1 can then differ
+    only where ``ref``'s top-2 margin is two steps or less (each of the two logits moved one step): a
+    tie that the rounding decides, not a different computation."""
+    return float(np.max(np.abs(out - ref), initial=0.0)) <= step * 1.0001  # the step is a float32 scale
+
+
 def _ident(stem: str) -> str:
     return re.sub(r"\W", "_", stem)
 
@@ -250,20 +257,26 @@ class TflmExporter(Exporter):
         return job.cache["tflm-reference"]
 
     def verify(self, path: Path, job: ExportJob) -> tuple[Parity, np.ndarray]:
-        """The same top-1 as LiteRT's int8 reference kernels on every validation example (TFLM
-        implements that arithmetic: logits equal or a rounding step apart), plus the int8 rule against
-        torch so that the artifact stands on its own. LiteRT's optimised kernels (what ``tflite-int8``
-        is timed with) round differently and may flip a near-tie: their top-1 agreement is reported
-        beside it, not required."""
+        """TFLM's logits within one output quantization step of LiteRT's int8 reference kernels on every
+        validation example, and the same top-1 except where that step decides a tie (TFLM implements
+        the reference arithmetic; measured on a demo model, 2 of 400 examples had one logit one step
+        apart), plus the int8 rule against torch so that the artifact stands on its own. LiteRT's
+        optimised kernels (what ``tflite-int8`` is timed with) round differently and may flip a near-tie:
+        their top-1 agreement is reported beside it, not required."""
+        from edgenas.exporters.tflite import io_details
+
         job.cache["tflm-reference"] = litert_runner(path, job.options.threads, reference_kernels=True)(job.val_x)
+        ref = self.reference(job)
         out = self.runner(path, job)(job.val_x)
-        p = compare(self.kind, out, self.reference(job))
+        p = compare(self.kind, out, ref)
         torch_p = compare(self.kind, out, job.int8_reference())
         optimised = compare(self.kind, out, litert_runner(path, job.options.threads)(job.val_x))
         job.cache["tflm-torch-agreement"] = torch_p.top1_agreement
         job.cache["tflm-litert-optimised-agreement"] = optimised.top1_agreement
-        p.passed = p.top1_agreement == 1.0 and torch_p.passed
-        p.threshold = f"top-1 identical to LiteRT int8 reference kernels (and {torch_p.threshold} with torch)"
+        step = float(io_details(path)["output"].get("scale", 0.0))  # 0: float output, no step allowed
+        p.passed = agrees_within_one_step(out, ref, step) and torch_p.passed
+        p.threshold = (f"logits within one output step ({step:.3g}) of LiteRT int8 reference kernels, top-1 identical "
+                       f"but for ties within it (and {torch_p.threshold} with torch)")
         return p, out
 
     def companions(self, path: Path, job: ExportJob) -> dict[str, bytes]:

@@ -1,8 +1,8 @@
 """TFLite Micro export and the cost model's ``arena_bytes_tflm``.
 
-* the ``tflm`` artifact of a trained ``tiny`` model (digits): verified in the TFLM interpreter (top-1
-  identical to LiteRT int8 on the validation split), C source / header that compile, the reported arena
-  is minimal (one byte less fails in TFLM);
+* the ``tflm`` artifact of a trained ``tiny`` model (digits): verified in the TFLM interpreter (logits
+  within one output step of LiteRT's int8 reference kernels on the validation split), C source / header
+  that compile, the reported arena is minimal (one byte less fails in TFLM);
 * the analytic arena is within 10% of, and never below, the measured minimal arena for 12 random
   ``tiny`` specs (converted in one litert-torch call as branches, then cut apart) and for the trained
   model; ``arena_bytes_tflm`` works as a budget field and in describe records.
@@ -15,11 +15,12 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from exportkit import exported, trained
 
 from edgenas import get_space
-from edgenas.exporters.tflm import cached_batch_int8_tflite, measure_arenas
+from edgenas.exporters.tflm import agrees_within_one_step, cached_batch_int8_tflite, measure_arenas
 from edgenas.search.fields import parse_budget
 
 # the trained models and their conversions are built once per worker process: keep their users on one worker
@@ -38,10 +39,20 @@ def art(tmp_path_factory: pytest.TempPathFactory):
     return a
 
 
+def test_tflm_agreement_allows_one_output_step():
+    ref = np.array([[0.0, 1.0, 3.0], [2.0, 2.1, 0.0]], dtype=np.float32)
+    assert agrees_within_one_step(ref.copy(), ref, 0.1)
+    tie = ref.copy()
+    tie[1] = [2.1, 2.0, 0.0]  # top-1 flipped on a margin of one step, each logit moved one step
+    assert agrees_within_one_step(tie, ref, 0.1)
+    assert not agrees_within_one_step(tie, ref, 0.05)  # more than a step apart
+    assert not agrees_within_one_step(ref + np.float32(0.1), ref, 0.0)  # float output: no step allowed
+
+
 def test_tflm_artifact_is_verified_against_litert(art):
     assert art.parity is not None and art.parity.passed
-    assert art.parity.top1_agreement == 1.0 and art.parity.examples == len(trained("tiny").job.val_x)
-    assert art.parity.threshold.startswith("top-1 identical to LiteRT int8")
+    assert art.parity.top1_agreement >= 0.99 and art.parity.examples == len(trained("tiny").job.val_x)
+    assert art.parity.threshold.startswith("logits within one output step")
     assert art.parity.max_abs_diff < 0.5  # the reference int8 arithmetic: equal or within rounding steps
     assert art.extra["torch_top1_agreement"] >= 0.98
     assert 0.9 <= art.extra["litert_optimised_top1_agreement"] <= 1.0  # reported, not required
