@@ -44,8 +44,9 @@ def main() -> int:
     ap.add_argument("--calibrate", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--timing", choices=["paired", "blocks"], default="paired",
-                    help="paired: sentinel checked in every timing window (default); blocks: between blocks of items")
+    ap.add_argument("--timing", choices=["auto", "paired", "blocks"], default="auto",
+                    help="paired: sentinel checked in every timing window; blocks: between blocks of items; auto "
+                         "(default): paired for 1-thread devices, blocks for multi-thread ones, as the profiler")
     ap.add_argument("--store", help="keep tables in this user dir (default: a temporary one)")
     ap.add_argument("--note", default="", help="measurement conditions, recorded with the rows this run measures")
     ap.add_argument("--merge", action="store_true",
@@ -72,7 +73,8 @@ def main() -> int:
             device = store.device(dev_name)
             for space_name in args.spaces:
                 space = get_space(space_name)
-                prof = Profiler(device, store, jobs=args.jobs, show_progress=False, paired=args.timing == "paired")
+                prof = Profiler(device, store, jobs=args.jobs, show_progress=False,
+                                paired=None if args.timing == "auto" else args.timing == "paired")
                 load = LoadSampler()
                 t0 = time.time()
                 table, path, measured, total = profile_units(prof, space)
@@ -99,7 +101,7 @@ def main() -> int:
                     # the system's 1-minute load average, sampled every 30 s while the row ran (2 cores)
                     "loadavg_mean": load.mean, "loadavg_max": load.max,
                     "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
-                    "timing": args.timing,
+                    "timing": "paired" if prof.paired else "blocks",
                     "conditions": args.note,
                     "model": table.model.to_json(),
                 }

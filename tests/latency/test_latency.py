@@ -20,6 +20,7 @@ from edgenas import EdgenasError, get_space
 from edgenas.latency import DeviceStore, LatencyPredictor, LatencyTable, MissingEntriesError
 from edgenas.latency.devices import parse_device
 from edgenas.latency.passes import PairedSamples
+from edgenas.latency.profile import Profiler
 from edgenas.latency.runtimes import ExportItem, get_runtime, runtime_names
 from edgenas.latency.table import DeviceModel, Entry
 from edgenas.testing.cli import run_cli
@@ -81,9 +82,20 @@ def test_truncated_table_exits_2_via_cli(tmp_path, capsys):
 def test_shipped_devices_and_store_lookup(tmp_path):
     store = DeviceStore(tmp_path)
     names = {d.name for d in store.devices()}
-    assert {"local-cpu-ort", "local-cpu-litert"} <= names
+    assert {"local-cpu-ort", "local-cpu-litert", "local-cpu-litert-int8", "local-cpu-ort-t2", "local-cpu-litert-t2",
+            "local-cpu-litert-int8-t2", "local-cpu-litert-int8-builtin"} <= names
     ort = store.device("local-cpu-ort")
     assert ort.runtime == "onnxruntime" and ort.local and ort.threads >= 1
+    for name in ("local-cpu-ort-t2", "local-cpu-litert-t2", "local-cpu-litert-int8-t2"):
+        t2 = store.device(name)  # the multi-thread variants differ from their 1-thread device in threads only
+        one = store.device(name.removesuffix("-t2"))
+        assert (t2.threads, one.threads) == (2, 1)
+        assert (t2.runtime, t2.precision, t2.runtime_options) == (one.runtime, one.precision, one.runtime_options)
+    # multi-thread devices are timed alone (a second session's idle thread pool slows them), others paired
+    assert Profiler(store.device("local-cpu-ort-t2"), store).paired is False
+    assert Profiler(ort, store).paired is True and Profiler(ort, store, paired=False).paired is False
+    builtin = store.device("local-cpu-litert-int8-builtin")
+    assert builtin.precision == "int8" and builtin.runtime_options.get("delegate") == "none"
     # a user spec shadows the packaged one
     (tmp_path / "devices").mkdir()
     (tmp_path / "devices" / "local-cpu-ort.toml").write_text(
