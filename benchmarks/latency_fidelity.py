@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from common import RESULTS, write_results
@@ -201,6 +202,7 @@ def report(rows: list[dict], args: argparse.Namespace, measured: dict | None = N
             groups.setdefault(r["conditions"], []).append(f"{r['device']}/{r['space']}")
     for text, which in groups.items():
         notes.append(f"Conditions ({', '.join(which)}): {text}")
+    notes += comparison_notes()
     fit = RESULTS / "latency_fit.md"
     if fit.exists():
         notes.append(f"End-to-end fits on public measurements: see {fit.name}.")
@@ -212,6 +214,85 @@ def report(rows: list[dict], args: argparse.Namespace, measured: dict | None = N
                          "jobs": args.jobs}, "\n\n".join(notes), packages=("onnxruntime", "ai-edge-litert",
                                                                             "litert-torch", "ai-edge-quantizer"),
                   measured=measured)
+
+
+def _measured(device: str, space: str) -> dict[str, float]:
+    path = RESULTS / f"latency_fidelity_{device}_{space}.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {r["arch"]: float(r["measured_ms"]) for r in csv.DictReader(f)}
+
+
+def _ratio(slow: str, fast: str, space: str, keep: Callable[[str], bool] = lambda a: True) -> dict | None:
+    """Median of slow/fast measured latency over the validation networks both rows timed (the same seeded
+    specs), and on how many ``fast`` was the faster."""
+    a, b = _measured(slow, space), _measured(fast, space)
+    common = [k for k in a if k in b and keep(k)]
+    if not common:
+        return None
+    r = sorted(a[k] / b[k] for k in common)
+    return {"n": len(r), "median": r[len(r) // 2], "min": r[0], "max": r[-1], "faster": sum(x > 1 for x in r)}
+
+
+def comparison_notes() -> list[str]:
+    """Findings computed from the rows' per-network CSVs: threads, the int8 device's delegate, LiteRT vs
+    ONNX Runtime. Rows measured on different days compare networks timed days apart (this VM's speed
+    varies by up to about 10-20% between days); the ratios below are far larger where they matter."""
+    notes = []
+    k7 = lambda a: "k7" in a  # noqa: E731
+    no_k7 = lambda a: "k7" not in a  # noqa: E731
+    threads = []
+    for one in ("local-cpu-ort", "local-cpu-litert", "local-cpu-litert-int8"):
+        for space in ("tiny", "mbv3"):
+            r = _ratio(one, one + "-t2", space)
+            if r:
+                threads.append(f"{one} {space}: {r['median']:.2f}x (range {r['min']:.2f}-{r['max']:.2f}, 2 threads "
+                               f"faster on {r['faster']} of {r['n']})")
+    if threads:
+        notes.append(
+            "Threads. The `-t2` devices run 2 threads on this 2-core host and are timed *alone*, the sentinel "
+            "timed between blocks of items, not paired: paired timing keeps a second session alive, and its idle "
+            "thread pool slowed a 2-thread ONNX Runtime session from 0.22 to 0.51 ms (a tiny network) and from "
+            "5.4 to 8.3 ms (an mbv3 one); the first 2-thread run with paired timing set aside 7,971 of 9,341 "
+            "windows and reached 77% within +-10% (edgenas.latency.profile.pairs_with_sentinel). Timed alone, "
+            "units still add up: the same device model (overhead + scale x sum + per-unit term) fits the 2-thread "
+            "tables, so no thread term was needed. Speed-up of 2 threads over 1 on the same validation networks "
+            "(1-thread rows measured 2026-12-02, 2-thread rows 2026-12-07): " + "; ".join(threads) + ". ONNX "
+            "Runtime's tiny networks are slower with 2 threads: their convolutions are too small to split.")
+    builtin = _ratio("local-cpu-litert-int8-builtin", "local-cpu-litert-int8", "tiny")
+    if builtin:
+        with_k7 = _ratio("local-cpu-litert-int8-builtin", "local-cpu-litert-int8", "tiny", k7)
+        without = _ratio("local-cpu-litert-int8-builtin", "local-cpu-litert-int8", "tiny", no_k7)
+        parts = [f"on the {x['n']} {what}, median {x['median']:.2f}x" for x, what in
+                 ((with_k7, "networks with a 7x7 block"), (without, "without one")) if x]
+        notes.append(
+            "The int8 device's delegate. `local-cpu-litert-int8` ships with XNNPACK, the interpreter's default; "
+            "`local-cpu-litert-int8-builtin` is the same device on LiteRT's built-in kernels (`delegate = \"none\"`). "
+            f"On the same {builtin['n']} random tiny networks the built-in kernels took median "
+            f"{builtin['median']:.2f}x XNNPACK's time (XNNPACK faster on {builtin['faster']}); " + ", ".join(parts) +
+            ". XNNPACK runs int8 3x3 and 5x5 depthwise convolutions 4.5-8x faster than the built-in kernels and 7x7 "
+            "ones 7-12x slower (litert_kernels.md); a search on the XNNPACK device prices 7x7 blocks at that cost "
+            "and avoids them where it can, and networks without them run about 3x faster there: XNNPACK is the "
+            "configuration to deploy. A model that keeps 7x7 blocks runs as fast or faster on the built-in "
+            "kernels; profile that device for it (or search with `--space-opt kernels=3,5`).")
+    gap = _ratio("local-cpu-litert", "local-cpu-ort", "tiny")
+    if gap:
+        g7 = _ratio("local-cpu-litert", "local-cpu-ort", "tiny", k7)
+        g5 = _ratio("local-cpu-litert", "local-cpu-ort", "tiny", no_k7)
+        m = _ratio("local-cpu-litert", "local-cpu-ort", "mbv3")
+        notes.append(
+            "LiteRT vs ONNX Runtime (fp32, 1 thread, same networks): LiteRT + XNNPACK took median "
+            f"{gap['median']:.2f}x ONNX Runtime's time on {gap['n']} tiny networks"
+            + (f" ({g7['median']:.2f}x on the {g7['n']} with a 7x7 block" if g7 else "")
+            + (f", {g5['median']:.2f}x on the {g5['n']} without)" if g5 else ")" if g7 else "")
+            + (f" and {m['median']:.2f}x on {m['n']} mbv3 networks" if m else "") + ". The gap is XNNPACK's 7x7 "
+            "depthwise convolution, the runtime's and not our conversion (one DEPTHWISE_CONV_2D, no transposes): "
+            "litert_kernels.md measures it op by op (3-4x slower than LiteRT's own built-in kernel in fp32) and "
+            "shows the same tiny r128 network at 5.49 ms in LiteRT against 1.57 ms in ONNX Runtime, and at 1.24 "
+            "against 1.32 ms once its 7x7 kernels are 5x5. The tables measure each block in the device's own "
+            "configuration, so a search prices the gap rather than hiding it.")
+    return notes
 
 
 if __name__ == "__main__":
