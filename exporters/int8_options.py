@@ -308,26 +308,38 @@ class Mixed16:
     """Top-1 agreement of the final file with the float model on the representative set."""
     minmax_agreement: float
     """The same for the all-int8 min/max file it started from."""
-    sensitivity: Sensitivity
+    sensitivity: Sensitivity | None
+    """None when the min/max file already agreed and no sensitivity was asked for (nothing to raise)."""
     tried: list[dict[str, Any]] = field(default_factory=list)
     """Each number of int16 ops tried, with its representative agreement and relative logit error."""
-    candidates: int = 0
-    """Ops that could be raised (int16-capable in ai-edge-quantizer)."""
+    candidates: int | None = 0
+    """Ops that could be raised (int16-capable in ai-edge-quantizer); None when not looked for."""
 
 
 def mixed16(fp32_model: bytes, representative: np.ndarray, qsvs: dict[str, Any] | None = None,
-            max_ops: int | None = None, agreement: float = AGREEMENT, verbose: bool = False) -> Mixed16:
+            max_ops: int | None = None, agreement: float = AGREEMENT, verbose: bool = False,
+            need_sensitivity: bool = True) -> Mixed16:
     """min/max int8 with the *k* most sensitive ops at int16 activations, *k* the smallest that makes the
     representative set agree with the float model >= ``agreement``: *k* doubled (1, 2, 4, ...) until it
     does or every candidate (at most ``max_ops``) is raised, then bisected between the last two. Each *k*
     costs one quantization and one pass over the set. When no *k* gets there, the *k* with the best
     agreement (then logit error) of those tried. Candidates: ops of :data:`INT16_OPS` that
-    ai-edge-quantizer does give int16 outputs, in sensitivity order."""
+    ai-edge-quantizer does give int16 outputs, in sensitivity order. Without ``need_sensitivity``, a
+    min/max file that already agrees is returned before the per-op sensitivity is computed (it costs
+    one quantization and one pass per op: 90-150 s on an mbv3 model)."""
     qsvs = qsvs if qsvs is not None else calibrate(fp32_model, representative, verbose=verbose)
-    sens = sensitivity(fp32_model, representative, qsvs, verbose=verbose)
     x = np.asarray(representative, dtype=np.float32)
     ref = run_model(fp32_model, x)
     norm = float(np.sqrt(np.mean(ref ** 2))) or 1.0
+    if not need_sensitivity:
+        plain = quantize(fp32_model, qsvs, verbose=verbose)
+        out = run_model(plain, x)
+        a0 = float(np.mean(out.argmax(1) == ref.argmax(1)))
+        if a0 >= agreement:
+            e0 = float(np.sqrt(np.mean((out - ref) ** 2))) / norm
+            return Mixed16(plain, [], a0, a0, None, [{"int16_ops": 0, "top1_agreement": round(a0, 4),
+                                                     "logit_error": round(e0, 6)}], None)
+    sens = sensitivity(fp32_model, representative, qsvs, verbose=verbose)
     layers = [s for s in sens.layers if s.op in INT16_OPS]
     every = quantize(fp32_model, qsvs, int16_scopes=[s.tensor for s in layers], verbose=verbose)
     layers = [s for s in layers if _tensor_dtype(every, s.tensor) == np.int16][:max_ops]
@@ -401,8 +413,10 @@ def build_int8(job: Any, fp32_model: bytes, representative: np.ndarray) -> tuple
     ranges = mode if mode in RANGES else "minmax"
     qsvs = calibrate(fp32_model, representative, ranges, verbose=verbose, cache=job.cache)
     if mode == "mixed16":
-        mixed = mixed16(fp32_model, representative, qsvs, verbose=verbose)
-        job.cache["int8-sensitivity"] = mixed.sensitivity
+        mixed = mixed16(fp32_model, representative, qsvs, verbose=verbose,
+                        need_sensitivity=job.options.int8_sensitivity)
+        if mixed.sensitivity is not None:
+            job.cache["int8-sensitivity"] = mixed.sensitivity
         details["int16_ops"] = mixed.int16_ops
         details["representative_top1_agreement"] = round(mixed.agreement, 4)
         details["representative_top1_agreement_minmax"] = round(mixed.minmax_agreement, 4)

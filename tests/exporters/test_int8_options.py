@@ -87,6 +87,18 @@ def test_int16_activations_on_chosen_ops(tiny):
     assert err16 < err8
 
 
+def test_mixed16_skips_the_sensitivity_when_min_max_already_agrees(tiny):
+    """The tiny model's min/max file meets 98%: mixed16 returns it as it is, without the per-op
+    sensitivity (one quantization per op) unless the sensitivity was asked for."""
+    job, fp32, qsvs = tiny
+    mixed = io.mixed16(fp32, job.representative, qsvs, need_sensitivity=False)
+    assert mixed.sensitivity is None and mixed.int16_ops == [] and mixed.candidates is None
+    assert mixed.agreement == mixed.minmax_agreement >= 0.98 and [t["int16_ops"] for t in mixed.tried] == [0]
+    assert mixed.model == io.quantize(fp32, qsvs)
+    asked = io.mixed16(fp32, job.representative, qsvs)
+    assert asked.sensitivity is not None and asked.int16_ops == [] and asked.model == mixed.model
+
+
 def test_qat_exports_a_verified_int8_file(tmp_path):
     """int8 = "qat": one epoch of fake-quant fine-tuning, lowered to a full-int8 file that agrees with the
     fine-tuned model; the card records the fine-tuning and the agreement with the original model."""
