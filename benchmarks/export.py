@@ -205,8 +205,8 @@ def recovery_markdown(rec: dict) -> list[str]:
              "agree = top-1 agreement with the model the file was made from (the exporter's 98% check; for qat the "
              "fine-tuned model), agree orig = with the original float model, acc = the file's validation accuracy, "
              "arena = the minimal TFLM arena bisected (- with the reason when TFLM cannot run the file), build s = "
-             "quantization (qat: fine-tuning + conversion + quantization) on a 2-core machine shared with other "
-             "jobs.", "",
+             "quantization (qat: fine-tuning + conversion + quantization) on the 2-core machine, loaded or idle as the "
+             "runs' conditions above say.", "",
              "| space | model | torch acc | int8 | check | agree | agree orig | acc | KiB | arena KiB | build s "
              "| notes |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
