@@ -331,19 +331,8 @@ def mixed16(fp32_model: bytes, representative: np.ndarray, qsvs: dict[str, Any] 
     x = np.asarray(representative, dtype=np.float32)
     ref = run_model(fp32_model, x)
     norm = float(np.sqrt(np.mean(ref ** 2))) or 1.0
-    if not need_sensitivity:
-        plain = quantize(fp32_model, qsvs, verbose=verbose)
-        out = run_model(plain, x)
-        a0 = float(np.mean(out.argmax(1) == ref.argmax(1)))
-        if a0 >= agreement:
-            e0 = float(np.sqrt(np.mean((out - ref) ** 2))) / norm
-            return Mixed16(plain, [], a0, a0, None, [{"int16_ops": 0, "top1_agreement": round(a0, 4),
-                                                     "logit_error": round(e0, 6)}], None)
-    sens = sensitivity(fp32_model, representative, qsvs, verbose=verbose)
-    layers = [s for s in sens.layers if s.op in INT16_OPS]
-    every = quantize(fp32_model, qsvs, int16_scopes=[s.tensor for s in layers], verbose=verbose)
-    layers = [s for s in layers if _tensor_dtype(every, s.tensor) == np.int16][:max_ops]
     tried: dict[int, tuple[float, float, bytes]] = {}
+    layers: list[LayerSensitivity] = []  # the int16 candidates, once the sensitivity ranks them
 
     def trial(k: int) -> tuple[float, float, bytes]:
         if k not in tried:
@@ -352,6 +341,17 @@ def mixed16(fp32_model: bytes, representative: np.ndarray, qsvs: dict[str, Any] 
             tried[k] = (float(np.mean(out.argmax(1) == ref.argmax(1))),
                         float(np.sqrt(np.mean((out - ref) ** 2))) / norm, model)
         return tried[k]
+
+    def details() -> list[dict[str, Any]]:
+        return [{"int16_ops": k, "top1_agreement": round(a, 4), "logit_error": round(e, 6)}
+                for k, (a, e, _) in sorted(tried.items())]
+
+    if not need_sensitivity and trial(0)[0] >= agreement:
+        return Mixed16(tried[0][2], [], tried[0][0], tried[0][0], None, details(), None)
+    sens = sensitivity(fp32_model, representative, qsvs, verbose=verbose)
+    candidates = [s for s in sens.layers if s.op in INT16_OPS]
+    every = quantize(fp32_model, qsvs, int16_scopes=[s.tensor for s in candidates], verbose=verbose)
+    layers += [s for s in candidates if _tensor_dtype(every, s.tensor) == np.int16][:max_ops]
 
     lo, hi = 0, None
     if trial(0)[0] < agreement:
@@ -369,9 +369,7 @@ def mixed16(fp32_model: bytes, representative: np.ndarray, qsvs: dict[str, Any] 
     best = hi if hi is not None else 0 if trial(0)[0] >= agreement else max(
         tried, key=lambda k: (tried[k][0], -tried[k][1]))
     chosen = [s.as_dict() for s in layers[:best]]
-    details = [{"int16_ops": k, "top1_agreement": round(a, 4), "logit_error": round(e, 6)}
-               for k, (a, e, _) in sorted(tried.items())]
-    return Mixed16(tried[best][2], chosen, tried[best][0], tried[0][0], sens, details, len(layers))
+    return Mixed16(tried[best][2], chosen, tried[best][0], tried[0][0], sens, details(), len(layers))
 
 
 def check_int8(mode: str) -> str:

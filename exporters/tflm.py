@@ -265,8 +265,7 @@ class TflmExporter(Exporter):
         their top-1 agreement is reported beside it, not required."""
         from edgenas.exporters.tflite import io_details
 
-        job.cache["tflm-reference"] = litert_runner(path, job.options.threads, reference_kernels=True)(job.val_x)
-        ref = self.reference(job)
+        ref = job.cache["tflm-reference"] = litert_runner(path, job.options.threads, reference_kernels=True)(job.val_x)
         out = self.runner(path, job)(job.val_x)
         p = compare(self.kind, out, ref)
         torch_p = compare(self.kind, out, job.int8_reference())

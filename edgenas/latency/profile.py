@@ -71,20 +71,19 @@ def time_file(runtime: DeviceRuntime, path: Path, sentinel_path: Path, *, warmup
     only windows spread over time meet its full speed. ``sentinel_history``: the sentinel's readings
     from earlier calls (updated in place); they tell a spell the sentinel does feel from normal speed."""
     paired = pairs_with_sentinel(runtime.threads)
-    measure = paired_measure(runtime, sentinel_path, warmup, repeats, max_seconds)
+    if paired:
+        measure = paired_measure(runtime, sentinel_path, warmup, repeats, max_seconds)
+        item, sentinel = (lambda _k: measure(path)), None
+    else:
+        item = lambda _k: time_entry(runtime, path, warmup, repeats, max_seconds)  # noqa: E731
+        sentinel = lambda: sentinel_ms(runtime, sentinel_path, max_seconds)  # noqa: E731
     history = sentinel_history if sentinel_history is not None else []
     total = PassReport()
     best: Entry | None = None
     t0 = time.perf_counter()
     while best is None or time.perf_counter() - t0 < min_seconds:
-        if paired:
-            final, report = timed_passes([str(path)], lambda _k: measure(path), None, rounds=rounds,
-                                         extra_passes=extra_passes, paired=True, known_sentinel_ms=history)
-        else:
-            final, report = timed_passes(
-                [str(path)], lambda _k: Entry.from_samples(runtime.time(path, warmup, repeats, max_seconds)),
-                lambda: Entry.from_samples(runtime.time(sentinel_path, 3, 20, max_seconds)).p50_ms,
-                rounds=rounds, extra_passes=extra_passes, known_sentinel_ms=history)
+        final, report = timed_passes([str(path)], item, sentinel, rounds=rounds, extra_passes=extra_passes,
+                                     paired=paired, known_sentinel_ms=history)
         history[:] = report.sentinel_ms
         e = final[str(path)]
         best = e if best is None or e.p50_ms < best.p50_ms else best
@@ -94,6 +93,16 @@ def time_file(runtime: DeviceRuntime, path: Path, sentinel_path: Path, *, warmup
         total.unsettled = report.unsettled if e is best else total.unsettled
     total.sentinel_ms = list(history)
     return best, total
+
+
+def time_entry(runtime: DeviceRuntime, path: Path, warmup: int, repeats: int, max_seconds: float) -> Entry:
+    """One unpaired timing window of a model file."""
+    return Entry.from_samples(runtime.time(path, warmup, repeats, max_seconds))
+
+
+def sentinel_ms(runtime: DeviceRuntime, sentinel_path: Path, max_seconds: float) -> float:
+    """The sentinel's median (3 warm-up, 20 timed runs), timed between blocks in unpaired timing."""
+    return Entry.from_samples(runtime.time(sentinel_path, 3, 20, max_seconds)).p50_ms
 
 
 def pairs_with_sentinel(threads: int) -> bool:
@@ -330,7 +339,7 @@ class Profiler:
         return len(units_l)
 
     def _time(self, path: Path) -> Entry:
-        return Entry.from_samples(self.runtime.time(path, self.warmup, self.repeats, self.max_seconds))
+        return time_entry(self.runtime, path, self.warmup, self.repeats, self.max_seconds)
 
     def _passes(self, space: str, keys: list[str], files: dict[str, Path], rounds: int, block: int,
                 on_entry: Callable[[str, Entry], None] | None) -> tuple[dict[str, Entry], PassReport]:
@@ -349,7 +358,7 @@ class Profiler:
     def _sentinel(self, space: str) -> Callable[[], float]:
         """The sentinel model timed between blocks (see :mod:`edgenas.latency.passes`)."""
         path = self._probes(space)[0]
-        return lambda: Entry.from_samples(self.runtime.time(path, 3, 20, self.max_seconds)).p50_ms
+        return lambda: sentinel_ms(self.runtime, path, self.max_seconds)
 
     def _note(self, report: PassReport, what: str) -> None:
         self.reports.append(report)

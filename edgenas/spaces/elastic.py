@@ -126,7 +126,7 @@ class ElasticSpace(SearchSpace):
         cls = type(self)
         self.kernels = self._subset("kernels", kernels, cls.kernels)
         self.expands = self._subset("expands", expands, cls.expands)
-        full = cls.stage_depths or (cls.depth_choices,) * len(cls.layout.widths)
+        full = self._full_depths()
         chosen = self._subset("depths", depths, tuple(sorted({d for ds in full for d in ds})))
         self.depths = chosen
         per_stage = []
@@ -161,8 +161,7 @@ class ElasticSpace(SearchSpace):
     def max_depth(self) -> int:
         """The deepest stage of the unrestricted space: the block-slot count per stage of OFA's subnet
         JSON, of the supernet's OFA key map and of encodings."""
-        cls = type(self)
-        return max(max(d) for d in (cls.stage_depths or (cls.depth_choices,)))
+        return max(max(d) for d in self._full_depths())
 
     def depths_per_stage(self) -> tuple[tuple[int, ...], ...]:
         """Per stage, the depths this space samples (its ``depths`` option applied)."""
@@ -408,6 +407,7 @@ class ElasticSpace(SearchSpace):
 
     # -- encoding ----------------------------------------------------------------------------
     def _full_depths(self) -> tuple[tuple[int, ...], ...]:
+        """Per stage, the depths of the unrestricted space (class-level choices)."""
         cls = type(self)
         return cls.stage_depths or (cls.depth_choices,) * self.n_stages
 
