@@ -171,6 +171,7 @@ def int8_recovery(job: ExportJob, train_data: tuple, folder: Path, arena: bool =
         method = art.extra.get("int8_method", {})
         if "int16_ops" in method:
             row["int16_ops"] = [f"{o['op']} {o['tensor']}" for o in method["int16_ops"]]
+            row["int16_activations"] = method.get("int16_activations")
             row["mixed16"] = {k: method.get(k) for k in ("int16_candidates", "representative_top1_agreement_minmax",
                                                          "representative_top1_agreement", "tried")}
         if "qat" in method:
@@ -213,7 +214,9 @@ def recovery_markdown(rec: dict) -> list[str]:
     for m in rec["models"]:
         for r in m["options"]:
             notes = []
-            if r.get("int16_ops"):
+            if r.get("int16_activations") == "all":
+                notes.append("int16 activations on every op (no subset of ops reached 98%)")
+            elif r.get("int16_ops"):
                 notes.append(f"int16: {', '.join(r['int16_ops'])}")
             if r.get("qat"):
                 notes.append(f"{r['qat']['epochs']} epochs, {r['qat']['seconds']:.0f} s fine-tuning")
@@ -408,6 +411,10 @@ def main() -> None:
     if a.note:
         settings["note"] = a.note
     done: list[dict] = []
+    if (RESULTS / "export.json").exists():  # the int8 recovery table is its own run (--int8-recovery): kept
+        recovery = json.loads((RESULTS / "export.json").read_text())["settings"].get("int8_recovery")
+        if recovery:
+            settings["int8_recovery"] = recovery
     if a.merge and (RESULTS / "export.json").exists():
         old = json.loads((RESULTS / "export.json").read_text())
         now = {k.strip() for k in a.spaces.split(",")}

@@ -273,9 +273,9 @@ def quantize_int8(
 
 
 def float_io(model: bytes) -> bytes:
-    """Give an int8-I/O model float32 input and output: a QUANTIZE op in front of each int8 graph
-    input and a DEQUANTIZE op behind each int8 graph output (what TFLite's converter emits for
-    ``inference_input_type=float32`` on an integer model)."""
+    """Give an integer-I/O model float32 input and output: a QUANTIZE op in front of each int8 (or
+    int16, from a 16x8 file) graph input and a DEQUANTIZE op behind each such graph output (what
+    TFLite's converter emits for ``inference_input_type=float32`` on an integer model)."""
     S = _schema()
     m = _unpack(S, model)
     sg = m.subgraphs[0]
@@ -307,10 +307,10 @@ def float_io(model: bytes) -> bytes:
     remap: dict[int, int] = {}
 
     def boundary(ends: list[int], builtin: int, is_input: bool) -> list[Any]:
-        """A conversion op per int8 graph input (float -> int8) or output (int8 -> float)."""
+        """A conversion op per integer graph input (float -> int) or output (int -> float)."""
         ops = []
         for pos, ti in enumerate(ends):
-            if sg.tensors[ti].type != S.TensorType.INT8:
+            if sg.tensors[ti].type not in (S.TensorType.INT8, S.TensorType.INT16):
                 continue
             fi = float_twin(ti, "_f")
             op = S.OperatorT()

@@ -63,15 +63,18 @@ def _calibration_data(fp32_model: bytes, representative: np.ndarray) -> tuple[st
     return key, name, {key: [{name: rep[i:i + 1]} for i in range(len(rep))]}
 
 
-def _recipe(int16_scopes: Sequence[str] = (), only_scopes: Sequence[str] | None = None) -> Any:
+def _recipe(int16_scopes: Sequence[str] = (), only_scopes: Sequence[str] | None = None,
+            all_int16: bool = False) -> Any:
     """int8 weights and activations on every supported op (or only on ``only_scopes``), int16
-    activations on the ops whose outputs are named in ``int16_scopes``."""
+    activations on the ops whose outputs are named in ``int16_scopes`` (on every op with ``all_int16``:
+    ai-edge-quantizer's whole-model 16x8 recipe, int16 graph input and output included)."""
     from ai_edge_quantizer import qtyping, recipe_manager
 
     op = qtyping.TFLOperationName.ALL_SUPPORTED
     rm = recipe_manager.RecipeManager()
     if only_scopes is None:
-        rm.add_static_config(regex=".*", operation_name=op, activation_num_bits=8, weight_num_bits=8)
+        rm.add_static_config(regex=".*", operation_name=op, activation_num_bits=16 if all_int16 else 8,
+                             weight_num_bits=8)
     else:
         for s in only_scopes:
             rm.add_static_config(regex=_scope_regex(s), operation_name=op, activation_num_bits=8, weight_num_bits=8)
@@ -190,13 +193,13 @@ def _mse_range(hist: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
 
 
 def quantize(fp32_model: bytes, qsvs: dict[str, Any], int16_scopes: Sequence[str] = (),
-             only_scopes: Sequence[str] | None = None, verbose: bool = False) -> bytes:
+             only_scopes: Sequence[str] | None = None, verbose: bool = False, all_int16: bool = False) -> bytes:
     """The quantized model of ``fp32_model`` from calibration statistics ``qsvs`` (see :func:`_recipe`)."""
     with quiet(verbose):
         from ai_edge_quantizer import quantizer
 
         q = quantizer.Quantizer(bytearray(fp32_model))
-        q.load_quantization_recipe(_recipe(int16_scopes, only_scopes))
+        q.load_quantization_recipe(_recipe(int16_scopes, only_scopes, all_int16))
         return bytes(q.quantize(qsvs, enable_progress_report=False, enable_progress_bar=False).quantized_model)
 
 
@@ -303,7 +306,7 @@ is passed over."""
 class Mixed16:
     model: bytes
     int16_ops: list[dict[str, Any]]
-    """The ops raised to int16 activations, most sensitive first."""
+    """The ops raised to int16 activations, most sensitive first (empty with ``whole_model``)."""
     agreement: float
     """Top-1 agreement of the final file with the float model on the representative set."""
     minmax_agreement: float
@@ -311,22 +314,31 @@ class Mixed16:
     sensitivity: Sensitivity | None
     """None when the min/max file already agreed and no sensitivity was asked for (nothing to raise)."""
     tried: list[dict[str, Any]] = field(default_factory=list)
-    """Each number of int16 ops tried, with its representative agreement and relative logit error."""
+    """Each number of int16 ops tried, with its representative agreement and relative logit error
+    (``"all"``: the whole-model 16x8 file)."""
     candidates: int | None = 0
     """Ops that could be raised (int16-capable in ai-edge-quantizer); None when not looked for."""
+    whole_model: bool = False
+    """True when no choice of ops reached the agreement and the file is the whole-model 16x8 one
+    (int16 activations on every op, int16 graph input and output)."""
 
 
 def mixed16(fp32_model: bytes, representative: np.ndarray, qsvs: dict[str, Any] | None = None,
             max_ops: int | None = None, agreement: float = AGREEMENT, verbose: bool = False,
-            need_sensitivity: bool = True) -> Mixed16:
+            need_sensitivity: bool = True, whole_model: bool = True) -> Mixed16:
     """min/max int8 with the *k* most sensitive ops at int16 activations, *k* the smallest that makes the
     representative set agree with the float model >= ``agreement``: *k* doubled (1, 2, 4, ...) until it
     does or every candidate (at most ``max_ops``) is raised, then bisected between the last two. Each *k*
-    costs one quantization and one pass over the set. When no *k* gets there, the *k* with the best
-    agreement (then logit error) of those tried. Candidates: ops of :data:`INT16_OPS` that
-    ai-edge-quantizer does give int16 outputs, in sensitivity order. Without ``need_sensitivity``, a
-    min/max file that already agrees is returned before the per-op sensitivity is computed (it costs
-    one quantization and one pass per op: 90-150 s on an mbv3 model)."""
+    costs one quantization and one pass over the set. Candidates: ops of :data:`INT16_OPS` that
+    ai-edge-quantizer does give int16 outputs, in sensitivity order.
+
+    When no *k* gets there (an op that stays int8 under a per-op int16 recipe, such as ``HARD_SWISH``,
+    can be what loses the agreement), the whole-model 16x8 file is tried: ai-edge-quantizer's recipe with
+    int16 activations everywhere quantizes such ops differently. It is kept if it agrees at least as
+    well as the best *k* (not tried without ``whole_model``); else the *k* with the best agreement (then
+    logit error) of those tried.
+    Without ``need_sensitivity``, a min/max file that already agrees is returned before the per-op
+    sensitivity is computed (it costs one quantization and one pass per op: 90-150 s on an mbv3 model)."""
     qsvs = qsvs if qsvs is not None else calibrate(fp32_model, representative, verbose=verbose)
     x = np.asarray(representative, dtype=np.float32)
     ref = run_model(fp32_model, x)
@@ -334,17 +346,22 @@ def mixed16(fp32_model: bytes, representative: np.ndarray, qsvs: dict[str, Any] 
     tried: dict[int, tuple[float, float, bytes]] = {}
     layers: list[LayerSensitivity] = []  # the int16 candidates, once the sensitivity ranks them
 
+    def score(model: bytes) -> tuple[float, float, bytes]:
+        out = run_model(model, x)
+        return (float(np.mean(out.argmax(1) == ref.argmax(1))), float(np.sqrt(np.mean((out - ref) ** 2))) / norm,
+                model)
+
     def trial(k: int) -> tuple[float, float, bytes]:
         if k not in tried:
-            model = quantize(fp32_model, qsvs, int16_scopes=[s.tensor for s in layers[:k]], verbose=verbose)
-            out = run_model(model, x)
-            tried[k] = (float(np.mean(out.argmax(1) == ref.argmax(1))),
-                        float(np.sqrt(np.mean((out - ref) ** 2))) / norm, model)
+            tried[k] = score(quantize(fp32_model, qsvs, int16_scopes=[s.tensor for s in layers[:k]],
+                                      verbose=verbose))
         return tried[k]
 
-    def details() -> list[dict[str, Any]]:
+    def details(whole: tuple[float, float, bytes] | None = None) -> list[dict[str, Any]]:
+        rows: list[tuple[int | str, tuple[float, float, bytes]]] = list(sorted(tried.items()))
+        rows += [("all", whole)] if whole is not None else []
         return [{"int16_ops": k, "top1_agreement": round(a, 4), "logit_error": round(e, 6)}
-                for k, (a, e, _) in sorted(tried.items())]
+                for k, (a, e, _) in rows]
 
     if not need_sensitivity and trial(0)[0] >= agreement:
         return Mixed16(tried[0][2], [], tried[0][0], tried[0][0], None, details(), None)
@@ -368,8 +385,14 @@ def mixed16(fp32_model: bytes, representative: np.ndarray, qsvs: dict[str, Any] 
                 lo, hi = (lo, mid) if trial(mid)[0] >= agreement else (mid, hi)
     best = hi if hi is not None else 0 if trial(0)[0] >= agreement else max(
         tried, key=lambda k: (tried[k][0], -tried[k][1]))
-    chosen = [s.as_dict() for s in layers[:best]]
-    return Mixed16(tried[best][2], chosen, tried[best][0], tried[0][0], sens, details(), len(layers))
+    if tried[best][0] >= agreement or not whole_model:
+        return Mixed16(tried[best][2], [s.as_dict() for s in layers[:best]], tried[best][0], tried[0][0], sens,
+                       details(), len(layers))
+    whole = score(quantize(fp32_model, qsvs, all_int16=True, verbose=verbose))
+    if (whole[0], -whole[1]) >= (tried[best][0], -tried[best][1]):
+        return Mixed16(whole[2], [], whole[0], tried[0][0], sens, details(whole), len(layers), whole_model=True)
+    return Mixed16(tried[best][2], [s.as_dict() for s in layers[:best]], tried[best][0], tried[0][0], sens,
+                   details(whole), len(layers))
 
 
 def check_int8(mode: str) -> str:
@@ -416,6 +439,7 @@ def build_int8(job: Any, fp32_model: bytes, representative: np.ndarray) -> tuple
         if mixed.sensitivity is not None:
             job.cache["int8-sensitivity"] = mixed.sensitivity
         details["int16_ops"] = mixed.int16_ops
+        details["int16_activations"] = "all" if mixed.whole_model else "selected" if mixed.int16_ops else "none"
         details["representative_top1_agreement"] = round(mixed.agreement, 4)
         details["representative_top1_agreement_minmax"] = round(mixed.minmax_agreement, 4)
         details["int16_candidates"] = mixed.candidates

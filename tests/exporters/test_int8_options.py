@@ -73,8 +73,8 @@ def test_int16_activations_on_chosen_ops(tiny):
     from ai_edge_litert.interpreter import Interpreter
 
     job, fp32, qsvs = tiny
-    mixed = io.mixed16(fp32, job.representative, qsvs, max_ops=2, agreement=1.01)
-    assert 1 <= len(mixed.int16_ops) <= 2
+    mixed = io.mixed16(fp32, job.representative, qsvs, max_ops=2, agreement=1.01, whole_model=False)
+    assert 1 <= len(mixed.int16_ops) <= 2 and not mixed.whole_model
     assert mixed.agreement >= mixed.minmax_agreement
     types = {d["name"]: np.dtype(d["dtype"]) for d in Interpreter(model_content=mixed.model).get_tensor_details()}
     for op in mixed.int16_ops:
@@ -85,6 +85,43 @@ def test_int16_activations_on_chosen_ops(tiny):
     err16 = np.abs(io.run_model(mixed.model, job.val_x) - ref).mean()
     err8 = np.abs(io.run_model(io.quantize(fp32, qsvs), job.val_x) - ref).mean()
     assert err16 < err8
+
+
+def test_mixed16_falls_back_to_int16_activations_everywhere(tiny):
+    """When no subset of the candidate ops reaches the agreement (here forced: 101%, two ops at most), the
+    whole-model 16x8 file is tried and kept when it agrees at least as well as the best subset: every
+    activation int16 (int16 graph input and output), run by LiteRT, and with float I/O added it takes
+    and returns float32 and gives the same logits."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgenas.exporters.convert import float_io
+
+    job, fp32, qsvs = tiny
+    mixed = io.mixed16(fp32, job.representative, qsvs, max_ops=2, agreement=1.01)
+    rows = {t["int16_ops"]: t for t in mixed.tried}
+    assert "all" in rows and max(k for k in rows if k != "all") <= 2
+    best = max((t for k, t in rows.items() if k != "all"), key=lambda t: (t["top1_agreement"], -t["logit_error"]))
+    whole = rows["all"]
+    assert mixed.whole_model == ((whole["top1_agreement"], -whole["logit_error"])
+                                 >= (best["top1_agreement"], -best["logit_error"]))
+    model = io.quantize(fp32, qsvs, all_int16=True)
+    it = Interpreter(model_content=model)
+    assert np.dtype(it.get_input_details()[0]["dtype"]) == np.int16
+    assert np.dtype(it.get_output_details()[0]["dtype"]) == np.int16
+    ops = it._get_ops_details()
+    names = {d["index"]: np.dtype(d["dtype"]) for d in it.get_tensor_details()}
+    convs = [op for op in ops if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert convs and all(names[op["outputs"][0]] == np.int16 for op in convs)
+    assert _agreement(model, job) >= 0.98
+    floated = float_io(model)
+    f_it = Interpreter(model_content=floated)
+    assert np.dtype(f_it.get_input_details()[0]["dtype"]) == np.float32
+    assert np.dtype(f_it.get_output_details()[0]["dtype"]) == np.float32
+    step = float(it.get_output_details()[0]["quantization"][0])  # the QUANTIZE op may round a half differently
+    np.testing.assert_allclose(io.run_model(floated, job.val_x[:16]), io.run_model(model, job.val_x[:16]),
+                               atol=1.01 * step, rtol=0)
+    if mixed.whole_model:
+        assert mixed.int16_ops == [] and mixed.model == model
 
 
 def test_mixed16_skips_the_sensitivity_when_min_max_already_agrees(tiny):
