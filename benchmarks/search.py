@@ -5,11 +5,11 @@
     python search.py --only ofa --resume         # continue an interrupted run (finished runs are kept)
 
 Runs, in order (one at a time, so wall-time curves are not shared with another benchmark):
-  search_nb201      NB201 C10 x raspi4: random, random-roi, nsga2, tpe, evolution, frontier; 10 seeds;
+  search_nb201      NB201 C10 x raspi4: random, random-roi, nsga2, tpe, evolution, frontier, rl; 10 seeds;
                     50/100/300/1000 evaluations; plus the zero-cost variant (frontier on synflow, front
                     scored with the table)
   search_nb201_gp   Optuna's GP sampler, 5 seeds to 300 evaluations (about 10 min a run here)
-  search_ofa        mbv3 w1.2 / OFA predictor / note10 <= 30 ms: random-feasible, nsga2, evolution, frontier;
+  search_ofa        mbv3 w1.2 / OFA predictor / note10 <= 30 ms: random-feasible, nsga2, evolution, frontier, rl;
                     5 seeds; 500/1000/2000 queries
   search_ofa_tpe    the same with Optuna's TPE, to 1000 queries (its cost per trial grows with the trials: a
                     run to 2000 had not finished after 20 min here)
@@ -52,15 +52,16 @@ def main() -> None:
     only = set(a.only or ["nb201", "nb201_gp", "ofa", "ofa_tpe"])
     RESULTS.mkdir(exist_ok=True)
     if "nb201" in only:
-        run(["benchmark", "nb201", "--methods", "frontier,random,random-roi,nsga2,tpe,evolution",
+        run(["benchmark", "nb201", "--methods", "frontier,random,random-roi,nsga2,tpe,evolution,rl",
          "--seeds", str(a.seeds or 10), "--evaluations", "50,100,300,1000",
              "--proxy", "synflow", "--results", str(RESULTS), "--name", "search_nb201"])
     if "nb201_gp" in only:
         run(["benchmark", "nb201", "--methods", "gp", "--seeds", str(a.seeds or 5), "--evaluations", "50,100,300",
              "--results", str(RESULTS), "--name", "search_nb201_gp"])
     if "ofa" in only:
-        run(["benchmark", "ofa", "--methods", "frontier,random-feasible,nsga2,evolution", "--seeds", str(a.seeds or 5),
-             "--evaluations", "500,1000,2000", "--results", str(RESULTS), "--name", "search_ofa"])
+        run(["benchmark", "ofa", "--methods", "frontier,random-feasible,nsga2,evolution,rl",
+             "--seeds", str(a.seeds or 5), "--evaluations", "500,1000,2000", "--results", str(RESULTS),
+             "--name", "search_ofa"])
     if "ofa_tpe" in only:
         run(["benchmark", "ofa", "--methods", "tpe", "--seeds", str(a.seeds or 5), "--evaluations", "500,1000",
              "--results", str(RESULTS), "--name", "search_ofa_tpe"])

@@ -176,7 +176,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("task", choices=["nb201", "ofa"],
                    help="nb201: tabular accuracy + latency; ofa: OFA predictor + note10")
     p.add_argument("--methods", help="comma list of samplers (default: nb201 random,random-roi,nsga2,tpe,evolution,"
-                                     "frontier; ofa random-feasible,nsga2,tpe,evolution,frontier); also gp")
+                                     "frontier,rl; ofa random-feasible,nsga2,tpe,evolution,frontier,rl); also gp")
     p.add_argument("--seeds", type=int, default=5, help="seeds per method (default 5)")
     p.add_argument("--evaluations",
                    help="accuracy-evaluation budgets (default nb201 50,100,300,1000; ofa 500,1000,2000)")

@@ -218,8 +218,8 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reference", action="append", metavar="FIELD=VALUE",
                    help="hypervolume reference value of a field (default: budget, else worst seen)")
     g = p.add_argument_group("how to search")
-    g.add_argument("--sampler", help="nsga2 (default), tpe, gp, random, frontier, evolution, random-feasible "
-                                     "(see 'edgenas samplers')")
+    g.add_argument("--sampler", help="nsga2 (default), tpe, gp, random, frontier, evolution, random-feasible, "
+                                     "rl (see 'edgenas samplers')")
     g.add_argument("--sampler-opt", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
     g.add_argument("--seed", type=int, help="sampler seed (default 0)")
     g.add_argument("--trials", type=int, help="number of trials (exact, shared by all workers)")

@@ -44,8 +44,8 @@ from edgenas.search.run import make_sampler
 from edgenas.search.worker import Evaluator
 
 MAX_TRIALS_FACTOR = 20
-NB201_METHODS = ("random", "random-roi", "nsga2", "tpe", "evolution", "frontier")
-OFA_METHODS = ("random-feasible", "nsga2", "tpe", "evolution", "frontier")
+NB201_METHODS = ("random", "random-roi", "nsga2", "tpe", "evolution", "frontier", "rl")
+OFA_METHODS = ("random-feasible", "nsga2", "tpe", "evolution", "frontier", "rl")
 
 
 @dataclass

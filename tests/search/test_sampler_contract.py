@@ -15,11 +15,12 @@ from edgenas.testing import SamplerContract
 SAMPLERS = [e.name for e in REGISTRY.entries() if e.builtin]
 """edgenas' own and Optuna's samplers as edgenas registers them (plug-ins run the contract from their own tests)."""
 FAST = {"nsga2": {"population_size": 8}, "tpe": {"n_startup_trials": 5}, "gp": {"n_startup_trials": 7},
-        "frontier": {"init": 5, "batch": 3, "pool": 200}, "evolution": {"population": 8}}
+        "frontier": {"init": 5, "batch": 3, "pool": 200}, "evolution": {"population": 8}, "rl": {"warmup": 4}}
 
 
 def test_every_sampler_is_registered():
-    assert {"nsga2", "tpe", "gp", "random", "frontier", "evolution", "random-feasible"} <= set(sampler_names())
+    builtins = {"nsga2", "tpe", "gp", "random", "frontier", "evolution", "random-feasible", "rl"}
+    assert builtins <= set(sampler_names())
 
 
 class TestBuiltinSamplers(SamplerContract):

@@ -1,5 +1,5 @@
 """Samplers: Optuna's (``nsga2``, ``tpe``, ``gp``, ``random``) and edgenas' own spec-level samplers
-(``frontier``, ``evolution``, ``random-feasible``), one registry for all (see
+(``frontier``, ``evolution``, ``random-feasible``, ``rl``), one registry for all (see
 :mod:`edgenas.search.samplers.base`); third-party samplers through the ``edgenas.samplers`` entry points."""
 
 from __future__ import annotations

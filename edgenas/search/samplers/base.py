@@ -210,7 +210,7 @@ class SamplerEntry:
 
 SAMPLERS: Registry[SamplerFactory] = Registry(
     "sampler", GROUPS["sampler"], sort=False,
-    builtins=[f"edgenas.search.samplers.{m}" for m in ("stock", "frontier", "evolution")])
+    builtins=[f"edgenas.search.samplers.{m}" for m in ("stock", "frontier", "evolution", "rl")])
 """Every sampler factory by name (``nsga2`` first: the listing order is the registration order)."""
 
 
