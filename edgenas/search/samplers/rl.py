@@ -18,9 +18,10 @@ plus ``lr * entropy * dH/dlogits`` when an entropy bonus is set; then
 
 What the pieces are in a search:
 
-* ``ACC``: the study's accuracy objective (the estimator's score; with none, ``ACC = 1`` and the reward
-  is the cost term alone). A negative score (some proxies) is divided by the cost factor instead, so a
-  cheaper model still scores higher.
+* ``ACC``: the study's accuracy objective (``accuracy`` or ``accuracy_int8``, else the first maximised
+  objective the estimator gives; with none, ``ACC = 1`` and the reward is the cost term alone). A
+  negative score (some proxies) is divided by the cost factor instead, so a cheaper model still scores
+  higher.
 * ``LAT``: the latency field a budget bounds (``latency_ms<=...``), else the first latency objective,
   else the first device's latency; when the search has no latency at all, the first cheap cost
   objective (e.g. ``macs``), else the first cheap budget's field; ``cost_field`` names it explicitly.
@@ -250,9 +251,17 @@ class RLSampler(SpecSampler):
         return mnas_reward(accuracy, self._cost(spec), self.target, self.alpha, self.beta)
 
     # -- learning ------------------------------------------------------------------------------
+    @property
+    def accuracy_index(self) -> int | None:
+        """ACC's objective: the first whose base is ``accuracy`` (``accuracy``, ``accuracy_int8``), else
+        the first maximised one the estimator gives, else None."""
+        objectives = self.context.objectives
+        return next((i for i, f in enumerate(objectives) if f.base == "accuracy"),
+                    next((i for i, f in enumerate(objectives) if not f.cheap and f.maximize), None))
+
     def _usable(self, done: list[Observation]) -> Iterator[tuple[int, ArchSpec, float]]:
         """(trial number, spec, accuracy) of the finished feasible trials with a finite accuracy."""
-        ai = self.context.accuracy_index
+        ai = self.accuracy_index
         for o in done:
             if not o.feasible or o.values is None:
                 continue
