@@ -525,9 +525,26 @@ class SupernetConfig:
             _fail("supernet", "options", f"unknown option(s) {', '.join(bad)}; known: {', '.join(SUPERNET_OPTIONS)}")
 
 
+@dataclass
+class ExplainConfig:
+    """``[explain]``: after the search, write ``explain.md`` (choice importances, main effects, trade-offs;
+    :mod:`edgenas.explain`) into the run folder, before any export."""
+
+    TABLE: ClassVar[str] = "explain"
+    INPUTS: ClassVar[tuple[str, ...]] = ()
+    samples: int = 64
+    top: int = 3
+    seed: int = 0
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("explain", "samples", self.samples, minimum=8)
+        _positive("explain", "top", self.top)
+
+
 TABLES: dict[str, type] = {"space": SpaceConfig, "task": TaskConfig, "describe": DescribeConfig,
                            "device": DeviceConfig, "estimator": EstimatorConfig, "supernet": SupernetConfig,
-                           "search": SearchConfig, "export": ExportConfig}
+                           "search": SearchConfig, "explain": ExplainConfig, "export": ExportConfig}
 """Job-file table name -> its dataclass (the ``[device]`` table fills :attr:`JobConfig.device`)."""
 
 
@@ -584,9 +601,13 @@ class JobConfig:
     search: SearchConfig | None = None
     export: ExportConfig | None = None
     supernet: SupernetConfig | None = None
+    explain: ExplainConfig | None = None
     source: Path | None = None
 
     def __post_init__(self) -> None:
+        if self.explain is not None and self.search is None:
+            _fail("explain", None, "explains a search and needs a [search] table; to explain a finished run use "
+                                   "'edgenas explain RUN_DIR'")
         if self.export is not None and self.search is None:
             _fail("export", None, "exports a search's front and needs a [search] table; to export one arch use "
                                   "'edgenas export --space S --arch A --out DIR'")
@@ -657,7 +678,7 @@ class JobConfig:
         """The job as job-file tables (non-default values only); ``from_dict(to_dict())`` round-trips."""
         out: dict[str, Any] = {"space": {"name": self.space.name, **({"options": self.space.options}
                                                                       if self.space.options else {})}}
-        for name in ("task", "describe", "device", "estimator", "supernet", "search", "export"):
+        for name in ("task", "describe", "device", "estimator", "supernet", "search", "explain", "export"):
             part = getattr(self, name)
             if part is not None:
                 d = _table_dict(part)
@@ -767,6 +788,8 @@ class JobResult:
     search: SearchResult | None = None
     export: ExportResult | None = None
     supernet: SupernetResult | None = None
+    explain: list[Path] | None = None
+    """The files ``[explain]`` wrote."""
 
     @property
     def ok(self) -> bool:
@@ -822,6 +845,18 @@ def run_job(cfg: JobConfig, *, quiet: bool = False, progress: bool = True, verbo
     out = JobResult(cfg, search=result, supernet=supernet)
     if on_search is not None:
         on_search(result)
+    if cfg.explain is not None:
+        from edgenas.explain import ExplainJob, explain_run
+
+        e = cfg.explain
+        try:
+            _, folder, written = explain_run(ExplainJob(str(run_dir), samples=e.samples, seed=e.seed, top=e.top,
+                                                        plots=e.plots, devices_dir=devices_dir))
+        except EdgenasError as exc:  # e.g. too few trials: the search's results stand, the export still runs
+            (say or _stderr)(f"explain skipped: {exc}")
+        else:
+            out.explain = [folder / w for w in written]
+            (say or _stderr)(f"explained the front: {folder / 'explain.md'}")
     if cfg.export is not None:
         from edgenas.exporters.pipeline import run_export
 

@@ -18,7 +18,7 @@ from edgenas.errors import EdgenasError
 from edgenas.jobs import ConfigError
 
 # Each command module exposes ``add_parsers(sub)``; order here is the order of ``--help``.
-COMMAND_MODULES = ("describe", "latency", "estimate", "supernet", "search", "benchmark", "export", "run")
+COMMAND_MODULES = ("describe", "latency", "estimate", "supernet", "search", "explain", "benchmark", "export", "run")
 
 SUBCOMMAND_KEYS = ("lut_command", "supernet_command")
 """argparse destinations of the commands that have sub-commands (``edgenas lut import``, ...)."""
