@@ -42,7 +42,7 @@ def _finished_runs(path: Path, settings: dict[str, Any], trace_cls: Any) -> dict
     for t in old.get("traces", []):
         out[(t["method"], int(t["seed"]))] = trace_cls(t["method"], int(t["seed"]), times_s=t["times_s"],
                                                            cpu_s=t.get("cpu_s", []), quality=t["quality"],
-                                                           trials=t.get("trials", 0))
+                                                           trials=t.get("trials", 0), energy_j=t.get("energy_j", []))
     return out
 
 
@@ -105,7 +105,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             full = {"settings": settings, "partial": not final, "machine": bm.machine(), "summary": summary,
                     "records": recs,
                     "traces": [{"method": t.method, "seed": t.seed, "trials": t.trials, "times_s": t.times_s,
-                                "cpu_s": t.cpu_s, "quality": t.quality} for t in all_traces]}
+                                "cpu_s": t.cpu_s, "energy_j": t.energy_j, "quality": t.quality}
+                               for t in all_traces]}
             atomic_write(out / f"{name}.json", json.dumps(full, indent=1, default=_json_default) + "\n")
             report = bm.markdown_report(name, settings, summary, budgets, key, full["machine"], command)
             if not final:

@@ -128,12 +128,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 def print_search(result: SearchResult) -> None:
     """The front table and where the run folder is (after ``search`` and ``run``)."""
     from edgenas.search.outputs import front_report
+    from edgenas.search.owncost import describe_cost
 
     job = result.job
     print(front_report(result.front, job.objectives, result.state, job.estimator_label, job.budgets))
     run_dir = result.run_dir
     print(f"\nrun folder: {run_dir}  (front.csv, front.json, pareto.png, plots/*.html, run.json; "
           f"{result.wall_s:.0f} s)")
+    print(describe_cost(result.cost))
     print(f"re-print: edgenas pareto {run_dir}    dashboard: optuna-dashboard {run_dir / 'study.journal'}"
           if not job.search.storage else f"re-print: edgenas pareto {run_dir}")
 

@@ -16,7 +16,8 @@ Pieces: :mod:`~edgenas.search.fields` (objectives, budgets), :mod:`~edgenas.sear
 and latency), :mod:`~edgenas.search.cheapest` (impossible-budget check), :mod:`~edgenas.search.samplers`
 (registry: Optuna's and ours), :mod:`~edgenas.search.study` (storage, exact trial budgets, resume),
 :mod:`~edgenas.search.worker` (the trial objective), :mod:`~edgenas.search.run` (orchestration),
-:mod:`~edgenas.search.outputs` (run folder).
+:mod:`~edgenas.search.outputs` (run folder), :mod:`~edgenas.search.owncost` and :mod:`~edgenas.search.meter`
+(what the search itself costs: CPU, wall time, energy).
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from edgenas.errors import EdgenasError
 from edgenas.latency.lookup import read_arch_table
 from edgenas.paths import DATA_ENV, shared_file
 from edgenas.search.job import SearchJob
+from edgenas.search.meter import process_meter
 from edgenas.search.pareto import hypervolume
 from edgenas.search.record import TrialRecord
 from edgenas.search.run import make_sampler
@@ -79,6 +80,9 @@ class RunTrace:
     """CPU seconds of this process since the run started (what the method itself cost: unlike wall
     time, not inflated when other jobs share the machine)."""
     quality: list[float] = field(default_factory=list)
+    energy_j: list[float] = field(default_factory=list)
+    """Joules the machine's energy meter counted since the run started, after each evaluation (the whole
+    machine: see ``machine()["energy_scope"]``); empty where there is no meter (``energy_meter`` says why)."""
     trials: int = 0
     archs: list[str] = field(default_factory=list)
 
@@ -106,6 +110,8 @@ def run_method(
     accs: list[float] = []
     t0 = time.perf_counter()
     c0 = time.process_time()
+    meter = process_meter()
+    e0 = meter.mark()
     last_q = 0.0
     while len(trace.archs) < max_evaluations and trace.trials < MAX_TRIALS_FACTOR * max_evaluations:
         trial = study.ask()
@@ -124,12 +130,16 @@ def run_method(
         trace.times_s.append(t)
         trace.cpu_s.append(time.process_time() - c0)
         trace.quality.append(last_q)
+        energy = meter.since(e0).energy_j if meter.has_energy else None
+        if energy is not None and len(trace.energy_j) == n - 1:  # a meter that failed stops the series
+            trace.energy_j.append(energy)
     if progress:
         secs = trace.times_s[-1] if trace.times_s else 0.0
         q = trace.quality[-1] if trace.quality else 0.0
         cpu = trace.cpu_s[-1] if trace.cpu_s else 0.0
+        joules = f", {trace.energy_j[-1]:.1f} J" if trace.energy_j else ""
         progress(f"{m.name} seed {seed}: {len(trace.archs)} evaluations in {trace.trials} trials, "
-                 f"{secs:.1f} s wall, {cpu:.1f} s CPU, quality {q:.4f}")
+                 f"{secs:.1f} s wall, {cpu:.1f} s CPU{joules}, quality {q:.4f}")
     return trace
 
 
@@ -231,7 +241,8 @@ def default_ofa_paths() -> tuple[str, str]:
 
 # -- summaries ----------------------------------------------------------------------------------
 def summarise(traces: list[RunTrace], budgets: Sequence[int]) -> dict[str, dict[int, dict[str, float]]]:
-    """Per method and budget: median, quartiles, min, max over seeds (and median wall / CPU seconds)."""
+    """Per method and budget: median, quartiles, min, max over seeds (and median wall / CPU seconds, and
+    joules where the machine has an energy meter)."""
     out: dict[str, dict[int, dict[str, float]]] = {}
     for name in dict.fromkeys(t.method for t in traces):
         runs = [t for t in traces if t.method == name]
@@ -240,12 +251,15 @@ def summarise(traces: list[RunTrace], budgets: Sequence[int]) -> dict[str, dict[
             vals = [v for v in (t.at(b) for t in runs) if v is not None]
             secs = [t.times_s[b - 1] for t in runs if len(t.times_s) >= b]
             cpu = [t.cpu_s[b - 1] for t in runs if len(t.cpu_s) >= b]
+            energy = [t.energy_j[b - 1] for t in runs if len(t.energy_j) >= b]
             if not vals:
                 continue
             q1, q3 = np.quantile(vals, [0.25, 0.75])
             out[name][b] = {"median": statistics.median(vals), "q1": float(q1), "q3": float(q3), "min": min(vals),
                             "max": max(vals), "n": len(vals), "seconds": statistics.median(secs) if secs else math.nan,
                             "cpu_seconds": statistics.median(cpu) if cpu else math.nan}
+            if energy:
+                out[name][b]["energy_j"] = statistics.median(energy)
     return out
 
 
@@ -263,7 +277,7 @@ def machine() -> dict[str, Any]:
     host = host_info()
     return {"cpu": host["cpu"], "cores": host["cores"], "versions": versions(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "load_average_1_5_15min": [round(v, 2) for v in os.getloadavg()]}
+            "load_average_1_5_15min": [round(v, 2) for v in os.getloadavg()], **process_meter().describe()}
 
 
 def _proxy_front_ratio(self: NB201Task, archs: Sequence[str], proxy: Sequence[float]) -> float:
@@ -283,9 +297,10 @@ NB201Task.proxy_front_ratio = _proxy_front_ratio  # type: ignore[attr-defined]
 
 def markdown_table(summary: dict[str, dict[int, dict[str, float]]], budgets: Sequence[int], key: str) -> str:
     digits = 3 if key == "hv_ratio" else 4
+    metered = any("energy_j" in s for per in summary.values() for s in per.values())
     head = ("| method | " + " | ".join(f"{b} evals" for b in budgets) + f" | wall s @ {budgets[-1]} | "
-            f"CPU s @ {budgets[-1]} |")
-    lines = [head, "|---|" + "---|" * (len(budgets) + 2)]
+            f"CPU s @ {budgets[-1]} |" + (f" energy J @ {budgets[-1]} |" if metered else ""))
+    lines = [head, "|---|" + "---|" * (len(budgets) + 2 + metered)]
     for name, per in summary.items():
         cells = []
         for b in budgets:
@@ -295,7 +310,8 @@ def markdown_table(summary: dict[str, dict[int, dict[str, float]]], budgets: Seq
         last = per.get(budgets[-1])
         secs = f"{last['seconds']:.1f}" if last and math.isfinite(last["seconds"]) else "-"
         cpu = f"{last['cpu_seconds']:.1f}" if last and math.isfinite(last.get("cpu_seconds", math.nan)) else "-"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {secs} | {cpu} |")
+        joules = (f" {last['energy_j']:.1f} |" if last and "energy_j" in last else " - |") if metered else ""
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {secs} | {cpu} |{joules}")
     return "\n".join(lines)
 
 
@@ -307,7 +323,9 @@ def markdown_report(name: str, settings: dict[str, Any], summary: dict[str, dict
              f"Quality: {what}; median over seeds [quartiles]; an evaluation is one accuracy query of a new "
              f"candidate that meets the budgets. Time: wall seconds, and CPU seconds of the benchmark process "
              f"(what the method itself cost; wall time is inflated when other jobs share the machine, see the "
-             f"load average under Machine).", "", markdown_table(summary, budgets, key), "",
+             f"load average under Machine). Energy, where the machine has a meter: joules it counted over the run, the "
+             f"whole machine's (energy_meter and energy_scope under Machine).", "",
+             markdown_table(summary, budgets, key), "",
              f"![{name}]({name}.png)", "", "## Settings", ""]
     for k, v in settings.items():
         lines.append(f"- {k}: {v}")

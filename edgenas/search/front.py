@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from edgenas.search.fields import Budget, Field, given_reference
+from edgenas.search.owncost import trial_cost
 from edgenas.search.pareto import hypervolume, nondominated
 from edgenas.search.record import TrialRecord, TrialStatus, trial_arch, trial_error, trial_status
 
@@ -37,6 +38,7 @@ def trial_row(t: FrozenTrial, objectives: Sequence[Field]) -> dict[str, Any]:
     err = trial_error(t)
     if err:
         row["error"] = err
+    row.update({k: v for k, v in (trial_cost(t) or {}).items() if k not in row})  # cpu_s, wall_s, energy_j
     if t.datetime_start and t.datetime_complete:
         row["duration_s"] = (t.datetime_complete - t.datetime_start).total_seconds()
     return row

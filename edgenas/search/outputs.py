@@ -3,8 +3,9 @@
 ``front.csv`` / ``front.json`` (the feasible Pareto front: canonical arch, every objective, every cost,
 the estimator record), ``trials.csv`` (every trial), ``pareto.png`` (matplotlib: accuracy against each
 cost objective, budgets drawn), ``plots/*.html`` (Optuna's interactive plots), ``config.json`` (the
-resolved job) and ``run.json`` (storage, study, versions, seeds, counts, wall time). Every file is
-written to a temporary name and renamed, so an interrupted write never leaves half a file.
+resolved job) and ``run.json`` (storage, study, versions, seeds, counts, wall time, the search's own cost;
+written last, so a run folder with it is complete). Every file is written to a temporary name and renamed,
+so an interrupted write never leaves half a file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import platform
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,11 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def write_run_files(
     run_dir: Path, study: optuna.Study, trials: list[optuna.trial.FrozenTrial], state: FrontState,
-    run_info: dict[str, Any], plots: bool = True,
+    run_info: dict[str, Any], plots: bool = True, late_info: Callable[[], dict[str, Any]] | None = None,
 ) -> list[str]:
-    """Write every result file; returns the names written (plots that failed are reported, not fatal)."""
+    """Write every result file; returns the names written (plots that failed are reported, not fatal).
+    ``late_info`` adds fields to run.json computed after every other file is written (the search's own
+    cost, which then includes writing them)."""
     objectives = state.objectives
     first = ["trial", "arch", *(f.name for f in objectives), "status"]
     front = front_rows(trials, state)
@@ -79,8 +82,6 @@ def write_run_files(
         "rejected": state.rejected,
         "front": len(front)}, "hypervolume": state.hypervolume(),
         "hypervolume_reference": dict(zip((f.name for f in objectives), map(float, _natural(state))))}
-    atomic_write(run_dir / "run.json", json.dumps(info, indent=1, default=str) + "\n")
-    written.append("run.json")
     if plots:
         problems = []
         try:
@@ -97,6 +98,10 @@ def write_run_files(
         problems += more
         for p in problems:
             print(f"edgenas: could not write {p}", file=sys.stderr)
+    if late_info is not None:
+        info.update(late_info())
+    atomic_write(run_dir / "run.json", json.dumps(info, indent=1, default=str) + "\n")
+    written.append("run.json")
     return written
 
 

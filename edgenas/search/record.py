@@ -4,8 +4,11 @@ Study user attributes (set once, when the study is created): ``edgenas:config`` 
 ``edgenas:tables`` (the latency tables as they were when the search started) and ``edgenas:meta``.
 Trial user attributes: ``arch`` (the canonical arch string, set as soon as the spec is known) and
 ``edgenas`` (the :class:`TrialRecord`, set when the trial is evaluated); ``error`` when the estimator
-raised. Trial system attributes: ``edgenas:worker`` (host and pid of the worker that claimed it) and
-``edgenas:abandoned`` (its worker died; the trial was failed and replaced).
+raised; ``search_cost`` (what the trial cost the machine: ``cpu_s``, ``wall_s``, ``energy_j``). Trial
+system attributes: ``edgenas:worker`` (host and pid of the worker that claimed it) and
+``edgenas:abandoned`` (its worker died; the trial was failed and replaced). Study user attributes
+``edgenas:session:<host>:<pid>:<start ms>``: what each search or worker process cost
+(:mod:`edgenas.search.owncost`).
 
 This module is the only place that knows these keys and how a record is laid out; everything that
 reads a study (the front, the run folder, samplers, benchmarks, export) goes through it.
@@ -31,6 +34,10 @@ RECORD_ATTR = "edgenas"
 """Trial user attribute: the :class:`TrialRecord` (costs, feasibility, status, the estimator's record)."""
 ERROR_ATTR = "error"
 """Trial user attribute: why the estimator failed on this trial's spec (the search went on)."""
+COST_ATTR = "search_cost"
+"""Trial user attribute: ``{"cpu_s", "wall_s", "energy_j"}`` the trial cost (:mod:`edgenas.search.owncost`)."""
+SESSION_ATTR_PREFIX = "edgenas:session:"
+"""Study user attributes ``edgenas:session:<host>:<pid>:<start ms>``: one search or worker process's cost."""
 
 WORST = float("-inf")
 """The accuracy of a candidate that was not scored (over budget) or scored as degenerate."""

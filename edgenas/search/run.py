@@ -10,7 +10,7 @@
    enqueues N trials (resume: fails and replaces the trials of dead workers, tops up the rest).
 5. Run the workers: in this process, or ``workers = N`` processes sharing the storage
    (:func:`join_study`, started through :mod:`multiprocessing`, the same entry ``edgenas worker`` uses).
-6. Write the run folder.
+6. Write the run folder, with what the search itself cost (:mod:`edgenas.search.owncost`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from edgenas.search.fields import format_value
 from edgenas.search.front import FrontState, front_rows, read_state
 from edgenas.search.job import SearchJob
 from edgenas.search.outputs import write_run_files
+from edgenas.search.owncost import Session, run_cost
 from edgenas.search.record import CONFIG_ATTR, TABLES_ATTR, is_abandoned
 from edgenas.search.runfolder import CONFIG_FILE, DEFAULT_STUDY, STUDY_FILE, RunFolder, load_study
 from edgenas.search.samplers import SearchContext, get_sampler
@@ -51,6 +52,8 @@ class SearchResult:
     state: FrontState
     front: list[dict[str, Any]]
     wall_s: float
+    cost: dict[str, Any] = field(default_factory=dict)
+    """What the search itself cost, over every trial and process in its storage (run.json ``search_cost``)."""
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -128,6 +131,7 @@ def _run_search(
     devices_dir: str | None, command: list[str] | None,
 ) -> SearchResult:
     t_start = time.time()
+    session = Session("search")
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)
     job = check_new_search(config, run_dir, devices_dir, resume)
@@ -180,14 +184,21 @@ def _run_search(
         if s.workers == 1:
             run_worker(job, study, stop, on_trial=tracker.add)
         else:
-            _run_processes(job, url, name, s.workers, devices_dir, stop, study, tracker)
+            _run_processes(job, url, name, s.workers, devices_dir, stop, study, tracker, session)
     finally:
         tracker.close()
         state, all_trials = read_state(study, job.objectives, job.budgets, job.reference)
         info["wall_s"] = time.time() - t_start
-        write_run_files(run_dir, study, all_trials, state, info)
+        cost: dict[str, Any] = {}
+
+        def own_cost() -> dict[str, Any]:  # after the other files: writing them is part of the search's cost
+            session.finish(study)
+            cost.update(run_cost(study, all_trials))
+            return {"search_cost": cost}
+
+        write_run_files(run_dir, study, all_trials, state, info, late_info=own_cost)
     front = front_rows(all_trials, state)
-    return SearchResult(run_dir, study, job, state, front, time.time() - t_start)
+    return SearchResult(run_dir, study, job, state, front, time.time() - t_start, cost)
 
 
 def resume_search(run_dir: str | Path, trials: int | None = None, timeout: float | None = None,
@@ -253,7 +264,7 @@ def rewrite_run_files(view: FrontView, out: str | Path, plots: bool = True) -> N
                            f"or was interrupted); continue it with 'edgenas search --resume {view.folder.path}', "
                            f"or write a snapshot elsewhere with --out DIR")
     RunFolder(out).check_writable()
-    info = {**view.info, "storage": view.url, "study": view.name}
+    info = {**view.info, "storage": view.url, "study": view.name, "search_cost": run_cost(view.study, view.trials)}
     write_run_files(out, view.study, view.trials, view.state, info, plots=plots)
 
 
@@ -276,6 +287,9 @@ class WorkerSpec:
     verbose: bool = False
     wait_s: float | None = None
     """Wait up to this long for the study to appear (workers started before the search that creates it)."""
+    own_session: bool = True
+    """Record this worker's own cost in the study (:mod:`edgenas.search.owncost`); False for the processes
+    of ``workers = N``, which the search process that started them measures as its children."""
 
     def __post_init__(self) -> None:
         from edgenas.names import check_name
@@ -305,6 +319,7 @@ def join_study(spec: WorkerSpec) -> int:
         import torch
 
         torch.set_num_threads(spec.threads)
+    session = Session("worker") if spec.own_session else None
     study = _wait_for_study(spec) if spec.wait_s else load_study(spec.storage, spec.study)
     job = SearchJob(st.load_config(study), devices_dir=spec.devices_dir)
     job.use_tables(study.user_attrs.get(TABLES_ATTR) or {})
@@ -313,7 +328,11 @@ def join_study(spec: WorkerSpec) -> int:
     seed = spec.seed if spec.seed is not None else worker_seed(job.search.seed, spec.index + 1)
     study.sampler = make_sampler(job, seed, [job.space.parse(first)] if first else [])
     bounded = meta.get("trials") is not None
-    return run_worker(job, study, StopRule(bounded=bounded, timeout_s=spec.timeout_s, max_trials=spec.max_trials))
+    try:
+        return run_worker(job, study, StopRule(bounded=bounded, timeout_s=spec.timeout_s, max_trials=spec.max_trials))
+    finally:
+        if session is not None:
+            session.finish(study)
 
 
 def _wait_for_study(spec: WorkerSpec, poll_s: float = 0.5) -> optuna.Study:
@@ -345,8 +364,9 @@ def _worker_process(spec: WorkerSpec) -> None:
 
 
 def _run_processes(job: SearchJob, url: str, name: str, workers: int, devices_dir: str | None, stop: StopRule,
-                   study: optuna.Study, tracker: _Tracker) -> None:
-    """``workers`` processes on this machine sharing the storage (each runs :func:`join_study`)."""
+                   study: optuna.Study, tracker: _Tracker, session: Session | None = None) -> None:
+    """``workers`` processes on this machine sharing the storage (each runs :func:`join_study`); their pids
+    join ``session``, which measures them as its children."""
     seed = job.search.seed
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")
@@ -356,10 +376,13 @@ def _run_processes(job: SearchJob, url: str, name: str, workers: int, devices_di
     try:
         for i in range(workers):
             timeout = None if stop.timeout_s is None else max(1.0, stop.timeout_s - (time.monotonic() - stop.started))
-            spec = WorkerSpec(url, name, i, worker_seed(seed, i), timeout, None, devices_dir, threads)
+            spec = WorkerSpec(url, name, i, worker_seed(seed, i), timeout, None, devices_dir, threads,
+                              own_session=session is None)
             p = ctx.Process(target=_worker_process, args=(spec,), name=f"edgenas-worker-{i}")
             p.start()
             procs.append(p)
+            if session is not None and p.pid is not None:
+                session.children.append(p.pid)
     finally:
         if saved is None:
             os.environ.pop("OMP_NUM_THREADS", None)

@@ -5,7 +5,8 @@ Evaluation order in a trial: the sampler's spec -> its canonical string (the ``a
 cheap budget is finished right there with accuracy ``-inf`` and its real costs (samplers learn from
 its constraint values): it is never trained or scored and is not an accuracy evaluation. A
 candidate already evaluated in this study (any worker) reuses that result. Only then does the
-estimator run.
+estimator run. What each trial cost the machine (CPU, wall, energy: :mod:`edgenas.search.owncost`)
+is recorded with it, from the claim to the result.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from edgenas.errors import EdgenasError
 from edgenas.search import optuna_compat as compat
 from edgenas.search import study as st
 from edgenas.search.job import SearchJob
+from edgenas.search.meter import process_meter
+from edgenas.search.owncost import set_trial_cost
 from edgenas.search.record import ABANDONED_ATTR, ARCH_ATTR, ERROR_ATTR, RECORD_ATTR, TrialRecord, TrialStatus
 
 WAIT_S = 1.0
@@ -108,8 +111,10 @@ def run_worker(
     the trial (recorded with the error) and the search goes on; input errors and interrupts stop it
     (the interrupted trial is failed and marked abandoned, so ``--resume`` replaces it)."""
     evaluate = Evaluator(job, study)
+    meter = process_meter()
     done = 0
     while not stop.expired() and (stop.max_trials is None or done < stop.max_trials):
+        start = meter.mark()  # the trial's cost: its claim (the sampler's proposal) to its result
         if stop.bounded:
             st.replace_abandoned(study, bounded=True)
             trial = st.claim(study)
@@ -131,8 +136,10 @@ def run_worker(
             raise
         except Exception as exc:  # an estimator bug on one spec must not end the search
             trial.set_user_attr(ERROR_ATTR, f"{exc.__class__.__name__}: {exc}"[:500])
+            set_trial_cost(trial, meter.since(start))
             frozen = study.tell(trial, state=TrialState.FAIL)
         else:
+            set_trial_cost(trial, meter.since(start))
             frozen = study.tell(trial, values)
         done += 1
         if on_trial is not None:

@@ -170,6 +170,11 @@ def test_workers_share_an_exact_trial_budget(board, tmp_path):
     assert states.count(optuna.trial.TrialState.COMPLETE) == 20 and len(states) == 20
     pids = {t.system_attrs["edgenas:worker"]["pid"] for t in study.trials}
     assert len(pids) == 2  # both processes did work
+    cost = json.loads((run / "run.json").read_text())["search_cost"]
+    [session] = cost["sessions"]  # the worker processes are the search process's children, measured by it
+    assert sorted(session["pids"][1:]) == sorted(pids) and session["trials"] == 20
+    assert cost["complete"] and cost["trials"]["measured"] == 20
+    assert session["cpu_s"] - session["trials_cpu_s"] == pytest.approx(cost["overhead_cpu_s"], abs=1e-5)
 
 
 @pytest.mark.slow  # search subprocesses

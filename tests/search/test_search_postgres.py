@@ -4,6 +4,7 @@ leaves a stale heartbeat, and its trial is failed and replaced, so none is lost 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -98,6 +99,12 @@ def test_three_workers_share_one_study_exactly(postgres_url, board, tmp_path):
     r = subprocess.run([*EDGENAS, "pareto", "--storage", postgres_url, "--study", name, "--no-plots",
                         "--out", str(tmp_path / "again")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Pareto front:" in r.stdout, r.stderr
+    # the search's own cost over the whole storage: each process recorded its session, every trial its cost
+    cost = json.loads((tmp_path / "again" / "run.json").read_text())["search_cost"]
+    assert sorted(s["role"] for s in cost["sessions"]) == ["search", "worker", "worker"]
+    assert cost["complete"] and cost["trials"]["measured"] == N_TRIALS
+    assert sorted(s["trials"] for s in cost["sessions"]) == sorted(by_pid.values())
+    assert cost["cpu_s"] == pytest.approx(cost["trials"]["cpu_s"] + cost["overhead_cpu_s"], abs=1e-5)
 
 
 def test_killed_worker_trial_is_replaced(postgres_url, board, tmp_path):
@@ -134,3 +141,8 @@ def test_killed_worker_trial_is_replaced(postgres_url, board, tmp_path):
     assert len(abandoned) == 1 and abandoned[0].state == optuna.trial.TrialState.FAIL
     assert abandoned[0].system_attrs["edgenas:worker"]["pid"] == victim.pid
     assert len(study.get_trials()) == N_TRIALS + 1
+    from edgenas.search.owncost import run_cost
+
+    cost = run_cost(study)  # the killed worker recorded no session: its overhead is missing, and says so
+    assert not cost["complete"] and "recorded no session" in cost["not_counted"][0]
+    assert sorted(s["role"] for s in cost["sessions"]) == ["search", "worker"]
