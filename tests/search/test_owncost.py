@@ -103,7 +103,9 @@ def test_the_poller_reads_counters_between_marks(tmp_path, no_nvml):
     meter = Meter(tmp_path, poll_s=0.02)
     start = meter.mark()  # starts the poller
     set_uj(pkg, 500_000)  # +600k
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while meter._counters[0].last_uj != 500_000 and time.monotonic() < deadline:  # the poller's read
+        time.sleep(0.01)
     set_uj(pkg, 400_000)  # +900k: two wraps in all, only the poller saw the first
     assert meter.since(start).energy_j == pytest.approx(1.5)
     meter.close()
