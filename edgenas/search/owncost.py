@@ -21,7 +21,8 @@ total (``search_cost`` in run.json, the summary line a search prints). Measured 
 Not counted: a process killed before it recorded its session (SIGKILL, a lost machine) loses its overhead
 and its interrupted trial; its finished trials are kept. ``complete`` is false and ``not_counted`` says
 so when a finished trial belongs to no recorded session (also while a worker elsewhere still runs). Work
-outside the search (a job's supernet training, the export) is not the search's cost. Energy meters cover
+outside the search (a job's supernet training, the export) is not the search's cost, nor is a process's
+start before its session (Python and imports; a ``workers = N`` process is counted whole). Energy meters cover
 whole devices: every process on the machine is in it, and two sessions on one machine at the same time
 count their shared time twice (``not_counted`` names them).
 """
