@@ -312,7 +312,10 @@ class Exporter(ABC):
                 art.companions.append(p)
             art.parity, out = self.verify(path, job)
             if job.val_y is not None and len(job.val_y):
+                from edgenas.estimators.trust import worst_class_accuracy
+
                 art.accuracy = float(np.mean(out.argmax(1) == job.val_y))
+                art.extra["worst_class_accuracy"] = worst_class_accuracy(out.argmax(1), job.val_y)
             art.extra.update(self.details(path, job))
             if not art.parity.passed:
                 p = art.parity

@@ -4,7 +4,8 @@
 card, ``format``, ``bytes``, ``sha256``), the cost model's numbers (MACs, params, size and peak-RAM
 estimates, ``arena_bytes_tflm``), each artifact's real size next to its estimate, ``tflm_arena_bytes``
 (measured), predicted latency per device next to each artifact's measured latency on this host,
-estimated (search) and measured (torch, each artifact) accuracy, parity, input/output details,
+estimated (search) and measured (torch, each artifact) accuracy, the trust metrics (worst-class accuracy,
+calibration error, accuracy under input noise; the int8 file's accuracy), parity, input/output details,
 dataset split and training settings, seeds, library versions, and the command that reproduces it.
 ``model_card.md`` is the same for a person.
 """
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 VERSIONED = ("edgenas", "torch", "numpy", "onnx", "onnxruntime", "onnxscript", "ai-edge-litert", "litert-torch",
              "ai-edge-quantizer", "tflite-micro")
 CARD_VERSION = 1
+INT8_FORMATS = ("tflite-int8", "tflm")
+"""Formats holding the int8 model; the first one exported gives the card's ``int8_accuracy``."""
 
 
 def versions() -> dict[str, str]:
@@ -109,7 +112,8 @@ def model_card(
                      "estimate_record": {k: v for k, v in req.estimate.items() if k != "accuracy"},
                      "inherited": trained.record.get("inherited_accuracy"),
                      "torch": trained.accuracy,
-                     "artifacts": {a.format: a.accuracy for a in result.artifacts if a.accuracy is not None}},
+                     "artifacts": {a.format: a.accuracy for a in result.artifacts if a.accuracy is not None},
+                     "trust": _trust(result)},
         "training": {k: v for k, v in trained.record.items() if k not in ("preprocessing", "class_names")},
         "preprocessing": trained.record.get("preprocessing"),
         "class_names": trained.record.get("class_names"),
@@ -121,6 +125,21 @@ def model_card(
         "command": settings.command,
     }
     return card
+
+
+def _trust(result: ModelExport) -> dict[str, Any] | None:
+    """The trust metrics (:mod:`edgenas.estimators.trust`): the trained torch model's worst-class accuracy,
+    calibration error (ECE, 15 bins) and accuracy under Gaussian input noise at the stated SNR, and the
+    int8 file's accuracy and worst-class accuracy, all on the same validation examples (None without
+    labels)."""
+    if not result.trust:
+        return None
+    out: dict[str, Any] = {**result.trust}
+    int8 = next((a for a in result.artifacts if a.format in INT8_FORMATS and a.accuracy is not None), None)
+    if int8 is not None:
+        out.update(int8_format=int8.format, int8_accuracy=int8.accuracy,
+                   int8_worst_class_accuracy=int8.extra.get("worst_class_accuracy"))
+    return out
 
 
 def _sample(folder: Any) -> dict[str, Any] | None:
@@ -176,6 +195,20 @@ def _int8_lines(a: dict[str, Any]) -> list[str]:
     return out
 
 
+def _trust_lines(t: dict[str, Any] | None) -> list[str]:
+    """The trust metrics for a person: one paragraph under the accuracy."""
+    if not t:
+        return []
+    text = (f"Trust, on {t['examples']} validation examples: the trained model's accuracy {_fmt(t.get('accuracy'))}, "
+            f"worst-class accuracy {_fmt(t.get('worst_class_accuracy'))}, calibration error (ECE, 15 bins) "
+            f"{_fmt(t.get('calibration_error'))}, accuracy under Gaussian input noise at {t['noise_snr_db']:g} dB SNR "
+            f"{_fmt(t.get('noisy_accuracy'))}")
+    if t.get("int8_format"):
+        text += (f"; the int8 file ({t['int8_format']}): accuracy {_fmt(t.get('int8_accuracy'))}, worst-class "
+                 f"accuracy {_fmt(t.get('int8_worst_class_accuracy'))}")
+    return [text + ".", ""]
+
+
 def model_card_markdown(card: dict[str, Any]) -> str:
     c = card["cost"]
     lines = [f"# Model card: {card['name']}", "", f"`{card['arch']}`", "",
@@ -223,6 +256,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
               f"Estimated during the search: {_fmt(acc['estimated'])} ({acc.get('estimator') or '-'}); "
               + inherited + f"torch after final training: {_fmt(acc['torch'])}; "
               + ", ".join(f"{k} {_fmt(v)}" for k, v in acc["artifacts"].items()) + ".", ""]
+    lines += _trust_lines(acc.get("trust"))
     tr = card["training"]
     lines += ["## Training", ""] + [f"- {k}: {v}" for k, v in tr.items()]
     if card.get("preprocessing"):

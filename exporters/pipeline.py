@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.errors import EdgenasError
+from edgenas.estimators.base import spec_seed
+from edgenas.estimators.trust import DEFAULT_SNR_DB, trust_report
 from edgenas.exporters.base import Artifact, ExportJob, ExportOptions, get_exporter
 from edgenas.exporters.card import model_card, model_card_markdown
 from edgenas.exporters.metadata import ModelInfo
@@ -70,6 +72,9 @@ class ModelExport:
     error: str | None = None
     """Why the model itself failed (training, weights) before any format."""
     card: dict[str, Any] = field(default_factory=dict)
+    trust: dict[str, Any] = field(default_factory=dict)
+    """The trained torch model's trust metrics on the validation examples the artifacts are scored on
+    (:func:`edgenas.estimators.trust.trust_report`; empty without labels)."""
 
     @property
     def ok(self) -> bool:
@@ -107,6 +112,7 @@ def requests_from_run(run_dir: Path, trials: str | list[int] = "pareto", devices
         list[ExportRequest], dict[str, Any]]:
     """The models to export from a finished run folder (``pareto`` = its feasible front, or trial
     numbers) and the run's resolved configuration."""
+    from edgenas.search.fields import TRUST_FIELDS
     from edgenas.search.job import SearchJob
     from edgenas.search.runfolder import TRIALS_CSV, RunFolder
 
@@ -130,10 +136,19 @@ def requests_from_run(run_dir: Path, trials: str | list[int] = "pareto", devices
             raise EdgenasError(f"trial {r.get('trial')} of {run_dir} has no arch (it failed or never ran); "
                                f"choose another with --trials")
         spec = job.space.parse(r["arch"])
-        est = {k: r[k] for k in r if k == "accuracy" or k.startswith("estimat")}
+        est = {k: r[k] for k in r if k == "accuracy" or k.startswith("estimat") or k in TRUST_FIELDS}
         out.append(ExportRequest(job.space, spec, job.task, f"trial_{int(r['trial']):04d}", int(r["trial"]), est,
                                  device_targets(config, r, devices_dir)))
     return out, config
+
+
+def run_noise_snr_db(config: dict[str, Any]) -> float:
+    """The SNR (dB) at which the run's estimator measured ``noisy_accuracy`` (its ``noise_snr_db`` option, a
+    chain's expensive member's), else :data:`~edgenas.estimators.trust.DEFAULT_SNR_DB`: the card states the
+    exported model's noisy accuracy at the SNR the search used."""
+    opts = (config.get("estimator") or {}).get("options") or {}
+    value = opts.get("noise_snr_db", (opts.get("expensive_options") or {}).get("noise_snr_db"))
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else DEFAULT_SNR_DB
 
 
 def run_dataset_source(config: dict[str, Any]) -> str | None:
@@ -156,6 +171,8 @@ class ExportSettings:
     torch_device: str = "auto"
     supernet: str | None = None
     """A supernet checkpoint the models inherit their weights from (then fine-tuned ``train_epochs``)."""
+    noise_snr_db: float = DEFAULT_SNR_DB
+    """The SNR (dB) of the card's ``noisy_accuracy`` (the run estimator's ``noise_snr_db`` when it set one)."""
 
 
 def export_models(
@@ -200,6 +217,9 @@ def export_models(
         trained.record["preprocessing"] = dataset.preprocessing() if dataset is not None else None
         trained.record["class_names"] = list(dataset.class_names) if dataset is not None else None
         _write_sample(folder, vx, vy)
+        if vy is not None:
+            result.trust = trust_report(trained.module, vx, vy, settings.noise_snr_db,
+                                        spec_seed(settings.seed, "trust:noise"))
         job = ExportJob(trained.module, trained.input_shape, rep, vx, vy, _options_for(settings.options, req),
                         info=ModelInfo(str(req.spec), req.space.name, trained.record["preprocessing"],
                                        tuple(trained.record["class_names"] or ())))
@@ -265,11 +285,13 @@ def run_export(
 
         read_checkpoint(supernet)  # not a checkpoint: one line, before any output
     dataset = cfg.dataset
+    snr_db = DEFAULT_SNR_DB
     if run_dir is not None:
         if space is not None or arch is not None:
             raise EdgenasError("give either a run folder or a space and an arch, not both")
         requests, config = requests_from_run(Path(run_dir), cfg.trials, devices_dir)
         dataset = dataset or run_dataset_source(config)
+        snr_db = run_noise_snr_db(config)
         out_dir = Path(cfg.out) if cfg.out else Path(run_dir) / "export"
     else:
         if space is None or not arch:
@@ -306,7 +328,7 @@ def run_export(
                             int8_sensitivity=cfg.int8_sensitivity, qat_epochs=cfg.qat_epochs,
                             torch_device=cfg.torch_device)
     settings = ExportSettings(cfg.formats, cfg.train_epochs, cfg.seed, options, dataset, command,
-                              str(run_dir) if run_dir is not None else None, cfg.torch_device, supernet)
+                              str(run_dir) if run_dir is not None else None, cfg.torch_device, supernet, snr_db)
     say(f"exporting {len(requests)} model(s) as {', '.join(cfg.formats)} to {out_dir}")
     models = export_models(requests, out_dir, settings, say)
     atomic_write(out_dir / "export.json", json.dumps(summary_json(models, settings), indent=1) + "\n")

@@ -167,3 +167,15 @@ def test_own_data_example_is_a_supernet_job(repo):
     done = cfg.with_supernet_weights(cfg.supernet.out)
     assert done.estimator.weights == cfg.supernet.out and done.export.init == f"supernet:{cfg.supernet.out}"
     cfg.space.build()
+
+
+def test_the_trust_example_asks_its_estimator_for_the_trust_metrics():
+    """examples/trust.toml (the demo on worst_class_accuracy under a calibration budget): its chain's trained
+    member computes both metrics; nothing runs."""
+    from edgenas.search.job import SearchJob
+
+    job = SearchJob(JobConfig.from_toml(REPO / "examples" / "trust.toml"))
+    assert [f.name for f in job.objectives] == ["worst_class_accuracy", "latency_ms"]
+    assert [str(b) for b in job.budgets][-1] == "calibration_error<=0.25"
+    assert job.config["estimator"]["options"]["expensive_options"] == {
+        "epochs": 2, "metrics": ["worst_class_accuracy", "calibration_error"]}

@@ -55,7 +55,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.json:
         write_json(records)
     else:
-        emit(records, RECORD_FIELDS, args)
+        metrics = [k for k in est.provides() if any(k in r for r in records)]  # trust metrics: columns of their own
+        emit(records, [*RECORD_FIELDS, *metrics], args)
     return 0
 
 

@@ -11,7 +11,10 @@ An :class:`Estimator` scores specs of one search space (higher is better). Every
   tables) override;
 * reports **its own cost** per spec in an :class:`Estimate` record: ``seconds`` of wall time spent
   computing it and, for training, ``epochs`` and ``samples`` (training examples processed; 0 when not
-  applicable). A cached estimate is returned unchanged: its cost is what it cost when it was computed.
+  applicable). A cached estimate is returned unchanged: its cost is what it cost when it was computed;
+* may give **further metrics** of the same evaluation (``Estimate.metrics``, e.g. the trust metrics of
+  :mod:`edgenas.estimators.trust`, which a search can use as objectives and budgets): they are cached
+  with the score, follow the same seeding, and are left out when the score is not finite.
 
 Degenerate specs (e.g. NB201 cells whose output is disconnected from the input) never raise: they
 score :data:`WORST_SCORE` (``-inf``), which sorts below every real score. Tables and CSV files show it
@@ -29,7 +32,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgenas.errors import EdgenasError
@@ -51,6 +54,9 @@ class Estimate:
     ``score``: higher is better (:data:`WORST_SCORE` for degenerate specs). ``seconds``: wall time spent
     computing it. ``epochs``: training epochs run (0 for training-free estimators). ``samples``:
     training examples processed, i.e. epochs x training-subset size (0 for training-free estimators).
+    ``metrics``: further numbers from the same evaluation, by name (the trust metrics of
+    :mod:`edgenas.estimators.trust` for ``train``, ``halving`` and ``supernet``; empty for the others and
+    whenever the score is not finite).
     """
 
     arch: str
@@ -58,10 +64,13 @@ class Estimate:
     seconds: float
     epochs: int = 0
     samples: int = 0
+    metrics: dict[str, float] = field(default_factory=dict, hash=False)
 
     def as_record(self) -> dict[str, Any]:
+        """The record estimate tables, trial records and CSV files hold: :data:`RECORD_FIELDS`, then
+        each metric under its own name."""
         return {"arch": self.arch, "score": self.score, "seconds": self.seconds,
-                "epochs": self.epochs, "samples": self.samples}
+                "epochs": self.epochs, "samples": self.samples, **self.metrics}
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,15 @@ class Outcome:
     score: float
     epochs: int = 0
     samples: int = 0
+    metrics: dict[str, float] = field(default_factory=dict, hash=False)
+
+
+def clean_metrics(score: float, metrics: dict[str, float]) -> dict[str, float]:
+    """The metrics an estimate keeps: none when its score is not finite (a diverged, degenerate or
+    filtered-out spec has no metrics to trust), and no NaN."""
+    if not math.isfinite(score):
+        return {}
+    return {str(k): float(v) for k, v in metrics.items() if not math.isnan(float(v))}
 
 
 def clean_score(value: float) -> float:
@@ -105,6 +123,9 @@ class Estimator:
     """False when the seed cannot change any score (cost baselines, tables, fixed predictors)."""
     batch_dependent: ClassVar[bool] = False
     """True when a spec's score depends on the other specs of the batch (then it is not cached)."""
+    trust_metrics: ClassVar[tuple[str, ...]] = ()
+    """The trust metrics (:data:`edgenas.estimators.trust.TRUST_METRICS`) this estimator can give; it
+    then takes the options ``metrics`` (which to compute) and ``noise_snr_db``."""
 
     def __init__(self, space: SearchSpace, task: Task | None = None, seed: int = 0) -> None:
         reason = self.unsupported_reason(space)
@@ -151,6 +172,10 @@ class Estimator:
     def score_many(self, specs: Sequence[ArchSpec]) -> list[float]:
         return [e.score for e in self.estimate_many(specs)]
 
+    def provides(self) -> tuple[str, ...]:
+        """The metric names every estimate of this instance with a finite score carries."""
+        return ()
+
     def clear_cache(self) -> None:
         self._cache.clear()
 
@@ -166,7 +191,9 @@ class Estimator:
         self.computed += len(specs)
         if len(out) != len(specs):  # pragma: no cover - a subclass bug
             raise RuntimeError(f"{type(self).__name__}._compute_many returned {len(out)} results for {len(specs)}")
-        return [Estimate(e.arch, clean_score(e.score), e.seconds, e.epochs, e.samples) for e in out]
+        scores = [clean_score(e.score) for e in out]
+        return [Estimate(e.arch, v, e.seconds, e.epochs, e.samples, clean_metrics(v, e.metrics))
+                for e, v in zip(out, scores)]
 
     def _compute_many(self, specs: list[ArchSpec]) -> list[Estimate]:
         """Default: time :meth:`_compute` spec by spec."""
@@ -174,7 +201,8 @@ class Estimator:
         for spec in specs:
             t0 = time.perf_counter()
             res = self._compute(spec)
-            out.append(Estimate(str(spec), res.score, time.perf_counter() - t0, res.epochs, res.samples))
+            out.append(Estimate(str(spec), res.score, time.perf_counter() - t0, res.epochs, res.samples,
+                                dict(res.metrics)))
         return out
 
     def _compute(self, spec: ArchSpec) -> Outcome:  # pragma: no cover - overridden

@@ -146,8 +146,9 @@ class CheapFilter(Estimator, SearchParticipant):
     With ``pool="reference"`` a spec passes when its cheap score reaches the (1 - keep) quantile of the
     cheap scores of the reference sample; with ``pool="batch"`` the top ceil(keep * n) specs of the
     batch pass (ties broken by canonical string). A passing spec gets the expensive score and the cost
-    of both; a filtered-out (or degenerate) spec gets :data:`WORST_SCORE` — not its cheap rank, because
-    cheap and expensive scores are on different scales — and the cost of the cheap estimate only.
+    of both (and the expensive estimate's metrics); a filtered-out (or degenerate) spec gets
+    :data:`WORST_SCORE` — not its cheap rank, because cheap and expensive scores are on different
+    scales — and the cost of the cheap estimate only.
     """
 
     name = "filter"
@@ -224,6 +225,10 @@ class CheapFilter(Estimator, SearchParticipant):
         near = np.argsort(np.linalg.norm(keys - k, axis=1), kind="stable")[: self.neighbours]
         return bool(score >= np.quantile(scores[near], 1.0 - self.keep))
 
+    def provides(self) -> tuple[str, ...]:
+        """The expensive member's metrics: a passing spec carries them (a filtered-out one has none)."""
+        return self.expensive.provides()
+
     def threshold(self) -> float:
         """The cheap score a spec must reach (reference pool), computed once."""
         if self._threshold is None:
@@ -265,7 +270,7 @@ class CheapFilter(Estimator, SearchParticipant):
         for spec, c, p in zip(specs, cheap, passed):
             if p:
                 e = next(expensive)
-                out.append(Estimate(str(spec), e.score, c.seconds + e.seconds, e.epochs, e.samples))
+                out.append(Estimate(str(spec), e.score, c.seconds + e.seconds, e.epochs, e.samples, dict(e.metrics)))
             else:
                 out.append(Estimate(str(spec), WORST_SCORE, c.seconds))
         return out

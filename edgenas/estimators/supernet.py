@@ -13,15 +13,16 @@ a spec's score depends only on (weights, options, seed, spec), in any batch orde
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from edgenas.datasets import adapt_images
 from edgenas.errors import EdgenasError
-from edgenas.estimators.base import Estimator, Outcome, register_estimator
+from edgenas.estimators.base import Estimator, Outcome, register_estimator, spec_seed
 from edgenas.estimators.data import data_task, resolve_dataset
-from edgenas.estimators.training import top1_accuracy
+from edgenas.estimators.trust import DEFAULT_METRICS, DEFAULT_SNR_DB, TRUST_METRICS, check_metrics, check_snr, evaluate
 from edgenas.spaces.base import Task
 from edgenas.torchdevice import resolve_device
 
@@ -40,6 +41,7 @@ class SupernetAccuracy(Estimator):
     name = "supernet"
     summary = "top-1 of the subnet inheriting a trained supernet's weights (weights=sn.pt), BatchNorm re-estimated"
     needs_data = True
+    trust_metrics = TRUST_METRICS
 
     @classmethod
     def unsupported_reason(cls, space: SearchSpace) -> str | None:
@@ -55,6 +57,7 @@ class SupernetAccuracy(Estimator):
         self, space: SearchSpace, task: Task | None = None, seed: int = 0, weights: str | None = None,
         dataset: str | Dataset | None = None, bn_batches: int = 8, batch_size: int = 64, val_samples: int = 512,
         torch_device: str = "auto", memory_format: str = "channels_last", precision: str = "fp32",
+        metrics: Sequence[str] = DEFAULT_METRICS, noise_snr_db: float = DEFAULT_SNR_DB,
     ) -> None:
         """``weights``: a checkpoint of ``edgenas supernet train`` (or ``supernet import``) for this space;
         ``dataset``: the data it was trained on (default digits); ``bn_batches`` batches of ``batch_size``
@@ -69,11 +72,16 @@ class SupernetAccuracy(Estimator):
         could differ only where two classes' logits tie to that precision. ``precision``: score the subnet
         in float (``fp32``) or its simulated int8 quantization (``int8``, calibrated on the first 256 of
         the BatchNorm examples: :mod:`edgenas.estimators.int8_sim`; the ``accuracy_int8`` objective sets
-        it)."""
+        it). ``metrics`` / ``noise_snr_db``: the trust metrics each estimate carries, from the same
+        validation pass (as ``train``'s options of the same names, :mod:`edgenas.estimators.trust`)."""
         from edgenas.estimators.int8_sim import check_precision
 
         super().__init__(space, task, seed)
         self.precision = check_precision(precision, self.name)
+        self.metrics = check_metrics(metrics, self.name)
+        self.noise_snr_db = check_snr(noise_snr_db, self.name)
+        self.noise_seed = spec_seed(self.seed, "trust:noise")
+        """Seeds the noise of ``noisy_accuracy`` (the same draws for every spec of an input shape)."""
         for key, v, lo in (("bn_batches", bn_batches, 1), ("batch_size", batch_size, 2),
                            ("val_samples", val_samples, 0)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
@@ -142,6 +150,9 @@ class SupernetAccuracy(Estimator):
             self._resized_bytes += nbytes
         return pair
 
+    def provides(self) -> tuple[str, ...]:
+        return self.metrics
+
     def _compute(self, spec: ArchSpec) -> Outcome:
         from edgenas.supernet import batches_of, recalibrate_bn
 
@@ -154,12 +165,13 @@ class SupernetAccuracy(Estimator):
         recalibrate_bn(model, batches_of(x_bn, self.batch_size))
         y_val = self.dataset.y[self._val_idx]
         if self.precision == "int8":
-            from edgenas.estimators.int8_sim import int8_top1
+            from edgenas.estimators.int8_sim import SimulatedInt8
             from edgenas.estimators.training import INT8_CALIBRATION_SAMPLES
 
             calib = x_bn[:INT8_CALIBRATION_SAMPLES].to(device)
-            return Outcome(int8_top1(model, batches_of(calib, self.batch_size), x_val, y_val), 0, 0)
-        return Outcome(top1_accuracy(model, x_val, y_val), 0, 0)
+            model = SimulatedInt8(model, batches_of(calib, self.batch_size))
+        accuracy, found = evaluate(model, x_val, y_val, self.metrics, None, self.noise_snr_db, self.noise_seed)
+        return Outcome(accuracy, 0, 0, found)
 
     def describe(self) -> dict[str, Any]:
         """Where the weights came from (for run records and model cards)."""

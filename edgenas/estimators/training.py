@@ -7,7 +7,8 @@ re-estimates the BatchNorm statistics on up to 512 training examples (OFA's prac
 dozen steps the running averages are still far off), and scores it by top-1 accuracy (a fraction in
 [0, 1]) on ``val_samples`` examples of the validation split. Its
 :class:`~edgenas.estimators.base.Estimate` reports ``epochs`` and ``samples`` (training examples
-processed). A run whose loss becomes NaN/inf is reported as diverged:
+processed) and, from the same validation pass, the trust metrics of its ``metrics`` option
+(:mod:`edgenas.estimators.trust`). A run whose loss becomes NaN/inf is reported as diverged:
 :data:`~edgenas.estimators.base.WORST_SCORE`.
 
 ``halving`` / :class:`SuccessiveHalving` promote the best 1/eta of the specs from each rung to the next
@@ -19,8 +20,8 @@ brings its own rung logic because Optuna's pruners do not work in multi-objectiv
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +31,16 @@ import torch.nn.functional as F
 
 from edgenas.datasets import adapt_images
 from edgenas.errors import EdgenasError
-from edgenas.estimators.base import WORST_SCORE, Estimate, Estimator, Outcome, register_estimator
+from edgenas.estimators.base import WORST_SCORE, Estimate, Estimator, Outcome, register_estimator, spec_seed
 from edgenas.estimators.data import data_task, resolve_dataset
+from edgenas.estimators.trust import (
+    DEFAULT_METRICS,
+    DEFAULT_SNR_DB,
+    TRUST_METRICS,
+    check_metrics,
+    check_snr,
+    evaluate,
+)
 from edgenas.spaces.base import Task
 from edgenas.torchdevice import host_tensor, resolve_device, to_device
 
@@ -51,6 +60,8 @@ class TrainResult:
     """Top-1 validation accuracy in [0, 1], or WORST_SCORE when training diverged."""
     epochs: int
     samples: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The trust metrics asked of :func:`train_and_evaluate`, on the same validation pass."""
 
 
 def recalibrate_batchnorm(
@@ -87,11 +98,14 @@ def train_and_evaluate(
     model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], *,
     epochs: int, batch_size: int, lr: float, momentum: float, weight_decay: float, label_smoothing: float,
     nesterov: bool, generator: torch.Generator, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", metrics: Sequence[str] = (), snr_db: float = DEFAULT_SNR_DB,
+    noise_seed: int = 0,
 ) -> TrainResult:
     """Train ``model`` in place on ``device`` (it stays there) and return its validation accuracy and the
     work done. ``transform`` (e.g. resizing) is applied to each minibatch on ``device``, so large inputs
-    are never materialised at once; without one the (pre-tensored) subsets move to ``device`` once."""
+    are never materialised at once; without one the (pre-tensored) subsets move to ``device`` once.
+    ``metrics``: trust metrics to compute on the same validation pass (:func:`edgenas.estimators.trust.evaluate`;
+    ``noisy_accuracy`` at ``snr_db``, its noise drawn from ``noise_seed``)."""
     dev = torch.device(device)
     x, y = train
     xv, yv = val
@@ -128,7 +142,8 @@ def train_and_evaluate(
             sched.step()
             samples += len(idx)
     recalibrate_batchnorm(model, x, batch_size, prep)
-    return TrainResult(top1_accuracy(model, xv, yv, prep), epochs, samples)
+    accuracy, found = evaluate(model, xv, yv, metrics, prep, snr_db, noise_seed, EVAL_CHUNK)
+    return TrainResult(accuracy, epochs, samples, found)
 
 
 @register_estimator
@@ -136,25 +151,36 @@ class LowFidelityTraining(Estimator):
     name = "train"
     summary = "validation accuracy after a few epochs of SGD+cosine on a data subset"
     needs_data = True
+    trust_metrics = TRUST_METRICS
 
     def __init__(
         self, space: SearchSpace, task: Task | None = None, seed: int = 0,
         dataset: str | Dataset | None = None, epochs: int = 3, train_samples: int = 1024,
         val_samples: int = 512, resolution: int | None = None, batch_size: int = 64, lr: float = 0.05,
         momentum: float = 0.9, weight_decay: float = 5e-4, label_smoothing: float = 0.0, nesterov: bool = True,
-        torch_device: str = "auto", precision: str = "fp32",
+        torch_device: str = "auto", precision: str = "fp32", metrics: Sequence[str] = DEFAULT_METRICS,
+        noise_snr_db: float = DEFAULT_SNR_DB,
     ) -> None:
         """``epochs``: training epochs; ``train_samples``/``val_samples``: subset sizes (0 = the whole
         split); ``resolution``: train and evaluate at this input size instead of the spec's (the nets
         are fully convolutional); ``torch_device``: where to train (``auto``: a GPU when there is one,
         see :mod:`edgenas.torchdevice`); ``precision``: score the float model (``fp32``) or its simulated
         int8 quantization (``int8``, calibrated on up to 256 of the training examples:
-        :mod:`edgenas.estimators.int8_sim`; the ``accuracy_int8`` objective sets it); the rest are the
-        SGD hyper-parameters."""
+        :mod:`edgenas.estimators.int8_sim`; the ``accuracy_int8`` objective sets it); ``metrics``: the
+        trust metrics each estimate carries (:mod:`edgenas.estimators.trust`; by default the two that
+        cost no extra pass, ``worst_class_accuracy`` and ``calibration_error``; ``noisy_accuracy`` adds a
+        forward pass with Gaussian input noise at ``noise_snr_db`` dB, the same draws for every spec;
+        with ``precision=int8`` they are the simulated int8 model's); the rest are the SGD
+        hyper-parameters."""
         from edgenas.estimators.int8_sim import check_precision
 
         super().__init__(space, task, seed)
         self.precision = check_precision(precision, self.name)
+        self.metrics = check_metrics(metrics, self.name)
+        self.noise_snr_db = check_snr(noise_snr_db, self.name)
+        self.noise_seed = spec_seed(self.seed, "trust:noise")
+        """Seeds the noise of ``noisy_accuracy``: the same draws for every spec of an input shape, so specs
+        are compared on the same noisy images."""
         resolve_device(torch_device, f"{self.name}: torch_device")  # a device this machine lacks fails here
         self.torch_device = torch_device
         for key, v, lo in (("epochs", epochs, 1), ("train_samples", train_samples, 0),
@@ -205,19 +231,26 @@ class LowFidelityTraining(Estimator):
             return (xt, y[tr]), (xv, y[va]), None
         return (x[tr], y[tr]), (x[va], y[va]), partial(adapt_images, shape=shape)
 
+    def provides(self) -> tuple[str, ...]:
+        return self.metrics
+
     def _compute(self, spec: ArchSpec) -> Outcome:
         train, val, transform = self._data(self.input_shape(spec))
         seed = self.spec_seed(spec)
+        int8 = self.precision == "int8"
+        trust = {"metrics": () if int8 else self.metrics, "snr_db": self.noise_snr_db, "noise_seed": self.noise_seed}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = self.space.build(spec, self.net_task)
             device = resolve_device(self.torch_device, f"{self.name}: torch_device")
             res = train_and_evaluate(model, train, val, epochs=self.epochs, transform=transform,
-                                     generator=torch.Generator().manual_seed(seed), **self.hparams, device=device)
-        if self.precision == "int8" and res.accuracy != WORST_SCORE:
-            return Outcome(int8_accuracy(model, train[0], val, transform, self.hparams["batch_size"], device),
-                           res.epochs, res.samples)
-        return Outcome(res.accuracy, res.epochs, res.samples)
+                                     generator=torch.Generator().manual_seed(seed), **self.hparams, device=device,
+                                     **trust)
+        if int8 and res.accuracy != WORST_SCORE:
+            acc, found = int8_accuracy(model, train[0], val, transform, self.hparams["batch_size"], device,
+                                       metrics=self.metrics, snr_db=self.noise_snr_db, noise_seed=self.noise_seed)
+            return Outcome(acc, res.epochs, res.samples, found)
+        return Outcome(res.accuracy, res.epochs, res.samples, res.metrics)
 
 
 INT8_CALIBRATION_SAMPLES = 256
@@ -226,18 +259,20 @@ INT8_CALIBRATION_SAMPLES = 256
 
 def int8_accuracy(model: nn.Module, train_x: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor],
                   transform: Callable[[torch.Tensor], torch.Tensor] | None, batch_size: int,
-                  device: torch.device) -> float:
+                  device: torch.device, metrics: Sequence[str] = (), snr_db: float = DEFAULT_SNR_DB,
+                  noise_seed: int = 0) -> tuple[float, dict[str, float]]:
     """Top-1 on ``val`` of the trained ``model``'s simulated int8 quantization, calibrated on the first
-    :data:`INT8_CALIBRATION_SAMPLES` of ``train_x`` (each batch through ``transform``, on ``device``)."""
-    from edgenas.estimators.int8_sim import int8_top1
+    :data:`INT8_CALIBRATION_SAMPLES` of ``train_x`` (each batch through ``transform``, on ``device``),
+    and the trust ``metrics`` of that simulated model (:func:`edgenas.estimators.trust.evaluate`)."""
+    from edgenas.estimators.int8_sim import SimulatedInt8
 
     def prep(t: torch.Tensor) -> torch.Tensor:
         t = to_device(t, device, non_blocking=True)
         return transform(t) if transform is not None else t
 
     calib = train_x[:INT8_CALIBRATION_SAMPLES]
-    return int8_top1(model.eval(), (prep(calib[i:i + batch_size]) for i in range(0, len(calib), batch_size)),
-                     val[0], val[1], prep)
+    sim = SimulatedInt8(model.eval(), (prep(calib[i:i + batch_size]) for i in range(0, len(calib), batch_size)))
+    return evaluate(sim, val[0], val[1], metrics, prep, snr_db, noise_seed, EVAL_CHUNK)
 
 
 # -- successive halving ------------------------------------------------------------------------
@@ -255,7 +290,8 @@ class HalvingResult:
     rungs: list[Rung]
     estimates: list[Estimate]
     """One per input spec: score = index of the last rung reached + accuracy there (specs that went
-    further always rank higher); cost = the sum over the rungs it was trained in."""
+    further always rank higher); cost = the sum over the rungs it was trained in; metrics: those of the
+    last rung it was trained in."""
 
     @property
     def best(self) -> Estimate:
@@ -322,7 +358,7 @@ class SuccessiveHalving:
             final = hist[-1].score
             score = WORST_SCORE if final == WORST_SCORE else (len(hist) - 1) + final
             out.append(Estimate(str(s), score, sum(e.seconds for e in hist), sum(e.epochs for e in hist),
-                                sum(e.samples for e in hist)))
+                                sum(e.samples for e in hist), dict(hist[-1].metrics)))
         return HalvingResult(rungs, out)
 
 
@@ -332,15 +368,18 @@ class Halving(Estimator):
     summary = "successive halving of 'train' over the batch (rung reached + accuracy; min_epochs, max_epochs, eta)"
     needs_data = True
     batch_dependent = True
+    trust_metrics = TRUST_METRICS
 
     def __init__(
         self, space: SearchSpace, task: Task | None = None, seed: int = 0,
         dataset: str | Dataset | None = None, min_epochs: int = 1, max_epochs: int = 9, eta: int = 3,
         train_options: dict[str, Any] | None = None, torch_device: str = "auto",
+        metrics: Sequence[str] = DEFAULT_METRICS, noise_snr_db: float = DEFAULT_SNR_DB,
     ) -> None:
         """Rungs of ``train`` at ``min_epochs * eta**i`` epochs up to ``max_epochs``; ``train_options``
         are the other ``train`` options (``epochs`` is set by the rung); ``torch_device``: where they
-        train."""
+        train; ``metrics`` / ``noise_snr_db``: the trust metrics each estimate carries, those of the last
+        rung the spec was trained in (as ``train``'s options of the same names)."""
         super().__init__(space, task, seed)
         opts = {"torch_device": torch_device, **(train_options or {})}
         if "epochs" in opts:
@@ -349,12 +388,21 @@ class Halving(Estimator):
         if unknown or "dataset" in opts:
             raise EdgenasError(f"halving: train_options {unknown or ['dataset']} are not 'train' options "
                                "(pass the dataset as the halving option 'dataset')")
+        for key in ("metrics", "noise_snr_db"):
+            if key in opts:
+                raise EdgenasError(f"halving: give {key!r} as a halving option, not in train_options")
+        self.metrics = check_metrics(metrics, self.name)
+        self.noise_snr_db = check_snr(noise_snr_db, self.name)
+        opts.update(metrics=self.metrics, noise_snr_db=self.noise_snr_db)
         self.dataset = resolve_dataset(dataset)
         self.driver = SuccessiveHalving(
             lambda epochs: LowFidelityTraining(space, task, seed, dataset=self.dataset, epochs=epochs, **opts),
             min_epochs, max_epochs, eta,
         )
         self.last_result: HalvingResult | None = None
+
+    def provides(self) -> tuple[str, ...]:
+        return self.metrics
 
     def _compute_many(self, specs: list[ArchSpec]) -> list[Estimate]:
         self.last_result = self.driver.run(specs)

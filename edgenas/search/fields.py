@@ -5,7 +5,10 @@ device's latency table (``latency_ms@<device>`` names one of several devices), `
 estimator (``accuracy_int8``: the estimator's score of the candidate's simulated int8 quantization, what
 an int8 file would reach: ``train`` and ``supernet`` with ``precision = "int8"``,
 :mod:`edgenas.estimators.int8_sim`). All but ``accuracy`` / ``accuracy_int8`` are *cheap*: known before
-any training, so budgets on them are checked before the estimator runs. ``peak_ram_bytes`` and
+any training, so budgets on them are checked before the estimator runs. The trust fields
+``worst_class_accuracy``, ``noisy_accuracy`` (maximised) and ``calibration_error`` (minimised) come from
+the same evaluation as the accuracy (the estimate's metrics, :mod:`edgenas.estimators.trust`): they are
+not cheap either. ``peak_ram_bytes`` and
 ``size_bytes`` mean the deployment precision's variant (``[search] precision``, default int8, what
 edge runtimes ship). ``arena_bytes_tflm`` is the TFLite Micro tensor arena the int8 model needs on a
 microcontroller (``arena_bytes_tflm<=256KiB``). ``delegate_partitions`` / ``ops_off_delegate`` (the
@@ -18,8 +21,11 @@ Budgets read ``FIELD<=VALUE`` or ``FIELD>=VALUE`` with optional units: ``latency
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from edgenas.errors import EdgenasError
 
@@ -31,6 +37,11 @@ PRECISIONS = ("int8", "fp32")
 UNITS = {"macs": "", "params": "", "latency_ms": "ms", "accuracy": ""}
 ACCURACY_INT8 = "accuracy_int8"
 """The estimator's score of the simulated int8 model (a field whose base is ``accuracy``)."""
+TRUST_FIELDS: dict[str, bool] = {"worst_class_accuracy": True, "calibration_error": False, "noisy_accuracy": True}
+"""The trust metrics a search can optimise or bound, and whether each is maximised (the names and
+directions of :data:`edgenas.estimators.trust.MAXIMISED`, kept here so fields import no torch)."""
+ESTIMATED = ("accuracy", *TRUST_FIELDS)
+"""Bases of the fields the estimator gives (every other field is cheap)."""
 for _f in COST_FIELDS:
     UNITS[_f] = "B" if "bytes" in _f else ""
 
@@ -48,7 +59,7 @@ class Field:
     @property
     def cheap(self) -> bool:
         """Known before the estimator runs (costs and table latencies)."""
-        return self.base != "accuracy"
+        return self.base not in ESTIMATED
 
     @property
     def unit(self) -> str:
@@ -59,8 +70,22 @@ class Field:
         return "maximize" if self.maximize else "minimize"
 
 
+def estimated_value(field: Field, accuracy: float, estimate: Mapping[str, Any] | None) -> float:
+    """The value of a non-cheap ``field`` for a candidate scored ``accuracy`` whose estimator record is
+    ``estimate``: the accuracy itself, or the trust metric of that name in the record. A candidate
+    without it (never scored, filtered out, degenerate) gets the field's worst value (-inf when
+    maximised, +inf when minimised), so it never counts as good."""
+    if field.base == "accuracy":
+        return float(accuracy)
+    value = (estimate or {}).get(field.name)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return -math.inf if field.maximize else math.inf
+
+
 def known_fields(devices: list[str]) -> list[str]:
-    return ["accuracy", ACCURACY_INT8, *(["latency_ms"] if devices else []), *(f"latency_ms@{d}" for d in devices),
+    return ["accuracy", ACCURACY_INT8, *TRUST_FIELDS, *(["latency_ms"] if devices else []),
+            *(f"latency_ms@{d}" for d in devices),
             *COST_FIELDS, *ALIASES]
 
 
@@ -74,6 +99,8 @@ def resolve_field(name: str, devices: list[str], precision: str = "int8") -> Fie
         return Field("accuracy", "accuracy", maximize=True)
     if name == ACCURACY_INT8:
         return Field(ACCURACY_INT8, "accuracy", maximize=True)
+    if name in TRUST_FIELDS:
+        return Field(name, name, maximize=TRUST_FIELDS[name])
     if name in ALIASES:
         name = f"{name}_{precision}"
     if name in COST_FIELDS:

@@ -12,14 +12,15 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from edgenas.search.fields import Budget, Field, given_reference
+from edgenas.search.fields import TRUST_FIELDS, Budget, Field, estimated_value, given_reference
 from edgenas.search.owncost import trial_cost
 from edgenas.search.pareto import hypervolume, nondominated
 from edgenas.search.record import TrialRecord, TrialStatus, trial_arch, trial_error, trial_status
 
 
 def trial_row(t: FrozenTrial, objectives: Sequence[Field]) -> dict[str, Any]:
-    """One flat record per trial: number, state, arch, status, objectives, costs, estimator record."""
+    """One flat record per trial: number, state, arch, status, objectives, costs, estimator record (its
+    trust metrics under their own names)."""
     rec = TrialRecord.from_trial(t)
     status = trial_status(t)
     row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(), "arch": trial_arch(t) or "",
@@ -35,6 +36,9 @@ def trial_row(t: FrozenTrial, objectives: Sequence[Field]) -> dict[str, Any]:
         for k in ("score", "seconds", "epochs", "samples"):
             if k in est:
                 row[f"estimate_{k}"] = est[k]
+        for k in TRUST_FIELDS:  # the estimate's trust metrics, also when they are not objectives
+            if k in est and k not in row:
+                row[k] = est[k]
     err = trial_error(t)
     if err:
         row["error"] = err
@@ -73,9 +77,8 @@ class FrontState:
             self.evaluated += 1
         elif rec.status == TrialStatus.REJECTED:
             self.rejected += 1
-        values = {f.name: v for f, v in zip(self.objectives, t.values)} | rec.costs | {"accuracy": rec.accuracy}
-        ok = rec.feasible and all(math.isfinite(v) for v in t.values) and all(
-            b.met(values[b.field.name]) for b in self.budgets if not b.field.cheap and b.field.name in values)
+        ok = rec.feasible and all(math.isfinite(v) for v in t.values) and all(  # budgets on estimated fields
+            b.met(estimated_value(b.field, rec.accuracy, rec.estimate)) for b in self.budgets if not b.field.cheap)
         if ok:
             self.points.append(list(t.values))
             self.numbers.append(t.number)

@@ -70,6 +70,8 @@ class SearchJob:
             raise EdgenasError("objective 'accuracy' needs an estimator: pass --estimator (e.g. synflow, train) "
                                "or add an [estimator] table")
         self._score_int8_if_asked()
+        self._trust_metrics_if_asked()
+        self._check_sampler_models_it()
         self._latency: dict[str, LatencySource] | None = None
         self._oracle: CostOracle | None = None
         self._estimator: Estimator | None = None
@@ -105,6 +107,48 @@ class SearchJob:
         options = {**est.options, "expensive_options": opts} if chain else opts
         self.job = self.job.with_overrides(estimator=dataclasses.replace(est, options=options))
         self.config = self.job.resolved()
+
+    def _trust_metrics_if_asked(self) -> None:
+        """A trust field named as an objective or budget (``worst_class_accuracy``, ``calibration_error``,
+        ``noisy_accuracy``) is added to the estimator's ``metrics`` option (a chain's expensive member's),
+        stored in the run's resolved job. An estimator that cannot give it is a one-line error naming the
+        estimators that can (those declaring it in ``trust_metrics``)."""
+        import dataclasses
+
+        from edgenas.search.fields import TRUST_FIELDS
+
+        fields = [*self.objectives, *(b.field for b in self.budgets)]
+        named = list(dict.fromkeys(f.name for f in fields if f.name in TRUST_FIELDS))
+        est = self.job.estimator
+        if not named or est is None:
+            return
+        from edgenas.estimators.base import estimator_class, estimator_names, estimator_options
+
+        chain = est.name == "filter"  # CHEAP>EXPENSIVE: the expensive member scores (and measures) a candidate
+        member = str(est.options.get("expensive", "train")) if chain else est.name
+        opts = dict(est.options.get("expensive_options") or {}) if chain else dict(est.options)
+        lacking = [n for n in named if n not in estimator_class(member).trust_metrics]
+        if lacking:
+            able = [n for n in estimator_names() if set(lacking) <= set(estimator_class(n).trust_metrics)]
+            raise EdgenasError(f"{', '.join(lacking)} comes from the estimator's trust metrics, which {member!r} does "
+                               f"not give; estimators that do: {', '.join(able) or 'none installed'} (or a chain "
+                               f"CHEAP>EXPENSIVE ending in one, e.g. synflow>train)")
+        given = opts.get("metrics", estimator_options(member).get("metrics", ()))
+        current = [m.strip() for m in (given.split(",") if isinstance(given, str) else given) if m.strip()]
+        opts["metrics"] = current + [n for n in named if n not in current]
+        options = {**est.options, "expensive_options": opts} if chain else opts
+        self.job = self.job.with_overrides(estimator=dataclasses.replace(est, options=options))
+        self.config = self.job.resolved()
+
+    def _check_sampler_models_it(self) -> None:
+        """The ``frontier`` sampler models one maximised estimated objective (its GP predicts it; every
+        other objective must be a cost known before evaluation): two estimated objectives, or a minimised
+        one (``calibration_error``), are a one-line error pointing at the samplers that handle them."""
+        estimated = [f for f in self.objectives if not f.cheap]
+        if self.search.sampler == "frontier" and (len(estimated) > 1 or any(not f.maximize for f in estimated)):
+            raise EdgenasError(f"sampler 'frontier' models one maximised estimated objective beside cost objectives; "
+                               f"with {', '.join(f.name for f in estimated)} use nsga2, tpe or evolution (or put "
+                               f"the others in budgets)")
 
     # -- views -------------------------------------------------------------------------------
     @property

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from edgenas.errors import EdgenasError
 from edgenas.search import optuna_compat as compat
 from edgenas.search import study as st
+from edgenas.search.fields import estimated_value
 from edgenas.search.job import SearchJob
 from edgenas.search.meter import process_meter
 from edgenas.search.owncost import set_trial_cost
@@ -59,7 +60,7 @@ class Evaluator:
             return self._known[arch]
         trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(trials) != self._scanned:
-            ai = next((i for i, f in enumerate(self.job.objectives) if not f.cheap), None)
+            ai = next((i for i, f in enumerate(self.job.objectives) if f.base == "accuracy"), None)
             for t in trials:
                 rec = TrialRecord.from_trial(t)
                 if rec is None or rec.status != TrialStatus.EVALUATED or rec.arch in self._known or t.values is None:
@@ -96,11 +97,12 @@ class Evaluator:
         elif feasible:
             rec.status = TrialStatus.EVALUATED
         for b in job.budgets:
-            if not b.field.cheap:  # accuracy budgets: known only now (unknown for infeasible: 0 = not counted)
-                ok = feasible and math.isfinite(rec.accuracy)
-                trial.set_constraint(str(b), b.violation(rec.accuracy) if ok else (1.0 if feasible else 0.0))
+            if not b.field.cheap:  # accuracy, trust budgets: known only now (unknown for infeasible: 0 = not counted)
+                value = estimated_value(b.field, rec.accuracy, rec.estimate)
+                ok = feasible and math.isfinite(value)
+                trial.set_constraint(str(b), b.violation(value) if ok else (1.0 if feasible else 0.0))
         trial.set_user_attr(RECORD_ATTR, rec.to_attrs())
-        return [rec.accuracy if not f.cheap else costs[f.name] for f in job.objectives]
+        return [costs[f.name] if f.cheap else estimated_value(f, rec.accuracy, rec.estimate) for f in job.objectives]
 
 
 def run_worker(

@@ -5,7 +5,9 @@ Every estimator must: be registered under its name and refuse an unknown option 
 return one :class:`~edgenas.estimators.Estimate` per spec with the canonical string, a float score and
 its own cost; be deterministic per seed (and, when seeded, depend on the seed); cache by canonical
 string; give the same scores in a batch as one by one (or, for batch-dependent estimators, be
-deterministic and treat a batch of one as the single case); and survive degenerate specs.
+deterministic and treat a batch of one as the single case); and survive degenerate specs. An estimator
+declaring trust metrics (``trust_metrics``) must give each one asked of it with every finite score, in
+[0, 1], seeded, cached and equal in a batch and alone like the score.
 
 Inputs are kept tiny (8-16 px, 4-16 examples) so the suite is fast.
 """
@@ -86,11 +88,11 @@ class EstimatorContract:
 
     @pytest.fixture
     def make(self, name: str, options: dict[str, Any]) -> Callable[..., Estimator]:
-        """``make(seed=0)``: a fresh estimator instance."""
+        """``make(seed=0, **more)``: a fresh estimator instance (``more``: options on top of ``options``)."""
         space, task = self.contract_space(name)
 
-        def build(seed: int = 0) -> Estimator:
-            return get_estimator(name, space, task, seed=seed, **options)
+        def build(seed: int = 0, **more: Any) -> Estimator:
+            return get_estimator(name, space, task, seed=seed, **{**options, **more})
 
         return build
 
@@ -119,7 +121,8 @@ class EstimatorContract:
             assert math.isfinite(e.seconds) and e.seconds >= 0
             assert isinstance(e.epochs, int) and isinstance(e.samples, int)
             assert e.as_record() == {"arch": e.arch, "score": e.score, "seconds": e.seconds,
-                                     "epochs": e.epochs, "samples": e.samples}
+                                     "epochs": e.epochs, "samples": e.samples, **e.metrics}
+            assert set(e.metrics) == (set(est.provides()) if math.isfinite(e.score) else set())
             if trains and e.score > WORST_SCORE:
                 assert e.epochs >= 1 and e.samples >= e.epochs * self.min_samples_per_epoch
             elif not trains:
@@ -179,3 +182,31 @@ class EstimatorContract:
         assert all(isinstance(v, float) and not math.isnan(v) for v in scores)
         if self.degenerate_is_worst(name):
             assert scores == [WORST_SCORE] * len(degenerate)
+
+    def test_trust_metrics_are_given_in_range_seeded_and_cached(self, name: str,
+                                                               make: Callable[..., Estimator]) -> None:
+        cls = estimator_class(name)
+        if not cls.trust_metrics:
+            pytest.skip(f"{name} declares no trust metrics")
+        asked = list(cls.trust_metrics)
+        est = make(seed=1, metrics=asked)
+        assert set(est.provides()) == set(asked)
+        specs = self.specs_for(est.space)[:3]
+        batch = est.estimate_many(specs)
+        assert any(math.isfinite(e.score) for e in batch)
+        for e in batch:
+            assert set(e.metrics) == (set(asked) if math.isfinite(e.score) else set())
+            assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in e.metrics.values()), e.metrics
+            if 0.0 <= e.score <= 1.0 and "worst_class_accuracy" in e.metrics:  # the score is an accuracy
+                assert e.metrics["worst_class_accuracy"] <= e.score + 1e-12  # a mean of per-class accuracies
+        assert [e.metrics for e in make(seed=1, metrics=asked).estimate_many(specs)] == [e.metrics for e in batch]
+        if est.batch_dependent:
+            single = make(seed=1, metrics=asked)
+            assert single.estimate_many([specs[0]])[0].metrics == single.estimate(specs[0]).metrics
+        else:
+            n = est.computed
+            assert est.estimate(specs[0]) is batch[0] and est.computed == n  # cached with the score
+            assert [make(seed=1, metrics=asked).estimate(s).metrics for s in specs] == [e.metrics for e in batch]
+        assert all(e.metrics == {} for e in make(seed=1, metrics=[]).estimate_many(specs[:1]))
+        with pytest.raises(EdgenasError, match="unknown trust metric"):
+            make(metrics=["no_such_metric"])

@@ -96,6 +96,15 @@ def test_run_with_export_table_exports_and_verifies_the_front(run_and_export):
         assert card["training"]["epochs"] == 2 and card["training"]["dataset"]["dataset"] == "digits"
         assert card["preprocessing"]["mean"] and card["class_names"] == [str(i) for i in range(10)]
         assert (folder / "model_card.md").read_text().startswith(f"# Model card: trial_{r['trial']:04d}")
+        trust = card["accuracy"]["trust"]  # the trained model's trust metrics and the int8 file's accuracy
+        int8 = next(a for a in card["artifacts"] if a["format"] == "tflite-int8")
+        assert trust["noise_snr_db"] == 20.0 and trust["examples"] > 0
+        assert trust["int8_format"] == "tflite-int8" and trust["int8_accuracy"] == int8["accuracy"]
+        assert trust["int8_worst_class_accuracy"] == int8["worst_class_accuracy"] <= int8["accuracy"]
+        for key in ("accuracy", "worst_class_accuracy", "calibration_error", "noisy_accuracy"):
+            assert 0.0 <= trust[key] <= 1.0, key
+        assert trust["worst_class_accuracy"] <= trust["accuracy"]
+        assert "worst-class accuracy" in (folder / "model_card.md").read_text()
 
 
 def test_saved_weights_load_with_weights_only_and_match_the_onnx_file(run_and_export):
