@@ -119,8 +119,11 @@ def main() -> int:
                     true_rank = ranking(truth[name])
                     fan = o.ranked("fanova")
                     sh = o.ranked("share")
+                    lead = o.ranked()
                     row = {"sampler": sampler, "seed": seed, "objective": name, "trials": o.trials,
-                           "truth_top": true_rank[0], "fanova_top": fan[0] if fan else None,
+                           "truth_top": true_rank[0], "explain_top": lead[0], "by": o.primary,
+                           "explain_top_ok": lead[0] == true_rank[0], "explain_tau": round(kendall(true_rank, lead), 3),
+                           "fanova_top": fan[0] if fan else None,
                            "share_top": sh[0], "fanova_top_ok": bool(fan) and fan[0] == true_rank[0],
                            "share_top_ok": sh[0] == true_rank[0],
                            "fanova_tau": round(kendall(true_rank, fan), 3) if fan else None,
@@ -137,6 +140,8 @@ def main() -> int:
         summary.append({"objective": name, "truth_top": ranking(truth[name])[0],
                         "truth_order": " > ".join(ranking(truth[name])),
                         "truth_top_share": round(max(truth[name].values()), 3),
+                        "explain_top_ok": f"{sum(r['explain_top_ok'] for r in rs)}/{len(rs)}",
+                        "explain_tau_median": statistics.median(r["explain_tau"] for r in rs),
                         "fanova_top_ok": f"{sum(r['fanova_top_ok'] for r in rs)}/{len(rs)}",
                         "share_top_ok": f"{sum(r['share_top_ok'] for r in rs)}/{len(rs)}",
                         "fanova_tau_median": statistics.median(r["fanova_tau"] for r in rs
@@ -146,15 +151,22 @@ def main() -> int:
              f"cifar10_test_200ep; latency: the {LATENCY_COLUMN} column of the shared HW-NAS-Bench table). Each run: "
              f"`edgenas search --space nb201 --estimator tabular --latency-csv ... --latency-column {LATENCY_COLUMN} "
              f"--sampler S --seed K --trials {args.trials}`, then `edgenas explain RUN` (64 uniform specs for the "
-             "shares). *_top_ok: explain's first choice is the exhaustive first; tau: Kendall's tau of the six "
-             "edges' orders. Latency's main effects come from the measured table itself (exact), so its share "
-             "column is an exhaustive analysis on 64 specs; fANOVA sees only the trials.")
+             "shares). explain_*: the ranking explain leads with: by the share where the objective's model is "
+             "exact (cheap objectives such as latency: the table itself), by fANOVA where it is fitted (estimated "
+             "objectives such as accuracy). That rule was set after this benchmark's first run, in which the "
+             "GP-based share ranked accuracy's top edge second on 2 of the 6 runs (surrogate cross-validated R^2 "
+             "0.09-0.33 on trials concentrated near the front); the rule is the principle that an exact model beats "
+             "a fitted one and that fANOVA fits the trials' own choices, not a threshold tuned here. "
+             "fanova_* / share_*: each view alone. *_top_ok: its first choice is the exhaustive first; tau: "
+             "Kendall's tau of the six edges' orders. Latency's shares use the measured table on the 64 sampled "
+             "specs (exact values, a sample of the space); fANOVA sees only the trials.")
     write_results("explain_nb201", "explain on NAS-Bench-201 vs the exhaustive analysis", summary,
-                  ["objective", "truth_top", "truth_top_share", "truth_order", "fanova_top_ok", "share_top_ok",
-                   "fanova_tau_median", "share_tau_median"],
+                  ["objective", "truth_top", "truth_top_share", "truth_order", "explain_top_ok", "explain_tau_median",
+                   "fanova_top_ok", "share_top_ok", "fanova_tau_median", "share_tau_median"],
                   {"trials": args.trials, "seeds": args.seeds, "samplers": args.samplers}, notes,
                   packages=("edgenas", "optuna", "scikit-learn", "numpy"),
-                  extra_tables={"Runs": (rows, ["sampler", "seed", "objective", "trials", "fanova_top", "share_top",
+                  extra_tables={"Runs": (rows, ["sampler", "seed", "objective", "trials", "by", "explain_top",
+                                                "explain_top_ok", "fanova_top", "share_top",
                                                 "fanova_top_ok", "share_top_ok", "fanova_tau", "share_tau",
                                                 "surrogate_cv_r2", "search_s", "explain_s"])})
     return 0

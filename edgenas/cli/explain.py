@@ -18,8 +18,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     quiet_third_party(args.verbose)
     expl, out, written = explain_run(job)
     for o in expl.per_objective:
-        ranked = sorted(o.effects, key=lambda e: -e.share)[:job.top]
-        print(f"{o.objective.name}: " + ", ".join(f"{e.choice} (share {e.share:.2f}"
+        ranked = o.effects[:job.top]  # in the objective's primary order
+        print(f"{o.objective.name} (by {o.primary}): " + ", ".join(f"{e.choice} (share {e.share:.2f}"
                                                   + (f", fANOVA {e.fanova:.2f})" if e.fanova is not None else ")")
                                                   for e in ranked))
     for t in expl.tradeoffs[:3]:

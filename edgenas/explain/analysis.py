@@ -81,12 +81,25 @@ class ObjectiveExplanation:
     model: str
     """What gave the main effects: ``surrogate`` (GP on the evaluated trials) or ``exact``."""
     effects: list[Effect]
-    """Most important first (by fANOVA where it sees the choice, then by share)."""
+    """Most important first, by :attr:`primary`."""
     fit_r2: float | None = None
     """Cross-validated R^2 of the surrogate on the trials (None for exact models)."""
 
-    def ranked(self, by: str = "fanova") -> list[str]:
-        """Choice names, most important first, by ``fanova`` (choices it sees) or ``share``."""
+    @property
+    def primary(self) -> str:
+        """The ranking explain leads with: ``share`` where the objective's model is exact (the cost model or
+        latency table itself: nothing is fitted), else ``fanova`` (fitted on the trials' own choices, where
+        the share depends on a surrogate fitted on derived features)."""
+        return "share" if self.model == "exact" else "fanova"
+
+    def ranked(self, by: str | None = None) -> list[str]:
+        """Choice names, most important first, by ``fanova`` (only the choices it sees), ``share``, or by
+        default :attr:`primary` (then, for ``fanova``, the choices it cannot see by share)."""
+        if by is None:
+            if self.primary == "share":
+                return self.ranked("share")
+            seen = self.ranked("fanova")
+            return seen + [c for c in self.ranked("share") if c not in seen]
         if by == "fanova":
             seen = [e for e in self.effects if e.fanova is not None]
             return [e.choice for e in sorted(seen, key=lambda e: -(e.fanova or 0.0))]
@@ -302,8 +315,10 @@ def explain(space: SearchSpace, task: Task | None, objectives: Sequence[Field], 
             model = "surrogate"
         means, total = main_effects(space, base, choices, predict, seed=seed)
         effects = [Effect(c.name, fan.get(c.name), share(means[c.name], total), means[c.name]) for c in choices]
-        effects.sort(key=lambda e: (-(e.fanova if e.fanova is not None else -1.0), -e.share))
-        per_objective.append(ObjectiveExplanation(f, len(idx), model, effects, r2))
+        o = ObjectiveExplanation(f, len(idx), model, effects, r2)
+        order = {name: i for i, name in enumerate(o.ranked())}
+        o.effects.sort(key=lambda e: order[e.choice])
+        per_objective.append(o)
     trades = tradeoffs(per_objective)
     cost = next((f for f in objectives if f.cheap), None)
     rows = []

@@ -95,7 +95,8 @@ def _objective_section(o: ObjectiveExplanation, top: int) -> list[str]:
     fit = f", surrogate cross-validated R^2 {o.fit_r2:.2f}" if o.fit_r2 is not None else ""
     L = [f"## {f.name} ({f.direction})", "",
          f"{o.trials} trials; main effects from the {'exact cost model' if o.model == 'exact' else 'GP surrogate'}"
-         f"{fit}.", "", "| rank | choice | fANOVA | share | best value | main effect (value: mean) |",
+         f"{fit}; ranked by {'share (exact model)' if o.primary == 'share' else 'fANOVA (then share)'}.", "",
+         "| rank | choice | fANOVA | share | best value | main effect (value: mean) |",
          "|---|---|---|---|---|---|"]
     for i, e in enumerate(o.effects[:max(top * 3, 10)]):
         effect = ", ".join(f"{v}: {_v(m)}" for v, m in e.means.items())

@@ -59,7 +59,9 @@ def test_explain_ranks_the_driving_choices_first(synthetic_run):
     expl, a, b = synthetic_run["expl"], synthetic_run["a"], synthetic_run["b"]
     acc, lat = expl.objective("accuracy"), expl.objective("latency_ms")
     assert acc.model == "surrogate" and lat.model == "exact"
-    assert acc.ranked("fanova")[0] == a and acc.ranked("share")[0] == a
+    assert acc.ranked("fanova")[0] == a and acc.ranked("share")[0] == a and acc.ranked()[0] == a
+    assert (acc.primary, lat.primary) == ("fanova", "share") and lat.ranked()[0] == b
+    assert [e.choice for e in acc.effects] == acc.ranked() and [e.choice for e in lat.effects] == lat.ranked()
     assert lat.ranked("fanova")[0] == b and lat.ranked("share")[0] == b
     assert acc.effect(a).best_for(True) == acc.effect(a).best  # the op of highest index
     assert 0.5 < acc.effect(a).share <= 1.0 and lat.effect(a).share < lat.effect(b).share
@@ -92,7 +94,8 @@ def test_explain_cli_prints_the_summary_and_writes_figures(synthetic_run, tmp_pa
     out = tmp_path / "x"
     assert main(["explain", str(synthetic_run["run"]), "--out", str(out), "--samples", "16"]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith(f"accuracy: {synthetic_run['a']}") and "trade-off:" in printed
+    assert printed.startswith(f"accuracy (by fanova): {synthetic_run['a']}") and "trade-off:" in printed
+    assert f"latency_ms (by share): {synthetic_run['b']}" in printed
     for name in ("explain.md", "explain.json", "explain_importance.png", "explain_effects.png", "explain.html"):
         assert (out / name).stat().st_size > 0
     assert "![explain_importance.png](explain_importance.png)" in (out / "explain.md").read_text()
