@@ -120,8 +120,9 @@ def calibration_alternative(job: ExportJob, folder: Path) -> dict:
             "moving_average_max_abs_diff": round(parity.max_abs_diff, 4)}
 
 
-RECOVERY = ("minmax", "percentile", "mse", "mixed16", "qat")
-"""The int8 options compared by --int8-recovery (edgenas.exporters.int8_options)."""
+RECOVERY = ("minmax", "percentile", "mse", "mixed16", "minmax+bc", "mixed16+bc", "qat")
+"""The int8 options compared by --int8-recovery (edgenas.exporters.int8_options); ``+bc``: with
+--int8-bias-correction (edgenas.exporters.bias_correction)."""
 
 
 def train_spec(name: str, index: int, seed: int) -> tuple:
@@ -149,13 +150,14 @@ def int8_recovery(job: ExportJob, train_data: tuple, folder: Path, arena: bool =
 
     shared = {k: v for k, v in job.cache.items() if k.startswith("tflite-fp32")}
     rows = []
-    for mode in RECOVERY:
+    for label in RECOVERY:
+        mode, bc = label.removesuffix("+bc"), label.endswith("+bc")
         j = ExportJob(job.module, job.input_shape, job.representative, job.val_x, job.val_y,
-                      ExportOptions(measure_latency=False, int8=mode), cache=dict(shared), info=job.info,
-                      train_data=train_data if mode == "qat" else None)
-        art = get_exporter("tflite-int8").export(j, folder, stem=f"model_int8_{mode}")
+                      ExportOptions(measure_latency=False, int8=mode, int8_bias_correction=bc), cache=dict(shared),
+                      info=job.info, train_data=train_data if mode == "qat" else None)
+        art = get_exporter("tflite-int8").export(j, folder, stem=f"model_int8_{label.replace('+', '_')}")
         shared.update({k: v for k, v in j.cache.items() if k.startswith(("tflite-fp32", "int8-minmax", "int8-hist"))})
-        row = {"int8": mode, "ok": art.ok, "error": art.error, "bytes": art.bytes,
+        row = {"int8": label, "ok": art.ok, "error": art.error, "bytes": art.bytes,
                "build_s": round(art.build_seconds, 2), "accuracy": art.accuracy,
                "top1_agreement": art.parity.top1_agreement if art.parity else None}
         if art.path is not None and art.path.exists():
@@ -176,8 +178,10 @@ def int8_recovery(job: ExportJob, train_data: tuple, folder: Path, arena: bool =
                                                          "representative_top1_agreement", "tried")}
         if "qat" in method:
             row["qat"] = method["qat"]
+        if "bias_correction" in method:
+            row["bias_correction"] = method["bias_correction"]
         rows.append(row)
-        print(f"  int8 {mode:10s} ok={art.ok} agree={row['top1_agreement']} orig={row.get('top1_agreement_original')} "
+        print(f"  int8 {label:10s} ok={art.ok} agree={row['top1_agreement']} orig={row.get('top1_agreement_original')} "
               f"acc={art.accuracy} {art.bytes} B arena={row.get('arena_bytes')} {art.build_seconds:.1f} s", flush=True)
     return rows
 
@@ -200,7 +204,7 @@ def recovery_markdown(rec: dict) -> list[str]:
     def f(v: object, d: int = 3) -> str:
         return "-" if v is None else f"{v:.{d}f}" if isinstance(v, float) else str(v)
 
-    lines = ["", "## int8 recovery: min/max vs percentile / MSE ranges vs mixed int16 vs QAT", "",
+    lines = ["", "## int8 recovery: min/max vs percentile / MSE ranges vs mixed int16 vs bias correction vs QAT", "",
              f"Command: `{rec['command']}`" + (f" ({rec['note']})" if rec.get("note") else ""), "",
              "Each model retrained as above (same seeds), then one tflite-int8 file per option through the exporter. "
              "agree = top-1 agreement with the model the file was made from (the exporter's 98% check; for qat the "
@@ -218,6 +222,8 @@ def recovery_markdown(rec: dict) -> list[str]:
                 notes.append("int16 activations on every op (no subset of ops reached 98%)")
             elif r.get("int16_ops"):
                 notes.append(f"int16: {', '.join(r['int16_ops'])}")
+            if r.get("bias_correction"):
+                notes.append(f"bias correction on {r['bias_correction']['ops_corrected']} ops")
             if r.get("qat"):
                 notes.append(f"{r['qat']['epochs']} epochs, {r['qat']['seconds']:.0f} s fine-tuning")
             if r.get("arena_error"):

@@ -396,6 +396,8 @@ class ExportConfig:
     """How the int8 files are made: minmax | percentile | mse | mixed16 | qat (docs/export.md)."""
     int8_sensitivity: bool = False
     """Rank the ops by their int8 sensitivity on the int8 file's card."""
+    int8_bias_correction: bool = False
+    """Correct biases for the int8 weight rounding's mean shift before quantizing (docs/export.md)."""
     qat_epochs: int = 2
     """Fine-tuning epochs of ``int8 = "qat"``."""
 
@@ -462,7 +464,8 @@ class ExportConfig:
         if self.qat_epochs != 2:
             flags.append(f"--qat-epochs {self.qat_epochs}")
         return " ".join(flags + ["--nhwc"] * self.nhwc + ["--float-io"] * self.float_io
-                        + ["--int8-sensitivity"] * self.int8_sensitivity)
+                        + ["--int8-sensitivity"] * self.int8_sensitivity
+                        + ["--int8-bias-correction"] * self.int8_bias_correction)
 
 
 def parse_trials(value: str | Sequence[int]) -> str | list[int]:

@@ -80,6 +80,9 @@ class ExportOptions:
     ``qat`` (quantization-aware fine-tuning, :mod:`edgenas.exporters.qat`)."""
     int8_sensitivity: bool = False
     """Rank the ops by how far quantizing each alone moves the logits, on the int8 file's card."""
+    int8_bias_correction: bool = False
+    """Correct each layer's bias for the mean shift its int8 weight rounding causes before quantizing
+    (:mod:`edgenas.exporters.bias_correction`), under any ``int8`` mode."""
     qat_epochs: int = 2
     """Fine-tuning epochs of ``int8 = "qat"``."""
     torch_device: str = "cpu"

@@ -431,6 +431,10 @@ def build_int8(job: Any, fp32_model: bytes, representative: np.ndarray) -> tuple
                                                                 4),
                           "fine_tuned_float_top1_agreement": round(float(np.mean(fine_float.argmax(1) == top1)), 4)}
         fp32_model = tflite_fp32_bytes(res.module, job.input_shape, nhwc=job.options.nhwc, verbose=verbose)
+    if job.options.int8_bias_correction:
+        from edgenas.exporters.bias_correction import bias_corrected
+
+        fp32_model, details["bias_correction"] = bias_corrected(fp32_model, representative)
     ranges = mode if mode in RANGES else "minmax"
     qsvs = calibrate(fp32_model, representative, ranges, verbose=verbose, cache=job.cache)
     if mode == "mixed16":

@@ -326,6 +326,7 @@ def run_export(
     options = ExportOptions(nhwc=cfg.nhwc, int8_io=not cfg.float_io, opset=cfg.opset,
                             measure_latency=measure_latency, verbose=verbose, int8=cfg.int8,
                             int8_sensitivity=cfg.int8_sensitivity, qat_epochs=cfg.qat_epochs,
+                            int8_bias_correction=cfg.int8_bias_correction,
                             torch_device=cfg.torch_device)
     settings = ExportSettings(cfg.formats, cfg.train_epochs, cfg.seed, options, dataset, command,
                               str(run_dir) if run_dir is not None else None, cfg.torch_device, supernet, snr_db)

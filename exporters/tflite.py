@@ -26,7 +26,7 @@ def int8_tflite(job: ExportJob) -> bytes:
 
     def make() -> bytes:
         rep = np.ascontiguousarray(job.representative.transpose(0, 2, 3, 1) if o.nhwc else job.representative)
-        if o.int8 == "minmax" and not o.int8_sensitivity:
+        if o.int8 == "minmax" and not o.int8_sensitivity and not o.int8_bias_correction:
             return quantize_int8(fp32_tflite(job), rep, int8_io=o.int8_io, verbose=o.verbose)
         from edgenas.exporters.convert import compact_tflite, float_io
         from edgenas.exporters.int8_options import build_int8
@@ -35,7 +35,8 @@ def int8_tflite(job: ExportJob) -> bytes:
         return compact_tflite(model if o.int8_io else float_io(model))
 
     layout = f"{'nhwc' if o.nhwc else 'nchw'}:{'int8' if o.int8_io else 'float'}-io"
-    return job.cached(f"tflite-int8:{layout}:{o.int8}:{o.qat_epochs if o.int8 == 'qat' else ''}", make)
+    bc = ":bias-corrected" if o.int8_bias_correction else ""
+    return job.cached(f"tflite-int8:{layout}:{o.int8}:{o.qat_epochs if o.int8 == 'qat' else ''}{bc}", make)
 
 
 def io_details(model: bytes | Path) -> dict[str, Any]:

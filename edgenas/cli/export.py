@@ -23,6 +23,7 @@ def export_config(args: argparse.Namespace) -> ExportConfig:
         "nhwc": args.nhwc, "float_io": args.float_io, "seed": args.seed, "threads": args.threads,
         "dataset": args.dataset, "opset": args.opset, "torch_device": args.torch_device,
         "init": args.init, "int8": args.int8, "int8_sensitivity": args.int8_sensitivity,
+        "int8_bias_correction": args.int8_bias_correction,
         "qat_epochs": args.qat_epochs,
     }, strict=False)
 
@@ -72,6 +73,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "(int16 activations on the most sensitive ops), qat (quantization-aware fine-tuning)")
     p.add_argument("--int8-sensitivity", action="store_true",
                    help="rank the ops by how far quantizing each alone moves the logits (on the int8 card)")
+    p.add_argument("--int8-bias-correction", action="store_true",
+                   help="correct each layer's bias for the mean shift of its int8 weight rounding (any --int8 mode)")
     p.add_argument("--qat-epochs", type=int, default=2, help="fine-tuning epochs of --int8 qat (default 2)")
     p.add_argument("--opset", type=int, default=21, help="ONNX opset (default 21)")
     p.add_argument("--seed", type=int, default=0, help="training / calibration seed")

@@ -172,6 +172,7 @@ def test_int8_option_is_validated():
 
     assert ExportConfig(int8="mixed16", int8_sensitivity=True).as_flags().endswith("--int8-sensitivity")
     assert "--int8 mixed16" in ExportConfig(int8="mixed16").as_flags()
+    assert ExportConfig(int8_bias_correction=True).as_flags().endswith("--int8-bias-correction")
     with pytest.raises(ConfigError, match=r"int8.*must be one of minmax, percentile, mse, mixed16, qat"):
         ExportConfig(int8="float16")
     with pytest.raises(ConfigError, match="qat_epochs"):
@@ -211,3 +212,58 @@ def test_export_job_with_mixed16_and_sensitivity_writes_them_on_the_card(tmp_pat
     assert art["int8_sensitivity"]["layers"] and art["int8_sensitivity"]["examples"] == io.SENSITIVITY_EXAMPLES
     md = (folder / "model_card.md").read_text()
     assert "made with --int8 mixed16" in md and "int8 sensitivity (tflite-int8" in md
+
+
+def test_rounding_shift_is_the_mean_output_shift_of_int8_weights():
+    """For a dense layer and inputs of mean mu, rounding_shift equals the measured mean of (W_q - W) x; for a
+    depthwise kernel the same per channel."""
+    from edgenas.exporters.bias_correction import rounding_shift
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(6, 5)).astype(np.float32)
+    x = rng.normal(loc=1.5, size=(4000, 5)).astype(np.float32)
+    scale = np.abs(w).max(1, keepdims=True) / 127
+    wq = np.round(w / scale) * scale
+    measured = ((wq - w) @ x.T).mean(1)
+    np.testing.assert_allclose(rounding_shift("FULLY_CONNECTED", w, x.mean(0)), measured, rtol=1e-4, atol=1e-7)
+    dw = rng.normal(size=(1, 3, 3, 4)).astype(np.float32)
+    s = np.abs(dw).max(axis=(0, 1, 2), keepdims=True) / 127
+    mu = np.array([0.5, -1.0, 2.0, 0.0], dtype=np.float32)
+    np.testing.assert_allclose(rounding_shift("DEPTHWISE_CONV_2D", dw, mu),
+                               ((np.round(dw / s) * s - dw).sum((0, 1, 2)) * mu), rtol=1e-5)
+    assert rounding_shift("DEPTHWISE_CONV_2D", np.zeros((1, 3, 3, 8), np.float32), mu) is None  # multiplier 2
+
+
+def test_bias_correction_moves_biases_only_and_recentres_the_int8_logits(tiny, tmp_path):
+    """Every conv / dense bias is corrected, no weight changes, and the weight-quantized file's mean logit
+    shift from float shrinks; through the exporter the option reaches the file and its card."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    from edgenas.exporters import ExportJob, ExportOptions, get_exporter
+    from edgenas.exporters.bias_correction import OPS, bias_corrected
+
+    job, fp32, _ = tiny
+    fixed, record = bias_corrected(fp32, job.representative)
+    before, after = Interpreter(model_content=fp32), Interpreter(model_content=fixed)
+    ops = [o for o in before._get_ops_details() if o["op_name"] in OPS]
+    assert record["ops_corrected"] + record["ops_skipped"] == len(ops) and record["ops_corrected"] >= len(ops) - 1
+    changed = 0
+    for o in ops:
+        np.testing.assert_array_equal(before.get_tensor(o["inputs"][1]), after.get_tensor(o["inputs"][1]))
+        changed += not np.array_equal(before.get_tensor(o["inputs"][2]), after.get_tensor(o["inputs"][2]))
+    assert changed == record["ops_corrected"]
+
+    def weight_only(model: bytes) -> bytes:
+        q = quantizer.Quantizer(bytearray(model))
+        q.load_quantization_recipe(recipe.weight_only_wi8_afp32())
+        return bytes(q.quantize().quantized_model)
+
+    ref = io.run_model(fp32, job.representative)
+    shift = [np.abs((io.run_model(weight_only(m), job.representative) - ref).mean(0)).mean() for m in (fp32, fixed)]
+    assert shift[1] < shift[0]
+    opts = ExportOptions(measure_latency=False, int8_bias_correction=True)
+    art = get_exporter("tflite-int8").export(ExportJob(job.module, job.input_shape, job.representative, job.val_x,
+                                                       job.val_y, opts, cache=dict(job.cache)), tmp_path)
+    assert art.ok, art.error
+    assert art.extra["int8_method"]["bias_correction"]["ops_corrected"] == record["ops_corrected"]
