@@ -50,7 +50,7 @@ def markdown(expl: Explanation, top: int = TOP, plots: list[str] | None = None, 
           "evaluated trials; choices present in every trial) and **share** (first-order share of the objective's "
           f"variance over a uniform sample of {expl.samples} specs of the space, from the objective's model: "
           "the cost model / latency table itself for cheap objectives, the search's GP surrogate for estimated "
-          "ones). See docs/search.md#explain.", ""]
+          "ones). See docs/explain.md.", ""]
     L += [f"- {n}" for n in expl.notes]
     if expl.notes:
         L.append("")
@@ -93,6 +93,9 @@ def markdown(expl: Explanation, top: int = TOP, plots: list[str] | None = None, 
 def _objective_section(o: ObjectiveExplanation, top: int) -> list[str]:
     f = o.objective
     fit = f", surrogate cross-validated R^2 {o.fit_r2:.2f}" if o.fit_r2 is not None else ""
+    if o.fit_r2 is not None and o.fit_r2 < 0.5:
+        fit += " (it predicts less than half of the objective's variance across trials: read its shares as a weak guide"
+        fit += ", fANOVA's from the trials themselves first)" if o.primary == "fanova" else ")"
     L = [f"## {f.name} ({f.direction})", "",
          f"{o.trials} trials; main effects from the {'exact cost model' if o.model == 'exact' else 'GP surrogate'}"
          f"{fit}; ranked by {'share (exact model)' if o.primary == 'share' else 'fANOVA (then share)'}.", "",
@@ -116,19 +119,19 @@ def _figures_png(expl: Explanation, top: int) -> tuple[bytes, bytes]:
     n = len(expl.per_objective)
     fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 0.3 * min(15, len(expl.choices)) + 1.8), squeeze=False)
     for ax, o in zip(axes[0], expl.per_objective):
-        eff = sorted(o.effects, key=lambda e: -e.share)[:15][::-1]
+        eff = o.effects[:15][::-1]
         ys = range(len(eff))
         ax.barh([y + 0.2 for y in ys], [e.share for e in eff], height=0.4, label="share (model)")
         ax.barh([y - 0.2 for y in ys], [e.fanova or 0.0 for e in eff], height=0.4, label="fANOVA (trials)")
         ax.set_yticks(list(ys), [e.choice for e in eff], fontsize=8)
-        ax.set_title(o.objective.name, fontsize=10)
+        ax.set_title(f"{o.objective.name} (ranked by {o.primary})", fontsize=10)
         ax.grid(alpha=0.3, axis="x")
     axes[0][0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     imp = _png(fig, plt)
     fig, axes = plt.subplots(n, top, figsize=(3.6 * top, 2.8 * n), squeeze=False)
     for row, o in zip(axes, expl.per_objective):
-        for ax, e in zip(row, sorted(o.effects, key=lambda e: -e.share)[:top]):
+        for ax, e in zip(row, o.effects[:top]):
             ax.plot([str(v) for v in e.means], list(e.means.values()), "o-")
             ax.set_title(f"{e.choice} (share {e.share:.2f})", fontsize=9)
             ax.set_ylabel(o.objective.name, fontsize=8)
@@ -150,15 +153,15 @@ def _figure_html(expl: Explanation, top: int) -> str:
     n = len(expl.per_objective)
     fig = make_subplots(rows=n, cols=1 + top, subplot_titles=[
         t for o in expl.per_objective for t in [f"{o.objective.name}: importance"] +
-        [f"{e.choice}" for e in sorted(o.effects, key=lambda e: -e.share)[:top]] +
+        [f"{e.choice}" for e in o.effects[:top]] +
         [""] * (top - min(top, len(o.effects)))])
     for r, o in enumerate(expl.per_objective, start=1):
-        eff = sorted(o.effects, key=lambda e: -e.share)[:15][::-1]
+        eff = o.effects[:15][::-1]
         fig.add_bar(y=[e.choice for e in eff], x=[e.share for e in eff], orientation="h", name="share (model)",
                     row=r, col=1, showlegend=r == 1, marker_color="#1f77b4")
         fig.add_bar(y=[e.choice for e in eff], x=[e.fanova or 0.0 for e in eff], orientation="h",
                     name="fANOVA (trials)", row=r, col=1, showlegend=r == 1, marker_color="#ff7f0e")
-        for c, e in enumerate(sorted(o.effects, key=lambda e: -e.share)[:top], start=2):
+        for c, e in enumerate(o.effects[:top], start=2):
             fig.add_scatter(x=[str(v) for v in e.means], y=list(e.means.values()), mode="lines+markers",
                             name=f"{o.objective.name} | {e.choice}", row=r, col=c, showlegend=False)
     fig.update_layout(height=320 * n, width=360 * (1 + top), title=f"edgenas explain: {expl.space}")
