@@ -258,7 +258,8 @@ def comparison_notes() -> list[str]:
             "windows and reached 77% within +-10% (edgenas.latency.profile.pairs_with_sentinel). Timed alone, "
             "units add up on four of the five 2-thread rows (95-100% within +-10% with the 1-thread device model: "
             "overhead + scale x sum + per-unit term); LiteRT fp32 on mbv3 reached 84% with unbiased errors in its "
-            "noisiest run (its conditions above), so whether 2-thread LiteRT needs a thread term is open. Speed-up of 2 threads over 1 on the same validation networks "
+            "noisiest run (its conditions above), so whether 2-thread LiteRT needs a thread term is open. "
+            "Speed-up of 2 threads over 1 on the same validation networks "
             "(1-thread rows measured 2026-12-02, 2-thread rows 2026-12-07): " + "; ".join(threads) + ". ONNX "
             "Runtime's tiny networks are slower with 2 threads: their convolutions are too small to split.")
     builtin = _ratio("local-cpu-litert-int8-builtin", "local-cpu-litert-int8", "tiny")

@@ -26,7 +26,7 @@ from edgenas.search.fields import parse_budget
 # the trained models and their conversions are built once per worker process: keep their users on one worker
 pytestmark = pytest.mark.xdist_group("trained-models")
 
-N_SPECS = 12
+N_SPECS = 8
 """Random specs whose estimate is checked against TFLM here (each litert-torch conversion costs ~4 s);
 benchmarks/tflm_arena.py runs the same check on 30 (benchmarks/results/tflm_arena.md)."""
 TOLERANCE = 0.10

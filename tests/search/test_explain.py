@@ -24,7 +24,7 @@ def synthetic_run(tmp_path_factory):
     """Every NB201 cell scored by a known rule: accuracy grows with the op index of edge ``a`` (3<-0, which
     reaches the output whatever the other edges are: the search's surrogate describes live cells, so a rule
     on an edge that other edges can cut off would not be a cell's accuracy); latency grows with edge ``b``
-    (strongly) and with ``a`` (less): ``a`` is the trade-off. A 60-trial random search through the job
+    (strongly) and with ``a`` (less): ``a`` is the trade-off. A 40-trial random search through the job
     layer, then the explanation."""
     tmp = tmp_path_factory.mktemp("explain")
     space = get_space("nb201")
@@ -47,11 +47,11 @@ def synthetic_run(tmp_path_factory):
         "space": {"name": "nb201"},
         "device": {"latency_csv": str(tmp / "lat.csv"), "latency_column": "board"},
         "estimator": {"name": "tabular", "options": {"path": str(tmp / "acc.csv"), "column": "score"}},
-        "search": {"objectives": ["accuracy", "latency_ms"], "sampler": "random", "trials": 60, "seed": 0},
+        "search": {"objectives": ["accuracy", "latency_ms"], "sampler": "random", "trials": 40, "seed": 0},
     })
     run = tmp / "run"
     run_search(cfg, run, quiet=True, progress=False)
-    expl, out, written = explain_run(ExplainJob(str(run), samples=32, plots=False))
+    expl, out, written = explain_run(ExplainJob(str(run), samples=16, plots=False))
     return {"a": a, "b": b, "run": run, "expl": expl, "out": out, "written": written}
 
 
