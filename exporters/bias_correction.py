@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgenas.exporters.convert import _pack, _schema, _unpack, quiet
+from edgenas.exporters.convert import _pack, _schema, _unpack
 
 OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -27,11 +27,9 @@ OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 def input_means(fp32_model: bytes, representative: np.ndarray) -> tuple[dict[int, np.ndarray], list[dict[str, Any]]]:
     """Per tensor index feeding one of :data:`OPS`, its mean per channel (last axis) over the
     representative set; and the interpreter's op list (graph order)."""
-    from ai_edge_litert.interpreter import Interpreter
+    from edgenas.exporters.int8_options import _float_tensors
 
-    with quiet():
-        it = Interpreter(model_content=fp32_model, experimental_preserve_all_tensors=True)
-        it.allocate_tensors()
+    it, _, _ = _float_tensors(fp32_model)
     ops = it._get_ops_details()
     wanted = {op["inputs"][0] for op in ops if op["op_name"] in OPS}
     d = it.get_input_details()[0]
@@ -46,21 +44,24 @@ def input_means(fp32_model: bytes, representative: np.ndarray) -> tuple[dict[int
     return {t: s / max(len(rep), 1) for t, s in sums.items()}, ops
 
 
+def rounding_error(w: np.ndarray, channel_axis: int) -> np.ndarray:
+    """``W_q - W`` for the per-channel symmetric int8 rounding along ``channel_axis`` (scale = max|w| / 127
+    per channel, as ai-edge-quantizer rounds weights)."""
+    others = tuple(a for a in range(w.ndim) if a != channel_axis % w.ndim)
+    amax = np.abs(w).max(axis=others, keepdims=True)
+    scale = np.where(amax > 0, amax / 127.0, 1.0)
+    return np.round(w / scale) * scale - w
+
+
 def rounding_shift(op: str, w: np.ndarray, mean_in: np.ndarray) -> np.ndarray | None:
     """The mean output shift per output channel that int8 rounding of ``w`` causes for inputs of mean
     ``mean_in`` (None when the shapes do not match the op's layout, e.g. a depthwise multiplier > 1)."""
-    if op == "DEPTHWISE_CONV_2D":  # [1, KH, KW, C]
-        if w.shape[-1] != mean_in.shape[0]:
-            return None
-        amax = np.abs(w).max(axis=(0, 1, 2), keepdims=True)
-        scale = np.where(amax > 0, amax / 127.0, 1.0)
-        return ((np.round(w / scale) * scale - w).sum(axis=(0, 1, 2)) * mean_in).astype(np.float32)
-    if w.shape[-1] != mean_in.shape[0]:  # CONV_2D [O, KH, KW, I], FULLY_CONNECTED [O, I]
+    if w.shape[-1] != mean_in.shape[0]:
         return None
-    flat = w.reshape(w.shape[0], -1)
-    amax = np.abs(flat).max(axis=1).reshape((-1,) + (1,) * (w.ndim - 1))
-    scale = np.where(amax > 0, amax / 127.0, 1.0)
-    delta = (np.round(w / scale) * scale - w).reshape(w.shape[0], -1, w.shape[-1]).sum(axis=1)
+    if op == "DEPTHWISE_CONV_2D":  # [1, KH, KW, C]: output channel c reads input channel c
+        return (rounding_error(w, -1).sum(axis=(0, 1, 2)) * mean_in).astype(np.float32)
+    # CONV_2D [O, KH, KW, I], FULLY_CONNECTED [O, I]
+    delta = rounding_error(w, 0).reshape(w.shape[0], -1, w.shape[-1]).sum(axis=1)
     return (delta * mean_in).sum(axis=1).astype(np.float32)
 
 

@@ -385,12 +385,11 @@ def mixed16(fp32_model: bytes, representative: np.ndarray, qsvs: dict[str, Any] 
                 lo, hi = (lo, mid) if trial(mid)[0] >= agreement else (mid, hi)
     best = hi if hi is not None else 0 if trial(0)[0] >= agreement else max(
         tried, key=lambda k: (tried[k][0], -tried[k][1]))
-    if tried[best][0] >= agreement or not whole_model:
-        return Mixed16(tried[best][2], [s.as_dict() for s in layers[:best]], tried[best][0], tried[0][0], sens,
-                       details(), len(layers))
-    whole = score(quantize(fp32_model, qsvs, all_int16=True, verbose=verbose))
-    if (whole[0], -whole[1]) >= (tried[best][0], -tried[best][1]):
-        return Mixed16(whole[2], [], whole[0], tried[0][0], sens, details(whole), len(layers), whole_model=True)
+    whole = None
+    if tried[best][0] < agreement and whole_model:
+        whole = score(quantize(fp32_model, qsvs, all_int16=True, verbose=verbose))
+        if (whole[0], -whole[1]) >= (tried[best][0], -tried[best][1]):
+            return Mixed16(whole[2], [], whole[0], tried[0][0], sens, details(whole), len(layers), whole_model=True)
     return Mixed16(tried[best][2], [s.as_dict() for s in layers[:best]], tried[best][0], tried[0][0], sens,
                    details(whole), len(layers))
 

@@ -165,13 +165,13 @@ def fanova_importances(params: Sequence[dict[str, Any]], y: np.ndarray, choices:
         return {}
     from edgenas.logs import optuna_quiet
 
+    if float(np.ptp(y)) == 0.0:  # a constant objective: nothing to attribute
+        return {c.name: 0.0 for c in usable}
     dists = {c.name: CategoricalDistribution(list(c.values)) for c in usable}
     with optuna_quiet():  # a scratch study: its "created" line is noise
         study = optuna.create_study(direction="minimize")
     study.add_trials([optuna.trial.create_trial(params={c.name: p[c.name] for c in usable}, distributions=dists,
                                                 value=float(v)) for p, v in zip(params, y)])
-    if float(np.ptp(y)) == 0.0:
-        return {c.name: 0.0 for c in usable}
     imp = FanovaImportanceEvaluator(seed=seed).evaluate(study)
     total = sum(imp.values()) or 1.0
     return {k: float(v) / total for k, v in imp.items()}
