@@ -11,11 +11,12 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# pyproject takes a torch range; the CPU build of 2.13.0 is installed first so nothing pulls a multi-GB CUDA build.
+# pyproject takes a torch range; the CPU build of 2.13.0 (and the torchvision made for it) is installed first so
+# nothing pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q "torch==2.13.0" "torchvision==0.28.0"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 

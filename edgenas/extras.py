@@ -18,13 +18,14 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "postgres": ("psycopg[binary]",),
     "plots": ("matplotlib", "plotly"),
     "dashboard": ("optuna-dashboard",),
+    "compress": ("torch-pruning", "torchvision"),
 }
 """extra -> the distributions it installs (kept equal to pyproject's optional-dependencies by a test)."""
 
 MODULE_DIST: dict[str, str] = {
     "ai_edge_litert": "ai-edge-litert", "litert_torch": "litert-torch", "ai_edge_quantizer": "ai-edge-quantizer",
     "tflite_micro": "tflite-micro", "psycopg": "psycopg", "plotly": "plotly", "matplotlib": "matplotlib",
-    "optuna_dashboard": "optuna-dashboard",
+    "optuna_dashboard": "optuna-dashboard", "torch_pruning": "torch-pruning", "torchvision": "torchvision",
 }
 """Top-level import name -> its distribution on the package index."""
 
@@ -37,6 +38,8 @@ MODULE_EXTRA: dict[str, str] = {
     "plotly": "plots",
     "matplotlib": "plots",
     "optuna_dashboard": "dashboard",
+    "torch_pruning": "compress",
+    "torchvision": "compress",
 }
 """Top-level import name -> the extra that provides it."""
 

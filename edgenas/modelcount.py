@@ -10,6 +10,7 @@ TFLite Micro arena by lowering that graph (:mod:`edgenas.deployed`) exactly as t
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,8 +26,14 @@ _NEW_MODULES = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Max
 _UNARY_MODULES = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.SiLU)
 _ALIAS_MODULES = (nn.Identity, nn.Dropout, nn.Flatten)
 _BINARY_FUNCS = {operator.add, operator.iadd, torch.add, operator.mul, operator.imul, torch.mul}
-_ALIAS_FUNCS = {torch.flatten, torch.reshape}
+_ALIAS_FUNCS = {torch.flatten, torch.reshape, torch.transpose, operator.getitem}
 _NEW_FUNCS = {torch.zeros_like}
+_GAP_FUNCS = {torch.nn.functional.adaptive_avg_pool2d}
+_F = torch.nn.functional
+_ACT_FUNCS = {torch.relu: "relu", _F.relu: "relu", _F.relu6: "relu6", _F.hardswish: "hswish",
+              _F.hardsigmoid: "hsigmoid", torch.sigmoid: "sigmoid", _F.sigmoid: "sigmoid", _F.silu: "silu"}
+"""Functional activations (``torch.relu(x)`` in a model's forward) as their module counterparts."""
+_CONCAT_FUNCS = {torch.cat, torch.concat}
 _ALIAS_METHODS = {"reshape", "view", "transpose", "permute", "flatten", "squeeze", "unsqueeze"}
 _NEW_METHODS = {"contiguous", "mean", "clone"}
 
@@ -54,11 +61,30 @@ def trace_graph(model: nn.Module, x: torch.Tensor) -> OpGraph:
     FX trace."""
     gm = torch.fx.symbolic_trace(model)
     ShapeProp(gm).propagate(x)
+    return fx_opgraph(gm, _shape, lambda node: _kind(gm, node))
+
+
+def fx_opgraph(
+    gm: torch.fx.GraphModule, shape_of: Callable[[torch.fx.Node], tuple[int, ...] | None],
+    kind_of: Callable[[torch.fx.Node], tuple], replace: dict[torch.fx.Node, torch.fx.Node] | None = None,
+    skip: set[torch.fx.Node] | frozenset[torch.fx.Node] = frozenset(), env_out: dict[torch.fx.Node, int] | None = None,
+) -> OpGraph:
+    """The op graph of an FX graph whose tensor shapes (batch dimension dropped) ``shape_of`` gives and
+    whose op kinds ``kind_of`` gives. ``skip``: nodes left out; ``replace``: a node whose value is
+    another's (a removed residual block's output is its input); ``env_out`` receives each node's tensor id.
+    :func:`trace_graph` reads shapes from
+    a shape-propagated trace; :mod:`edgenas.compress` from its analytic shapes of a pruned model."""
+    replace = replace or {}
     g = OpGraph()
-    env: dict[torch.fx.Node, int] = {}
+    env: dict[torch.fx.Node, int] = {} if env_out is None else env_out
     for node in gm.graph.nodes:
+        if node in replace:
+            env[node] = env[replace[node]]
+            continue
+        if node in skip:
+            continue
         if node.op == "placeholder":
-            env[node] = g.input(_shape(node) or ())
+            env[node] = g.input(shape_of(node) or ())
             continue
         if node.op == "output":
             out = node.args[0]
@@ -66,14 +92,34 @@ def trace_graph(model: nn.Module, x: torch.Tensor) -> OpGraph:
             continue
         if node.op == "get_attr":
             continue
-        shape = _shape(node)
+        shape = shape_of(node)
         if shape is None:  # non-tensor value (x.shape, sizes)
             continue
-        tensor_args = [env[a] for a in node.args if isinstance(a, torch.fx.Node) and a in env]
+        args = node.args
+        if node.target is operator.getitem and _is_split(args[0]):
+            args = args[0].args[:1]  # a chunk of a split reads the split tensor
+        elif node.target in _CONCAT_FUNCS:
+            args = tuple(args[0])
+        tensor_args = [env[a] for a in args if isinstance(a, torch.fx.Node) and a in env]
         if node.target in _NEW_FUNCS:
             tensor_args = []  # zeros_like reads only the shape: its argument's buffer may already be gone
-        env[node] = g.record(_classify(gm, node), tensor_args, shape, _kind(gm, node))
+        env[node] = g.record(_classify(gm, node), tensor_args, shape, kind_of(node))
     return g
+
+
+_SPLIT_METHODS = {"chunk", "split", "tensor_split"}
+
+
+def _is_split(node: Any) -> bool:
+    """A node producing a tuple of channel slices (``x.chunk(2, dim=1)``, ``torch.split``)."""
+    return isinstance(node, torch.fx.Node) and (
+        (node.op == "call_method" and node.target in _SPLIT_METHODS)
+        or (node.op == "call_function" and node.target in (torch.chunk, torch.split, torch.tensor_split)))
+
+
+def _split_dim(node: torch.fx.Node) -> int:
+    dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0)
+    return int(dim)
 
 
 def _classify(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str:
@@ -87,11 +133,11 @@ def _classify(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str:
             return ALIAS
         raise ValueError(f"modelcount: no memory rule for module {type(mod).__name__}")
     if node.op == "call_function":
-        if node.target in _BINARY_FUNCS:
+        if node.target in _BINARY_FUNCS or node.target in _ACT_FUNCS:
             return INPLACE
         if node.target in _ALIAS_FUNCS:
             return ALIAS
-        if node.target in _NEW_FUNCS:
+        if node.target in _NEW_FUNCS or node.target in _GAP_FUNCS or node.target in _CONCAT_FUNCS:
             return NEW
         raise ValueError(f"modelcount: no memory rule for function {node.target}")
     if node.op == "call_method":
@@ -142,6 +188,18 @@ def _kind(gm: torch.fx.GraphModule, node: torch.fx.Node) -> tuple:
             return ("mul",)
         if node.target in _NEW_FUNCS:
             return ("zeros",)
+        if node.target in _ACT_FUNCS:
+            return ("act", _ACT_FUNCS[node.target])
+        if node.target in _GAP_FUNCS:
+            size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+            if size not in (1, (1, 1), [1, 1]):
+                raise ValueError(f"modelcount: adaptive pooling to {size} (only global pooling is modelled)")
+            return ("gap",)
+        if node.target in _CONCAT_FUNCS:
+            return ("concat",)
+        if node.target is operator.getitem and _is_split(node.args[0]):
+            chunks = node.args[0]
+            return ("split", int(node.args[1]), len([u for u in chunks.users]), int(_split_dim(chunks)))
         return ("view",)
     if node.op == "call_method" and node.target == "contiguous":
         return ("copy",)

@@ -97,6 +97,7 @@ def model_card(
         "name": req.name,
         "arch": str(req.spec),
         "space": req.space.name,
+        "source_model": _source_model(req.space, req.spec),
         "task": {"num_classes": trained.num_classes, "input_shape": list(trained.input_shape)},
         "trial": req.trial,
         "run_dir": settings.run_dir,
@@ -125,6 +126,15 @@ def model_card(
         "command": settings.command,
     }
     return card
+
+
+def _source_model(space: Any, spec: Any) -> dict[str, Any] | None:
+    """For a member of a space derived from a user's model (``--model``): the source and, per group of
+    coupled channels, the channels kept (and the residual blocks dropped)."""
+    describe = getattr(space, "describe_source", None)
+    if describe is None:
+        return None
+    return {**describe(), "kept": space.kept_channels(spec)}
 
 
 def _trust(result: ModelExport) -> dict[str, Any] | None:
@@ -209,11 +219,21 @@ def _trust_lines(t: dict[str, Any] | None) -> list[str]:
     return [text + ".", ""]
 
 
+def _source_lines(src: dict[str, Any] | None) -> list[str]:
+    if not src:
+        return []
+    kept = ", ".join(f"`{k}` {v}" for k, v in src["kept"].items())
+    return [f"Compressed from `{src['model']}` (hash {src['hash']}, {src['params']:,} parameters, weights: "
+            f"{src['weights']}). Channels kept per coupled group (root layer: kept/total) and dropped blocks: "
+            f"{kept}.", ""]
+
+
 def model_card_markdown(card: dict[str, Any]) -> str:
     c = card["cost"]
     lines = [f"# Model card: {card['name']}", "", f"`{card['arch']}`", "",
              f"Space `{card['space']}`, input {card['task']['input_shape']} (C, H, W), "
              f"{card['task']['num_classes']} classes. Status: {'verified' if card['ok'] else 'INCOMPLETE'}.", "",
+             *_source_lines(card.get("source_model")),
              "## Cost model", "",
              f"MACs {_fmt(c.get('macs'))}, params {_fmt(c.get('params'))}, "
              f"size fp32 {_fmt(c.get('size_bytes_fp32'))} B, "

@@ -275,9 +275,6 @@ def run_export(
     resolve_device(cfg.torch_device)  # a GPU this machine lacks is one line, before any work
     torch.set_num_threads(cfg.threads)
     supernet = cfg.supernet_path()
-    if cfg.train_epochs < 1 and not weights and supernet is None:
-        raise EdgenasError("train_epochs must be >= 1 to train the models (or give weights, or --init supernet:PATH, "
-                           "to export as they are)")
     if weights is not None and supernet is not None:
         raise EdgenasError("give either --weights or --init supernet:PATH, not both")
     if supernet is not None:
@@ -307,6 +304,10 @@ def run_export(
                 raise EdgenasError("an arch without weights is trained: give a dataset (e.g. digits, a folder, an "
                                    ".npz)")
             dataset = "digits"
+    inherit = all(getattr(r.space, "inherits_weights", False) for r in requests)
+    if cfg.train_epochs < 1 and not weights and supernet is None and not inherit:
+        raise EdgenasError("train_epochs must be >= 1 to train the models (or give weights, or --init supernet:PATH, "
+                           "to export as they are)")
     if weights is not None:
         wpath = Path(weights)
         if not wpath.is_file():

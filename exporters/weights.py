@@ -55,6 +55,14 @@ def train_final(
 ) -> TrainedModel:
     """Train ``spec`` from its per-spec-seeded initialisation on the whole training split, on
     ``torch_device`` (see :mod:`edgenas.torchdevice`); the model comes back on the CPU, for export."""
+    if getattr(space, "inherits_weights", False):  # a pruned --model: fine-tuned from the source's weights
+        if not isinstance(epochs, int) or epochs < 0:
+            raise EdgenasError(f"--train-epochs must be an integer >= 0 for a --model member, got {epochs!r}")
+        with torch.random.fork_rng(devices=[]):
+            model = space.build(spec, task)
+        describe = getattr(space, "describe_source", dict)
+        return finetune_inherited(model, space, spec, task, dataset, epochs, seed, hparams,
+                                  resolve_device(torch_device), {"source": "pruned", "model": describe()})
     if not isinstance(epochs, int) or epochs < 1:
         raise EdgenasError(f"--train-epochs must be an integer >= 1, got {epochs!r}")
     device = resolve_device(torch_device)
@@ -94,7 +102,7 @@ def inherit_from_supernet(
     """``spec`` with the weights of a trained supernet (``edgenas supernet train`` checkpoint): cut out,
     BatchNorm statistics re-estimated on training examples, scored (the *inherited* accuracy), then
     fine-tuned for ``epochs`` (0: exported as inherited) at FINETUNE_LR_SCALE of the training rate."""
-    from edgenas.supernet import batches_of, load_supernet, recalibrate_bn
+    from edgenas.supernet import load_supernet
 
     if not isinstance(epochs, int) or epochs < 0:
         raise EdgenasError(f"--train-epochs must be an integer >= 0 with --init, got {epochs!r}")
@@ -107,6 +115,21 @@ def inherit_from_supernet(
         raise EdgenasError(f"--init supernet {str(supernet)!r} was trained for {sn.task.num_classes} classes and "
                            f"{sn.task.in_channels} input channel(s); the export's data needs {task.num_classes} and "
                            f"{task.in_channels}")
+    model = sn.extract(str(spec))
+    rec = {"source": "supernet", "supernet": str(supernet), "supernet_epochs": meta.get("epoch"),
+           "supernet_seed": meta.get("seed"), "supernet_dataset": meta.get("dataset")}
+    return finetune_inherited(model, space, spec, task, dataset, epochs, seed, hparams, device, rec)
+
+
+def finetune_inherited(
+    model: torch.nn.Module, space: SearchSpace, spec: ArchSpec, task: Task, dataset: Dataset, epochs: int,
+    seed: int, hparams: dict[str, Any] | None, device: torch.device, record: dict[str, Any],
+) -> TrainedModel:
+    """A model holding inherited weights (a supernet's subnet, a pruned ``--model``): BatchNorm statistics
+    re-estimated on training examples, scored (the *inherited* accuracy), then fine-tuned for ``epochs``
+    (0: kept as inherited) at FINETUNE_LR_SCALE of the training rate."""
+    from edgenas.supernet import batches_of, recalibrate_bn
+
     hp = {**TRAIN_DEFAULTS, **(hparams or {})}
     hp["lr"] = hp["lr"] * FINETUNE_LR_SCALE
     shape = space.input_shape(spec, task)
@@ -114,7 +137,7 @@ def inherit_from_supernet(
     t0 = time.perf_counter()
     xt, yt = dataset.train(shape)
     xv, yv = dataset.val(shape)
-    model = sn.extract(str(spec)).to(device)
+    model = model.to(device)
     order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(s))
     recalibrate_bn(model, batches_of(xt[order], int(hp["batch_size"]), BN_EXAMPLES))
     inherited = top1_accuracy(model, xv, yv)
@@ -128,10 +151,8 @@ def inherit_from_supernet(
             raise EdgenasError(f"fine-tuning {spec} diverged (loss became NaN/inf); try fewer epochs or a lower lr")
         accuracy = float(res.accuracy)
     model.to("cpu").eval()
-    rec = {"source": "supernet", "supernet": str(supernet), "supernet_epochs": meta.get("epoch"),
-           "supernet_seed": meta.get("seed"), "supernet_dataset": meta.get("dataset"),
-           "inherited_accuracy": inherited, "epochs": epochs, "train_examples": len(xt), "val_examples": len(xv),
-           "seed": s, "hyperparameters": hp, "torch_device": str(device),
+    rec = {**record, "inherited_accuracy": inherited, "epochs": epochs, "train_examples": len(xt),
+           "val_examples": len(xv), "seed": s, "hyperparameters": hp, "torch_device": str(device),
            "seconds": round(time.perf_counter() - t0, 3), "dataset": dataset.split_record()}
     return TrainedModel(model, shape, accuracy, rec, task.num_classes or 0)
 

@@ -61,10 +61,33 @@ def add_space_arguments(p: argparse.ArgumentParser, required: bool = True) -> No
     p.add_argument("--space", required=required, help="search space (see 'edgenas spaces')")
     p.add_argument("--space-opt", action="append", metavar="KEY=VALUE",
                    help="space constructor option, e.g. widths=1.0,1.2 or resolution_step=16 (repeatable)")
+    add_model_arguments(p)
     p.add_argument("--classes", type=int, help="number of output classes (default: the space's)")
     p.add_argument("--in-channels", type=int, help="input channels (default 3)")
     p.add_argument("--resolution", type=int,
                    help="input resolution for spaces whose specs do not fix it (nb201, fbnet)")
+
+
+def add_model_arguments(p: Any) -> None:
+    """``--model`` / ``--model-weights``: the ``model`` space derived from a model the user has."""
+    p.add_argument("--model", metavar="SRC",
+                   help="compress a model you have: torchvision:NAME, path/file.py:build_fn or model.pt (the 'model' "
+                        "space: --space model --space-opt model=SRC)")
+    p.add_argument("--model-weights", metavar="PT", help="a state dict for --model (--space-opt weights=PT)")
+
+
+def apply_model_flags(args: argparse.Namespace) -> None:
+    """Map ``--model SRC [--model-weights PT]`` onto ``--space model --space-opt model=SRC [weights=PT]``."""
+    model, weights = getattr(args, "model", None), getattr(args, "model_weights", None)
+    if weights and not model:
+        raise EdgenasError("--model-weights needs --model")
+    if not model:
+        return
+    if getattr(args, "space", None) not in (None, "model"):
+        raise EdgenasError(f"--model makes the search space 'model'; drop --space {args.space}")
+    args.space = "model"
+    args.space_opt = [*(getattr(args, "space_opt", None) or []), f"model={model}",
+                      *([f"weights={weights}"] if weights else [])]
 
 
 def add_torch_device_argument(p: Any, what: str, default: str | None = None) -> None:

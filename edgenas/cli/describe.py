@@ -33,7 +33,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         print(f"{r['name']}: {r['summary']}" + (f" [plug-in: {r['from']}]" if r["from"] != "edgenas" else ""))
-        print(f"  size: {r['size']:,} ({r['size']:.3g})")
+        print(f"  size: {r['size']:,} ({r['size']:.3g})" if r["size"] else "  size: depends on the source model")
         for k, v in r["choices"].items():
             print(f"  {k}: {v}")
     return 0

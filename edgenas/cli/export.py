@@ -9,7 +9,7 @@ import argparse
 import shlex
 import sys
 
-from edgenas.cli.common import add_torch_device_argument, flag_message, space_options
+from edgenas.cli.common import add_model_arguments, add_torch_device_argument, flag_message, space_options
 from edgenas.errors import EdgenasError
 from edgenas.jobs import ConfigError, ExportConfig, SpaceConfig, TaskConfig, table_from_dict
 
@@ -61,6 +61,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", help="export one arch of this space (with --arch, --out)")
     p.add_argument("--arch", help="the arch string to export")
     p.add_argument("--space-opt", action="append", metavar="KEY=VALUE", help="space option (repeatable)")
+    add_model_arguments(p)
     p.add_argument("--weights", help="a state_dict .pt to export instead of training")
     p.add_argument("--dataset", help="dataset to train on and verify with (default: the run's; digits for tiny)")
     p.add_argument("--classes", type=int, help="number of classes (with --arch)")

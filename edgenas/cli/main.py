@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from edgenas import __version__
-from edgenas.cli.common import OneLineParser, flag_message
+from edgenas.cli.common import OneLineParser, apply_model_flags, flag_message
 from edgenas.errors import EdgenasError
 from edgenas.jobs import ConfigError
 
@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     command = " ".join(x for x in (args.command, *(getattr(args, k, None) for k in SUBCOMMAND_KEYS)) if x)
     try:
+        apply_model_flags(args)
         return int(args.func(args) or 0)
     except ConfigError as exc:  # a value from a flag names the flag; from a job file, the file
         print(f"edgenas {command}: error: {flag_message(exc)}", file=sys.stderr)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgenas.cli.common import add_torch_device_argument, flag_message, space_options, split_list
+from edgenas.cli.common import add_model_arguments, add_torch_device_argument, flag_message, space_options, split_list
 from edgenas.errors import EdgenasError
 from edgenas.jobs import (
     ConfigError,
@@ -193,6 +193,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to search")
     g.add_argument("--space", help="search space (tiny, mbv3, nb201, fbnet, proxyless; see 'edgenas spaces')")
     g.add_argument("--space-opt", action="append", metavar="KEY=VALUE", help="space option (repeatable)")
+    add_model_arguments(g)
     g.add_argument("--classes", type=int, help="output classes")
     g.add_argument("--in-channels", type=int, help="input channels")
     g.add_argument("--resolution", type=int, help="input resolution (nb201, fbnet)")

@@ -264,8 +264,8 @@ def _check_estimator(name: str, obj: Any) -> None:
 
 ESTIMATORS: Registry[type[Estimator]] = Registry(
     "estimator", GROUPS["estimator"], check=_check_estimator,
-    builtins=[f"edgenas.estimators.{m}" for m in ("compose", "ofa_predictor", "supernet", "surrogate", "tabular",
-                                                    "training", "zero_cost")])
+    builtins=[f"edgenas.estimators.{m}" for m in ("compose", "ofa_predictor", "prune_finetune", "supernet",
+                                                    "surrogate", "tabular", "training", "zero_cost")])
 """Every estimator by name: edgenas' own and those of ``edgenas.estimators`` entry points."""
 
 

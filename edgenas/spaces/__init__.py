@@ -25,7 +25,8 @@ def _check_space(name: str, obj: Any) -> None:
 
 SPACES: Registry[type[SearchSpace]] = Registry(
     "space", GROUPS["space"], builtins=[f"edgenas.spaces.{m}" for m in ("fbnet", "mbv3", "nb201", "proxyless",
-                                                                          "tiny")], check=_check_space)
+                                                                          "tiny")] + ["edgenas.compress.space"],
+    check=_check_space)
 
 
 def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:

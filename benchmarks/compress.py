@@ -1,0 +1,155 @@
+"""Benchmark: compress the model you have (the ``model`` space, ``--model``).
+
+1. **Exactness** — for torchvision's mobilenet_v2, mobilenet_v3_small, resnet18, mnasnet0_5 and
+   shufflenet_v2_x0_5 (random weights: nothing is downloaded), the derived space's analytic cost (MACs,
+   params, peak RAM, file sizes, TFLite Micro arena, XNNPACK partitions) against the counts of the pruned
+   module Torch-Pruning builds (``count_module``), for ``--exact`` random specs each at ``--exact-res``.
+2. **Export** — one random spec of each model at ``--export-res`` px, 10 classes, exported as ONNX, TFLite,
+   int8 TFLite and TFLite Micro, each file verified in its runtime (inherited weights, no training).
+3. **Digits** — a ``tiny`` w1.0 model trained 20 epochs on digits does not fit ``arena_bytes_tflm <= 64KiB``;
+   a ``prune-finetune`` search over its derived space finds members that do, and a from-scratch search of
+   the ``tiny`` space with the ``train`` estimator under the same budget gets the same CPU time. The best
+   feasible member of each is then trained / fine-tuned with the same final recipe and exported.
+
+    python benchmarks/compress.py [--exact 20] [--exact-res 224] [--export-res 96] [--skip-export]
+                                  [--skip-digits] [--search-cpu-s 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import write_results
+
+from edgenas import Task, get_space
+from edgenas.modelcount import count_module
+
+MODELS = ("mobilenet_v2", "mobilenet_v3_small", "resnet18", "mnasnet0_5", "shufflenet_v2_x0_5")
+ARENA_BUDGET = 64 * 1024
+SOURCE_TINY = "tiny:w1.0:r64:k5e6-k5e6-k5e6_k5e6-k5e6-k5e6_k5e6-k5e6-k5e6_k5e6-k5e6-k5e6"
+"""The 'model you have': the largest-depth tiny w1.0 member with 5x5 kernels and expand 6, at 64 px."""
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
+
+
+def exactness(name: str, n: int, res: int, seed: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    space = get_space("model", model=f"torchvision:{name}", resolution=res)
+    load_s = time.perf_counter() - t0
+    base = space.base()
+    specs = space.sample(n, seed)
+    equal, mismatches, t_an, t_built = 0, [], 0.0, 0.0
+    macs = []
+    for spec in specs:
+        t = time.perf_counter()
+        analytic = space.cost(spec).as_record()
+        analytic.pop("arch")
+        t_an += time.perf_counter() - t
+        t = time.perf_counter()
+        counted = count_module(space.build(spec), space.input_shape(spec), str(spec))
+        t_built += time.perf_counter() - t
+        if counted == analytic:
+            equal += 1
+        else:
+            mismatches.append({"arch": str(spec), "fields": sorted(k for k in analytic if analytic[k] != counted[k])})
+        macs.append(analytic["macs"])
+    full = space.cost(type(specs[0])(base.hash, res, tuple(c[-1] for c in space._choices()),
+                                     tuple(True for _ in specs[0].blocks))).macs
+    return {"model": name, "resolution": res, "groups": len(base.groups.groups),
+            "varied_groups": sum(len(c) > 1 for c in space._choices()), "blocks": len(base.fx.blocks),
+            "specs": n, "equal": f"{equal}/{n}", "equal_n": equal, "macs_vs_source": f"{min(macs) / full:.2f}-"
+            f"{max(macs) / full:.2f}", "load_s": round(load_s, 2), "analytic_ms": round(1000 * t_an / n, 1),
+            "build_count_s": round(t_built / n, 2), "mismatches": mismatches[:3]}
+
+
+def export_one(name: str, res: int, seed: int, out: Path) -> dict[str, Any]:
+    from edgenas.exporters.pipeline import run_export
+    from edgenas.jobs import ExportConfig, SpaceConfig, TaskConfig
+
+    opts = {"model": f"torchvision:{name}", "resolution": res}
+    space = get_space("model", **opts)
+    spec = space.sample(1, seed)[0]
+    cfg = ExportConfig(formats=["onnx", "tflite", "tflite-int8", "tflm"], train_epochs=0, out=str(out / name),
+                       dataset=f"synthetic:n=256,classes=10,channels=3,size={res}", seed=seed)
+    t0 = time.perf_counter()
+    result = run_export(cfg, space=SpaceConfig("model", opts), arch=str(spec), task=TaskConfig(num_classes=10),
+                        measure_latency=False, say=lambda m: None)
+    (model,) = result.models
+    fmts = {a.format: a for a in model.artifacts}
+
+    def verdict(f: str) -> str:
+        a = fmts.get(f)
+        if a is None:
+            return "missing"
+        if not a.ok:
+            return f"FAILED: {a.error}"[:80]
+        p = a.parity.as_dict() if a.parity is not None else {}
+        return (f"ok, max diff {p['max_abs_diff']:.1e}" if p.get("kind") == "exact"
+                else f"ok, top-1 agree {p.get('top1_agreement', 0):.3f}")
+
+    card = json.loads((out / name / model.folder.name / "card.json").read_text()) \
+        if (out / name / model.folder.name / "card.json").exists() else {}
+    return {"model": name, "arch": str(spec)[:60] + "...", "ok": model.ok, **{f: verdict(f) for f in fmts},
+            "arena_est": space.cost(spec, Task(num_classes=10)).arena_bytes_tflm,
+            "arena_tflm": card.get("tflm_arena_bytes"), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--exact", type=int, default=20, help="random specs per model for the exactness check")
+    ap.add_argument("--exact-res", type=int, default=224)
+    ap.add_argument("--export-res", type=int, default=96)
+    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--skip-exact", action="store_true")
+    ap.add_argument("--skip-export", action="store_true")
+    ap.add_argument("--skip-digits", action="store_true")
+    ap.add_argument("--search-cpu-s", type=float, default=600.0, help="CPU seconds each digits search gets")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    rows, tables, notes = [], {}, []
+    if not args.skip_exact:
+        for name in args.models:
+            print(f"exactness: {name}", file=sys.stderr, flush=True)
+            rows.append(exactness(name, args.exact, args.exact_res, args.seed))
+    if not args.skip_export:
+        exp = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in args.models:
+                print(f"export: {name}", file=sys.stderr, flush=True)
+                exp.append(export_one(name, args.export_res, args.seed, Path(tmp)))
+        tables["Export and verification (one random spec each, inherited random weights, 10 classes)"] = (
+            exp, ["model", "ok", "onnx", "tflite", "tflite-int8", "tflm", "arena_est", "arena_tflm", "seconds"])
+    if not args.skip_digits:
+        from compress_digits import digits_comparison
+
+        drows, dnotes = digits_comparison(args.search_cpu_s, args.seed, ARENA_BUDGET, SOURCE_TINY)
+        tables["Digits: compress a trained tiny model vs search from scratch, arena_bytes_tflm <= 64 KiB"] = (
+            drows, list(drows[0].keys()) if drows else [])
+        notes += dnotes
+    random.seed(0)
+    write_results("compress", "Compress the model you have: exactness, export, digits", rows,
+                  ["model", "resolution", "groups", "varied_groups", "blocks", "specs", "equal", "macs_vs_source",
+                   "load_s", "analytic_ms", "build_count_s"],
+                  {"exact": args.exact, "exact_res": args.exact_res, "export_res": args.export_res, "seed": args.seed,
+                   "search_cpu_s": args.search_cpu_s},
+                  "\n".join(notes), packages=("torch-pruning", "torchvision", "ai-edge-litert", "litert-torch",
+                                              "tflite-micro", "onnxruntime"), extra_tables=tables)
+    return 0 if all(r["equal_n"] == r["specs"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
