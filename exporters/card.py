@@ -270,7 +270,9 @@ def model_card_markdown(card: dict[str, Any]) -> str:
             lines.append(f"| {r['device']} | {_fmt(r['predicted_ms'])} | {r.get('format') or '-'} | "
                          f"{_fmt(r.get('measured_ms'))} | {_fmt(r.get('measured_over_predicted'))} |")
     acc = card["accuracy"]
-    inherited = (f"inherited from the supernet {card['training'].get('supernet')}: {_fmt(acc['inherited'])}; "
+    origin = ("the pruned source model" if card["training"].get("source") == "pruned"
+              else f"the supernet {card['training'].get('supernet')}")
+    inherited = (f"inherited from {origin} (BatchNorm re-estimated): {_fmt(acc['inherited'])}; "
                  if acc.get("inherited") is not None else "")
     lines += ["", "## Accuracy", "",
               f"Estimated during the search: {_fmt(acc['estimated'])} ({acc.get('estimator') or '-'}); "

@@ -58,7 +58,8 @@ def flag_message(exc: ConfigError) -> str:
 # -- shared flags -----------------------------------------------------------------------------------
 def add_space_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     """--space, --space-opt and the task flags shared by every command that builds specs."""
-    p.add_argument("--space", required=required, help="search space (see 'edgenas spaces')")
+    p.add_argument("--space", help="search space (see 'edgenas spaces'; required unless --model is given)")
+    p.set_defaults(space_required=required)
     p.add_argument("--space-opt", action="append", metavar="KEY=VALUE",
                    help="space constructor option, e.g. widths=1.0,1.2 or resolution_step=16 (repeatable)")
     add_model_arguments(p)
@@ -82,6 +83,8 @@ def apply_model_flags(args: argparse.Namespace) -> None:
     if weights and not model:
         raise EdgenasError("--model-weights needs --model")
     if not model:
+        if getattr(args, "space_required", False) and not getattr(args, "space", None):
+            raise EdgenasError("give the search space: --space NAME (see 'edgenas spaces') or --model SRC")
         return
     if getattr(args, "space", None) not in (None, "model"):
         raise EdgenasError(f"--model makes the search space 'model'; drop --space {args.space}")

@@ -118,7 +118,15 @@ class BaseModel:
         return [(x[i:i + 32], ds.y[idx][i:i + 32]) for i in range(0, len(idx), 32)]
 
     def adapted(self, num_classes: int, in_channels: int) -> BaseModel:
-        """This model with a new head for ``num_classes`` and a stem for ``in_channels`` (same hash)."""
+        """This model with a new head for ``num_classes`` and a stem for ``in_channels`` (same hash); the new
+        head's initialisation is seeded, so every process builds the same one."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = self._adapted_module(num_classes, in_channels)
+        return BaseModel(model, self.source, self.weights, self.resolution, self.importance, self.hash,
+                         self.importance_data)
+
+    def _adapted_module(self, num_classes: int, in_channels: int) -> nn.Module:
         model = copy.deepcopy(self.model)
         head = model.get_submodule(self.head)
         if num_classes != self.num_classes:
@@ -142,8 +150,7 @@ class BaseModel:
                 if stem.bias is not None:
                     conv.bias.copy_(stem.bias)
             _set(model, self.stem, conv)
-        return BaseModel(model, self.source, self.weights, self.resolution, self.importance, self.hash,
-                         self.importance_data)
+        return model
 
     # -- a variant, analytically ----------------------------------------------------------
     def _variant(self, keep: tuple[int, ...], dropped: tuple[Block, ...]) -> Variant:

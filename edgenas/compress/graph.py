@@ -175,8 +175,8 @@ class FxModel:
             return torch.empty(x.shape[0], c, h, w, device="meta")
         if isinstance(mod, nn.Linear):
             return torch.empty(*x.shape[:-1], channels.get(target, mod.out_features), device="meta")
-        if isinstance(mod, nn.BatchNorm2d):
-            return torch.empty_like(x)
+        if isinstance(mod, (nn.BatchNorm2d, nn.Dropout, *_ACTS)):
+            return x  # shape-preserving (running activations on meta tensors is slow through their decompositions)
         return mod(*args, **kwargs)
 
     def base_channels(self) -> dict[str, int]:

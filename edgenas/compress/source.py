@@ -107,10 +107,20 @@ def _builder_kwargs(fn: Any, num_classes: int | None) -> dict[str, Any]:
     return {"num_classes": num_classes} if num_classes and ("num_classes" in params or takes_kwargs) else {}
 
 
+def _seeded(build: Any) -> Any:
+    """Build with torch's RNG seeded (0): a builder's random initialisation is the same in every process,
+    so a member built twice (a search worker, the export) inherits the same weights."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build()
+
+
 def load_source(source: Source, num_classes: int | None = None, weights: str | None = None) -> nn.Module:
     """The source model as an ``nn.Module`` in eval mode, built for ``num_classes`` when its builder takes
-    ``num_classes`` (torchvision's do: random weights, nothing is downloaded); ``weights`` is a state
-    dict loaded strictly (a head of another class count is refused: build with that count instead)."""
+    ``num_classes`` (torchvision's do: random weights, seeded, nothing is downloaded); ``weights`` is a
+    state dict loaded strictly."""
     import torch
     import torch.nn as nn
 
@@ -123,12 +133,13 @@ def load_source(source: Source, num_classes: int | None = None, weights: str | N
                                + (f" (close: {', '.join(close)})" if close
                                   else "; see torchvision.models.list_models()"))
         fn = tv.models.get_model_builder(source.target)
-        model = fn(weights=None, **_builder_kwargs(fn, num_classes))
+        model = _seeded(lambda: fn(weights=None, **_builder_kwargs(fn, num_classes)))
     elif source.kind == "python":
         spec = importlib.util.spec_from_file_location(f"edgenas_user_model_{abs(hash(source.target))}", source.target)
         if spec is None or spec.loader is None:
             raise EdgenasError(f"--model {source}: cannot import {source.target!r}")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its classes pickle by reference (torch.save of a built member)
         try:
             spec.loader.exec_module(module)
         except Exception as exc:  # the user's file: any error is theirs, said in one line
@@ -137,7 +148,7 @@ def load_source(source: Source, num_classes: int | None = None, weights: str | N
         fn = getattr(module, source.fn, None)
         if not callable(fn):
             raise EdgenasError(f"--model {source}: {Path(source.target).name} has no function {source.fn!r}")
-        model = fn(**_builder_kwargs(fn, num_classes))
+        model = _seeded(lambda: fn(**_builder_kwargs(fn, num_classes)))
     else:
         path = source.target
         try:

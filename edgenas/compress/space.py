@@ -256,7 +256,7 @@ class ModelSpace(SearchSpace):
         return [k / s for k, s in zip(spec.keep, sizes)] + [float(b) for b in spec.blocks]
 
     def encoding_size(self) -> int:
-        return len(self.base().groups.groups) + self._n_blocks()
+        return len(self.base().groups.groups) + self._n_blocks() if self.source_text else 0
 
     def input_shape(self, spec: ArchSpec, task: Task | None = None) -> tuple[int, int, int]:
         return self.base(task).input_shape
@@ -296,7 +296,10 @@ class ModelSpace(SearchSpace):
     def describe_source(self) -> dict[str, Any]:
         """What the model card says about where a member came from."""
         base = self.base()
-        return {"model": self.source_text, "weights": self.weights or "random (the builder's initialisation)",
+        weights = self.weights or {"saved": "saved with the module", "python": "the builder's",
+                                   "torchvision": "random (torchvision's initialisation; nothing is downloaded)"
+                                   }[self.source.kind]
+        return {"model": self.source_text, "weights": weights,
                 "hash": base.hash, "params": base.params, "groups": [g.root for g in base.groups.groups],
                 "blocks": [b.path for b in base.fx.blocks] if self.search_blocks else []}
 

@@ -127,3 +127,45 @@ def test_without_a_source_the_space_says_how_to_give_one() -> None:
     assert space.size() == 0
     with pytest.raises(EdgenasError, match="--model torchvision:NAME"):
         space.sample(1, 0)
+
+
+def test_a_source_loads_the_same_in_every_process() -> None:
+    """Random initialisations are seeded: a search worker and the export build the same member weights."""
+    from edgenas.compress.source import load_source, parse_source
+
+    a, b = (load_source(parse_source(SMALL), 10) for _ in range(2))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    space = get_space("model", **SMALL_OPTS)
+    t = Task(num_classes=3, in_channels=1)
+    spec = space.sample(1, 5)[0]
+    h1 = list(space.build(spec, t).parameters())
+    h2 = list(get_space("model", **SMALL_OPTS).build(spec, t).parameters())  # a new space adapts the head again
+    assert len(h1) == len(h2) and all(torch.equal(x, y) for x, y in zip(h1, h2))
+
+
+def test_saved_modules_and_state_dicts(tmp_path) -> None:  # noqa: ANN001
+    """``model.pt`` holding a whole module is a source; a state dict is refused with how to pass it."""
+    from edgenas.compress.source import load_source, parse_source
+
+    model = load_source(parse_source(SMALL), 10)
+    torch.save(model, tmp_path / "whole.pt")
+    space = get_space("model", model=str(tmp_path / "whole.pt"), resolution=32)
+    assert space.base().params == sum(p.numel() for p in model.parameters())
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    with pytest.raises(EdgenasError, match="holds a state dict"):
+        get_space("model", model=str(tmp_path / "state.pt"))
+    weighted = get_space("model", model=SMALL, weights=str(tmp_path / "state.pt"), resolution=32)
+    assert weighted.source_hash != get_space("model", **SMALL_OPTS).source_hash  # trained weights are hashed
+
+
+def test_cli_maps_model_to_the_model_space(capsys) -> None:  # noqa: ANN001
+    from edgenas.cli.main import main
+
+    assert main(["describe", "--model", "torchvision:mnasnet0_5", "--space-opt", "resolution=32", "--classes", "10",
+                 "--random", "2", "--json"]) == 0
+    assert capsys.readouterr().out.count('"arch": "model:') == 2
+    assert main(["describe", "--model", "torchvision:no_such_net", "--random", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no such classification builder" in err
+    assert main(["describe", "--space", "tiny", "--model", SMALL, "--random", "1"]) == 2
+    assert "drop --space tiny" in capsys.readouterr().err

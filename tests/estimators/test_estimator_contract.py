@@ -20,7 +20,7 @@ from edgenas.testing.estimators import DEGENERATE
 DATA = "synthetic:n=48,classes=4,channels=3,size=8"
 TRAIN = {"epochs": 1, "train_samples": 16, "val_samples": 16, "batch_size": 8}
 TRAINING = {"train", "halving"}
-OWN_SUITE = {"supernet"}
+OWN_SUITE = {"supernet", "prune-finetune"}
 """Estimators with their own contract class below (they need a file made by another command)."""
 BUILTINS = [e.name for e in ESTIMATORS.entries() if e.builtin and e.name not in OWN_SUITE]
 """edgenas' own estimators (installed plug-ins run the contract from their own tests)."""
@@ -205,3 +205,38 @@ def test_supernet_estimator_recalibrates_on_512_examples_by_default(checkpoint):
     assert (est.bn_batches, est.batch_size) == (8, 64)
     assert len(est._bn_idx) == min(len(ds.train_idx), 512)
     assert set(est._bn_idx.tolist()) <= set(torch.as_tensor(ds.train_idx).tolist())
+
+
+SMALL_CNN = str(Path(__file__).resolve().parent.parent / "fixtures" / "small_cnn.py") + ":build"
+
+
+class TestPruneFinetuneEstimator(EstimatorContract):
+    """``prune-finetune`` on the ``model`` space of a small residual CNN (members inherit its weights)."""
+
+    estimator_name = "prune-finetune"
+    space_name = "model"
+    space_options: ClassVar[dict[str, Any]] = {"model": SMALL_CNN, "resolution": 8}
+    task = Task(num_classes=4, in_channels=3)
+    trains_models = True
+
+    @pytest.fixture
+    def options(self, name: str) -> dict[str, Any]:
+        pytest.importorskip("torch_pruning", reason="the model space needs the compress extra")
+        return {"dataset": "synthetic:n=160,classes=4,channels=3,size=8", "epochs": 1, "train_samples": 32,
+                "val_samples": 0, "batch_size": 8, "torch_device": "cpu"}
+
+
+def test_prune_finetune_refuses_spaces_that_build_from_scratch():
+    with pytest.raises(EdgenasError, match="use the 'train' estimator"):
+        get_estimator("prune-finetune", get_space("tiny"), dataset=DATA)
+
+
+def test_prune_finetune_with_zero_epochs_scores_the_inherited_weights():
+    """epochs=0: no training step (samples 0), the source's weights with BatchNorm re-estimated."""
+    pytest.importorskip("torch_pruning", reason="the model space needs the compress extra")
+    space = get_space("model", model=SMALL_CNN, resolution=8)
+    est = get_estimator("prune-finetune", space, Task(num_classes=4, in_channels=3), dataset=DATA, epochs=0,
+                        train_samples=16, val_samples=16, batch_size=8, torch_device="cpu")
+    e = est.estimate(space.sample(1, 0)[0])
+    assert e.epochs == 0 and e.samples == 0
+    assert 0.0 <= e.score <= 1.0
