@@ -12,7 +12,7 @@
    feasible member of each is then trained / fine-tuned with the same final recipe and exported.
 
     python benchmarks/compress.py [--exact 20] [--exact-res 224] [--export-res 96] [--skip-export]
-                                  [--skip-digits] [--search-cpu-s 600]
+                                  [--skip-digits] [--search-s 600]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import write_results
+from common import RESULTS, write_results
 
 from edgenas import Task, get_space
 from edgenas.modelcount import count_module
@@ -116,15 +116,33 @@ def main() -> int:
     ap.add_argument("--skip-exact", action="store_true")
     ap.add_argument("--skip-export", action="store_true")
     ap.add_argument("--skip-digits", action="store_true")
-    ap.add_argument("--search-cpu-s", type=float, default=600.0, help="CPU seconds each digits search gets")
+    ap.add_argument("--search-s", type=float, default=600.0,
+                    help="wall seconds each digits search gets (one process each, same machine; their CPU seconds "
+                         "are measured)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--merge", action="store_true", help="keep the parts this run skips from the existing results")
+    ap.add_argument("--note", default="", help="measurement conditions of the parts this run measures")
     args = ap.parse_args()
     torch.set_num_threads(2)
     rows, tables, notes = [], {}, []
+    old: dict[str, Any] = {}
+    if args.merge and (RESULTS / "compress.json").exists():
+        old = json.loads((RESULTS / "compress.json").read_text())
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    measured = [p for p, skip in (("exactness", args.skip_exact), ("export", args.skip_export),
+                                  ("digits", args.skip_digits)) if not skip]
+    notes += [f"{p}: measured {stamp}" + (f" ({args.note})" if args.note else "") for p in measured]
     if not args.skip_exact:
         for name in args.models:
             print(f"exactness: {name}", file=sys.stderr, flush=True)
             rows.append(exactness(name, args.exact, args.exact_res, args.seed))
+    else:
+        rows = old.get("rows", [])
+    for heading, kept in old.get("tables", {}).items():
+        part = "export" if heading.startswith("Export") else "digits"
+        if part not in measured and kept:
+            tables[heading] = (kept, list(kept[0].keys()))
+    notes += [n for n in old.get("notes", "").splitlines() if n and n.split(":")[0] not in measured]
     if not args.skip_export:
         exp = []
         with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +154,7 @@ def main() -> int:
     if not args.skip_digits:
         from compress_digits import digits_comparison
 
-        drows, dnotes = digits_comparison(args.search_cpu_s, args.seed, ARENA_BUDGET, SOURCE_TINY)
+        drows, dnotes = digits_comparison(args.search_s, args.seed, ARENA_BUDGET, SOURCE_TINY)
         tables["Digits: compress a trained tiny model vs search from scratch, arena_bytes_tflm <= 64 KiB"] = (
             drows, list(drows[0].keys()) if drows else [])
         notes += dnotes
@@ -145,10 +163,10 @@ def main() -> int:
                   ["model", "resolution", "groups", "varied_groups", "blocks", "specs", "equal", "macs_vs_source",
                    "load_s", "analytic_ms", "build_count_s"],
                   {"exact": args.exact, "exact_res": args.exact_res, "export_res": args.export_res, "seed": args.seed,
-                   "search_cpu_s": args.search_cpu_s},
+                   "search_s": args.search_s},
                   "\n".join(notes), packages=("torch-pruning", "torchvision", "ai-edge-litert", "litert-torch",
                                               "tflite-micro", "onnxruntime"), extra_tables=tables)
-    return 0 if all(r["equal_n"] == r["specs"] for r in rows) else 1
+    return 0 if all(r.get("equal_n") == r.get("specs") for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def _export(run: Path, trial: int, epochs: int, out: Path, log: Path) -> tuple[d
     return json.loads(card_path.read_text()), wall
 
 
-def digits_comparison(search_cpu_s: float, seed: int, budget: int, source_arch: str) -> tuple[list[dict], list[str]]:
+def digits_comparison(search_s: float, seed: int, budget: int, source_arch: str) -> tuple[list[dict], list[str]]:
     from edgenas.datasets import load_dataset
     from edgenas.exporters.weights import train_final
 
@@ -85,7 +85,7 @@ def digits_comparison(search_cpu_s: float, seed: int, budget: int, source_arch: 
         "arena_est_kib": round(src_arena / 1024, 1), "arena_tflm_kib": "-", "fits": src_arena <= budget,
         "cpu_s": round(src_cpu, 1)}]
     common = ["--dataset", "digits", "--budget", f"arena_bytes_tflm<={budget}", "--objectives", "accuracy,macs",
-              "--timeout", str(search_cpu_s), "--trials", "100000", "--seed", str(seed), "--no-progress"]
+              "--timeout", str(search_s), "--trials", "100000", "--seed", str(seed), "--no-progress"]
     runs = {
         "compress": [PY, "-m", "edgenas.cli.main", "search", "--model", str(src_path), "--space-opt", "resolution=64",
                      "--estimator", "prune-finetune", "--est-opt", "epochs=1", "--est-opt", "train_samples=512",
@@ -96,7 +96,7 @@ def digits_comparison(search_cpu_s: float, seed: int, budget: int, source_arch: 
     }
     notes = []
     for name, cmd in runs.items():
-        print(f"digits: {name} search ({search_cpu_s:.0f} s)", file=sys.stderr, flush=True)
+        print(f"digits: {name} search ({search_s:.0f} s wall)", file=sys.stderr, flush=True)
         wall, cpu = _run(cmd, work / f"{name}-search.log")
         best = _best_feasible(work / f"run-{name}")
         epochs = 5 if name == "compress" else 20
@@ -115,6 +115,6 @@ def digits_comparison(search_cpu_s: float, seed: int, budget: int, source_arch: 
                                                                                      / 1024, 1),
             "arena_tflm_kib": round((card.get("tflm_arena_bytes") or 0) / 1024, 1),
             "fits": (card.get("tflm_arena_bytes") or 1 << 30) <= budget, "cpu_s": round(cpu, 1)})
-        notes.append(f"{name}: search wall {wall:.0f} s, CPU {cpu:.0f} s; export wall {ewall:.0f} s; int8 top-1 "
+        notes.append(f"digits: {name} search wall {wall:.0f} s, CPU {cpu:.0f} s; export wall {ewall:.0f} s; int8 top-1 "
                      f"{card['accuracy']['artifacts'].get('tflite-int8')}")
     return rows, notes
