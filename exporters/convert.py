@@ -214,6 +214,35 @@ def _global_min_max(qsv: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return {**qsv, "min": np.minimum(qsv["min"], new["min"]), "max": np.maximum(qsv["max"], new["max"])}
 
 
+def finite_pad_ranges(fp32_model: bytes, qsvs: dict[str, Any]) -> dict[str, Any]:
+    """``qsvs`` with each ``PADV2`` output given its input's range when its own is not finite.
+
+    litert-torch lowers a padded max-pool (torchvision's ResNet / ShuffleNet stems) to a ``PADV2`` with
+    pad value -inf and a ``VALID`` ``MAX_POOL_2D``, so that output's calibrated min is -inf; ai-edge-quantizer
+    gives a PADV2's input its output's scale, so it would write an infinite scale for both (XNNPACK refuses
+    the file, the reference kernels compute garbage). With the input's range the pad value quantizes to the
+    int8 minimum, below every value the pool compares it with: max-pooling is unchanged."""
+    from ai_edge_litert import schema_py_generated as S
+
+    m = S.Model.GetRootAs(fp32_model, 0)  # the flat view: no copy of the weights
+    padv2: set[int] = set()
+    for i in range(m.OperatorCodesLength()):
+        c = m.OperatorCodes(i)
+        if max(c.BuiltinCode(), c.DeprecatedBuiltinCode()) == S.BuiltinOperator.PADV2:
+            padv2.add(i)
+    for k in range(m.SubgraphsLength() if padv2 else 0):
+        sg = m.Subgraphs(k)
+        for j in range(sg.OperatorsLength()):
+            op = sg.Operators(j)
+            if op.OpcodeIndex() not in padv2:
+                continue
+            src, out = (sg.Tensors(op.Inputs(0)).Name().decode(), sg.Tensors(op.Outputs(0)).Name().decode())
+            q = qsvs.get(out)
+            if q is not None and src in qsvs and not (np.all(np.isfinite(q["min"])) and np.all(np.isfinite(q["max"]))):
+                qsvs[out] = {**q, "min": qsvs[src]["min"], "max": qsvs[src]["max"]}
+    return qsvs
+
+
 def _min_max_qsvs(calibrator: Any, fp32_model: bytes, data: dict[str, list[dict[str, np.ndarray]]],
                   manager: Any, mode: str = "auto") -> dict[str, Any]:
     """Global per-tensor min/max of every activation over ``data``.
@@ -229,14 +258,16 @@ def _min_max_qsvs(calibrator: Any, fp32_model: bytes, data: dict[str, list[dict[
             cal = calibrator.Calibrator(bytearray(fp32_model), num_threads=1, qsv_update_func=_global_min_max,
                                         mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED)
             cal.calibrate(data, manager)
-            return {k: {**v, "min": np.asarray(v["min"], np.float32), "max": np.asarray(v["max"], np.float32)}
+            qsvs = {k: {**v, "min": np.asarray(v["min"], np.float32), "max": np.asarray(v["max"], np.float32)}
                     for k, v in cal.get_model_qsvs().items()}
         except (AttributeError, RuntimeError, ValueError, KeyError):
             if mode == "profiler":
                 raise
+        else:
+            return finite_pad_ranges(fp32_model, qsvs)
     cal = calibrator.Calibrator(bytearray(fp32_model), num_threads=1, qsv_update_func=_global_min_max)
     cal.calibrate(data, manager)
-    return cal.get_model_qsvs()
+    return finite_pad_ranges(fp32_model, cal.get_model_qsvs())
 
 
 def quantize_int8(
@@ -260,7 +291,7 @@ def quantize_int8(
         rep = np.asarray(representative, dtype=np.float32)
         data = {key: [{name: rep[i:i + 1]} for i in range(len(rep))]}
         if calibration == "moving-average":
-            qsvs = q.calibrate(data, num_threads=1)
+            qsvs = finite_pad_ranges(fp32_model, q.calibrate(data, num_threads=1))
         else:  # Quantizer.calibrate has no update-rule argument; its Calibrator does
             manager = recipe_manager.RecipeManager()
             manager.load_quantization_recipe(rules)
