@@ -42,12 +42,14 @@ KINDS = {
     "act": "(name,) relu, relu6, hswish, hsigmoid, sigmoid, silu",
     "linear": "(has_bias,) fully connected",
     "pool": "(avg|max, k, stride, pad) pooling window",
-    "gap": "() global average pooling to C x 1 x 1",
+    "gap": "() global average pooling to C x 1 x 1; (\"nchw\",) for x.mean([2, 3]) (reduced in NCHW once deployed)",
     "add": "() element-wise sum",
     "mul": "() element-wise product (broadcasting)",
     "view": "() flatten / reshape / identity: no data movement",
     "copy": "() channel shuffle (a materialised permutation)",
     "zeros": "() a zero tensor (NB201 node without live inputs)",
+    "concat": "() torch.cat of the inputs along channels",
+    "split": "(index, parts, dim) chunk index of x.chunk(parts, dim) / torch.split (one op per chunk read)",
 }
 
 

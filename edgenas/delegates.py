@@ -29,14 +29,18 @@ from typing import Any
 from edgenas.deployed import Deployed
 
 OFF_DELEGATE: dict[tuple[str, str], frozenset[str]] = {
-    ("xnnpack", "fp32"): frozenset(),
-    ("xnnpack", "int8"): frozenset({"HARD_SWISH", "RELU", "AVERAGE_POOL_2D"}),
+    ("xnnpack", "fp32"): frozenset({"PADV2"}),
+    ("xnnpack", "int8"): frozenset({"HARD_SWISH", "RELU", "AVERAGE_POOL_2D", "PADV2"}),
 }
 """(delegate, precision) -> the deployed-graph ops that delegate leaves on the built-in kernels (ops of
 edgenas' graphs only: see the module docstring for where they come from). XNNPACK in ai-edge-litert
-2.3.0 takes every op of edgenas' fp32 graphs; in int8 it leaves ``HARD_SWISH`` (tiny, mbv3), a standalone
-``RELU`` (NB201's ReLU-conv-BN edges where the ReLU cannot be fused into the op before it) and
-``AVERAGE_POOL_2D`` (NB201's 3x3 average pooling) on the built-in kernels."""
+2.3.0 takes every op of edgenas' fp32 graphs but ``PADV2`` (the -inf padding of a padded max-pool:
+torchvision's ResNet and ShuffleNet stems); in int8 it also leaves ``HARD_SWISH`` (tiny, mbv3), a
+standalone ``RELU`` (NB201's ReLU-conv-BN edges where the ReLU cannot be fused into the op before it) and
+``AVERAGE_POOL_2D`` (NB201's 3x3 average pooling) on the built-in kernels. It takes ``CONCATENATION``,
+``SLICE``, 5-D ``TRANSPOSE`` / ``RESHAPE`` (channel shuffles) and the int8 file's requantising
+``QUANTIZE`` in both precisions (measured on exported ShuffleNetV2, ResNet-18, MobileNetV2 / V3-small,
+MnasNet and the small fixture CNN of the ``model`` space: tests/compress/test_deployed_models.py)."""
 
 
 @dataclass
@@ -101,16 +105,18 @@ def partition(ops: Sequence[tuple[Sequence[int], Sequence[int]]], supported: Seq
 
 
 def predict(deployed: Deployed, delegate: str = "xnnpack", precision: str = "fp32") -> DelegateReport:
-    """Partitions and off-delegate ops of ``deployed`` under ``delegate`` at ``precision`` (fp32/int8)."""
+    """Partitions and off-delegate ops of ``deployed`` under ``delegate`` at ``precision`` (fp32/int8): the
+    ops of that precision's file (:meth:`~edgenas.deployed.Deployed.ops_for`)."""
     try:
         off = OFF_DELEGATE[(delegate, precision)]
     except KeyError:
         known = ", ".join(f"{d}/{p}" for d, p in OFF_DELEGATE)
         raise ValueError(f"no op support list for delegate {delegate!r} at {precision}; known: {known}") from None
-    ops = [(op.inputs, (op.output,)) for op in deployed.ops]
-    supported = [op.name not in off for op in deployed.ops]
+    graph = deployed.ops_for(precision)
+    ops = [(op.inputs, (op.output,)) for op in graph]
+    supported = [op.name not in off for op in graph]
     counts: dict[str, int] = {}
-    for op, ok in zip(deployed.ops, supported):
+    for op, ok in zip(graph, supported):
         if not ok:
             counts[op.name] = counts.get(op.name, 0) + 1
     return DelegateReport(partition(ops, supported) if ops else 0, sum(counts.values()), len(ops), counts)

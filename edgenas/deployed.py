@@ -10,12 +10,30 @@ produce for it, as observed on converted models of every space (``edgenas export
   reader of its output; any other activation is an op of its own (``HARD_SWISH``, ``RELU``;
   h-sigmoid is a fused ReLU6 and a ``MUL`` by 1/6);
 * a conv whose symmetric torch padding is not TensorFlow's ``SAME`` (stride 2 on an even side) is an
-  explicit ``PAD`` then a ``VALID`` conv; depthwise convs are ``DEPTHWISE_CONV_2D``, grouped ones
-  ``CONV_2D``; global pooling is ``MEAN``, linear ``FULLY_CONNECTED``, a standalone BN ``SUB`` +
-  ``MUL``; a channel shuffle is ``TRANSPOSE, RESHAPE, TRANSPOSE, RESHAPE, TRANSPOSE``; views are free;
+  explicit ``PAD`` then a ``VALID`` conv; so is an average pool, while a max-pool pads with -inf: a
+  ``PADV2`` (paddings and the pad value) then a ``VALID`` ``MAX_POOL_2D`` (ResNet's and ShuffleNet's
+  stems); depthwise convs are ``DEPTHWISE_CONV_2D``, grouped ones ``CONV_2D``; global pooling is
+  ``MEAN`` over the NHWC axes, but ``x.mean([2, 3])`` (a 2-D result, which litert-torch's layout pass
+  keeps in NCHW) a ``TRANSPOSE`` back to NCHW and a ``MEAN`` over axes 2, 3 (ShuffleNet, MnasNet);
+  linear is ``FULLY_CONNECTED``, a standalone BN ``SUB`` + ``MUL``; a channel shuffle is ``TRANSPOSE,
+  RESHAPE, TRANSPOSE, RESHAPE, TRANSPOSE``; views are free;
+* ``torch.cat`` is one ``CONCATENATION`` on the NHWC axis (the axis is an option: no constant);
+  each chunk read of ``x.chunk`` / ``torch.split`` is a ``SLICE`` of its own (begin and size vectors,
+  batch included, in NHWC order: no ``SPLIT``), emitted where the split is, or, when the split tensor is
+  a conv's biased output with no activation between, just before the chunk's first reader (the conv's
+  output then stays live that long). Not modelled: the converter folds a chunk of a concatenation that
+  is exactly one of its inputs (a cat directly re-split), and views that are ops in the file (a flatten of
+  a tensor with spatial extent is ``TRANSPOSE`` + ``RESHAPE``, of a conv's 1 x 1 output a ``RESHAPE``);
 * int8: weights per output channel (conv, depthwise, linear) with their int32 biases, activations per
-  tensor; identical small constants (paddings, permutations, axes) are stored once; a zero tensor (an
-  NB201 node without live inputs) is a constant, activations of it fold, ``x + 0`` is ``x``.
+  tensor; identical small constants (paddings, permutations, axes, slice vectors) are stored once; a zero
+  tensor (an NB201 node without live inputs) is a constant, activations of it fold, ``x + 0`` is ``x``;
+  ai-edge-quantizer gives a concatenation's inputs its output's scale, and an input whose producer cannot
+  take that scale (a ``SLICE``, ``TRANSPOSE``, pooling or other scale-constrained op, or one with other
+  readers) goes through a requantising ``QUANTIZE`` that only the int8 file has
+  (:attr:`TflOp.int8_only`), except when the inputs are every chunk of one split (the output's range is
+  then the split tensor's). Whether it appears depends on calibration (none when the two ranges happen
+  to be equal: in the ShuffleNet units checked 5-8 of 13 were absent); edgenas counts it, an upper
+  bound of ~140 bytes and one small op each.
 
 :class:`Deployed` then gives
 
@@ -28,6 +46,7 @@ produce for it, as observed on converted models of every space (``edgenas export
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -87,6 +106,8 @@ class TflOp:
     output: int
     channels: int = 0
     """Output channels of a conv / linear (per-channel requantisation data in TFLM)."""
+    int8_only: bool = False
+    """Only in the int8 file (a requantising ``QUANTIZE``): the fp32 file reads its input instead."""
 
 
 @dataclass
@@ -102,6 +123,8 @@ class Deployed:
     const_bytes_fp32: int = 0
     quant_channels: int = 0
     """Per-channel quantisation entries of constants (weights and biases) in the int8 file."""
+    n_int8_only: int = 0
+    """Activation tensors only the int8 file has (outputs of :attr:`TflOp.int8_only` ops)."""
     _shared: dict[tuple, tuple[int, int, int]] = field(default_factory=dict)
     _delegate_reports: dict[tuple[str, str], DelegateReport] = field(default_factory=dict, repr=False)
     # boundary facts of a one-layer graph, for :func:`chain`
@@ -117,9 +140,11 @@ class Deployed:
         self.act_elems.append(elems)
         return len(self.act_elems) - 1
 
-    def op(self, name: str, inputs: tuple[int, ...], elems: int, channels: int = 0) -> int:
+    def op(self, name: str, inputs: tuple[int, ...], elems: int, channels: int = 0, int8_only: bool = False) -> int:
         out = self.act(elems)
-        self.ops.append(TflOp(name, inputs, out, channels))
+        self.ops.append(TflOp(name, inputs, out, channels, int8_only))
+        if int8_only:
+            self.n_int8_only += 1
         return out
 
     def const(self, elems: int, int8_bytes_per: int = 1, channels: int = 1, key: tuple | None = None) -> None:
@@ -141,7 +166,22 @@ class Deployed:
 
     @property
     def n_tensors(self) -> int:
+        """Tensors of the int8 model (what TFLM allocates)."""
         return self.n_act + self.n_const
+
+    def ops_for(self, precision: str) -> list[TflOp]:
+        """The ops of the ``precision`` (fp32 / int8) file: the fp32 one lacks the int8-only ops (their
+        readers read those ops' inputs)."""
+        if precision == "int8" or not self.n_int8_only:
+            return self.ops
+        alias: dict[int, int] = {}
+        out = []
+        for op in self.ops:
+            if op.int8_only:
+                alias[op.output] = alias.get(op.inputs[0], op.inputs[0])
+            else:
+                out.append(TflOp(op.name, tuple(alias.get(t, t) for t in op.inputs), op.output, op.channels))
+        return out
 
     def size_bytes_int8(self) -> int:
         """Estimated bytes of the full-integer ``.tflite`` (see :data:`TFLITE_INT8_BYTES`)."""
@@ -153,7 +193,7 @@ class Deployed:
         """Estimated bytes of the float32 ``.tflite`` (and ``.onnx``): see :data:`TFLITE_FP32_BYTES`."""
         c = TFLITE_FP32_BYTES
         return (self.const_bytes_fp32 + c["per_const_tensor"] * self.n_const
-                + c["per_act_tensor"] * self.n_act + c["fixed"])
+                + c["per_act_tensor"] * (self.n_act - self.n_int8_only) + c["fixed"])
 
     @cached_property
     def _arena(self) -> int:
@@ -191,6 +231,63 @@ def _to_nhwc(d: Deployed, x: int, shape: tuple[int, ...]) -> int:
     return d.op("TRANSPOSE", (x,), numel(shape))
 
 
+_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
+"""An NCHW axis (batch included) -> the NHWC axis of the converted tensor."""
+_CONSTRAINED = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "PADV2", "RESHAPE", "SLICE", "TRANSPOSE",
+                          "CONCATENATION", "LOGISTIC", "QUANTIZE"})
+"""Deployed ops whose int8 output scale ai-edge-quantizer ties to another tensor's (same as input, same as
+output or fixed): a CONCATENATION cannot give such an op's output its own scale."""
+
+
+def _slice_nhwc(in_shape: tuple[int, ...], out_shape: tuple[int, ...], index: int, parts: int,
+                dim: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """SLICE's begin and size vectors (batch included, NHWC order for a C x H x W tensor) of chunk
+    ``index`` of ``parts`` along NCHW axis ``dim``: chunks before the last are equal, the last ends at the
+    tensor's end."""
+    n = in_shape[dim - 1]
+    chunk = out_shape[dim - 1]
+    offset = n - chunk if index == parts - 1 else index * chunk
+    begin = [0] * (len(in_shape) + 1)
+    size = [1, *out_shape]
+    if len(in_shape) == 3:
+        axis = _NHWC_AXIS[dim]
+        size = [1, out_shape[1], out_shape[2], out_shape[0]]
+    else:
+        axis = dim
+    begin[axis] = offset
+    return tuple(begin), tuple(size)
+
+
+def _requantised(d: Deployed, src: int, t: int, readers: dict[int, list[int]], g: OpGraph) -> bool:
+    """Whether the int8 file puts a requantising ``QUANTIZE`` between deployed tensor ``src`` (graph
+    tensor ``t``) and the CONCATENATION reading it. ai-edge-quantizer gives a concatenation's inputs its
+    output's scale; the op producing an input takes that scale itself when it is free to (not in
+    :data:`_CONSTRAINED`) and the concatenation is its only reader, otherwise a QUANTIZE converts. (Were
+    the two scales equal by chance, e.g. a slice's input range equal to the concatenation's, there would be
+    none: calibration data decides that; edgenas counts the QUANTIZE.)"""
+    producer = next((op.name for op in reversed(d.ops) if op.output == src), "")
+    if not producer or producer in _CONSTRAINED:
+        return True
+    todo, direct = [t], 0
+    while todo:
+        for j in readers.get(todo.pop(), []):
+            if g.kinds[j][0] == "view":
+                todo.append(g.ops[j][2])
+            else:
+                direct += 1
+    return direct > 1
+
+
+def _reassembles(g: OpGraph, inputs: tuple[int, ...], producer: dict[int, int]) -> bool:
+    """Whether a concatenation's inputs are every chunk of one split tensor (in any order): its output
+    then has exactly that tensor's range, which its slices already have, so no input is requantised."""
+    kinds = [g.kinds[producer[t]] if t in producer else ("",) for t in inputs]
+    if not all(k[0] == "split" for k in kinds):
+        return False
+    sources = {g.ops[producer[t]][1][0] for t in inputs}
+    return len(sources) == 1 and sorted(k[1] for k in kinds) == list(range(kinds[0][2]))
+
+
 def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
     """The deployed TFLite graph of ``g`` (see the module docstring for the rules)."""
     n_ops = len(g.ops)
@@ -224,7 +321,11 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
                 x = _to_nhwc(d, x, shape)
             where[t] = x
 
+    pending: dict[int, Callable[[], int]] = {}  # graph tensors whose op is emitted before its first reader
+
     def source(t: int) -> int:
+        if t in pending:
+            where[t] = pending.pop(t)()
         return where[t]
 
     def sole_reader(t: int) -> int | None:
@@ -309,6 +410,19 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
             where[out] = d.op("MUL", (source(a), source(b)), elems)
             fuse_act(i, out, "MUL")
             continue
+        if k0 == "concat":  # CONCATENATION on the NHWC axis (no constant: the axis is an option)
+            ins = []
+            whole = _reassembles(g, inputs, producer)
+            for t in inputs:
+                if t in zero:
+                    d.const(numel(g.shapes[t]), key=("zeros", g.shapes[t]))
+                    continue
+                src = source(t)
+                if not whole and _requantised(d, src, t, readers, g):  # int8: the input gets the output's scale
+                    src = d.op("QUANTIZE", (src,), numel(g.shapes[t]), int8_only=True)
+                ins.append(src)
+            where[out] = d.op("CONCATENATION", tuple(ins), elems)
+            continue
         x = inputs[0]
         if x in zero:  # an op reading a zero tensor reads it from a constant (stored once per shape)
             d.const(numel(g.shapes[x]), key=("zeros", g.shapes[x]))
@@ -374,12 +488,19 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
             c, h, w = g.shapes[x]
             if p and (_same_pads(h, k, s) != (p, p) or _same_pads(w, k, s) != (p, p)):
                 d.const(8, 4, 0, key=("pad", p))
-                xin = (d.op("PAD", xin, c * (h + 2 * p) * (w + 2 * p)),)
+                if mode == "max":  # padded with -inf: PADV2 and its pad value
+                    d.const(1, 1, 1, key=("scalar", "-inf"))
+                xin = (d.op("PAD" if mode == "avg" else "PADV2", xin, c * (h + 2 * p) * (w + 2 * p)),)
             name = "AVERAGE_POOL_2D" if mode == "avg" else "MAX_POOL_2D"
             cse[key] = where[out] = d.op(name, xin, elems)
             fuse_act(i, out, name)
         elif k0 == "gap":
-            d.const(2, 4, 0, key=("axes", "hw"))
+            if kind[1:] == ("nchw",):  # x.mean([2, 3]): back to NCHW, then MEAN over axes 2, 3
+                d.const(4, 4, 0, key=("perm", "nchw"))
+                xin = (d.op("TRANSPOSE", xin, numel(g.shapes[x])),)
+                d.const(2, 4, 0, key=("axes", "nchw-hw"))
+            else:
+                d.const(2, 4, 0, key=("axes", "hw"))
             where[out] = d.op("MEAN", xin, elems)
         elif k0 == "copy":  # channel shuffle: NHWC->NCHW, 5-D reshape, transpose, reshape, back
             d.const(4, 4, 0, key=("perm", "nchw"))
@@ -391,6 +512,30 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
             for name in ("TRANSPOSE", "RESHAPE", "TRANSPOSE", "RESHAPE", "TRANSPOSE"):
                 y = (d.op(name, y, elems),)
             where[out] = y[0]
+        elif k0 == "split":  # one chunk of x.chunk / torch.split: a SLICE (begin, size) of the NHWC tensor
+            key = ("split", kind, xin)
+            if key in cse:
+                where[out] = cse[key]
+                continue
+            index, parts, dim = kind[1:]
+            begin, size = _slice_nhwc(g.shapes[x], shape, index, parts, dim)
+            d.const(len(begin), 4, 0, key=("i32", begin))
+            d.const(len(size), 4, 0, key=("i32", size))
+            j = producer.get(x)
+            biased = j is not None and (g.kinds[j][0] == "linear" or (g.kinds[j][:1] == ("conv",) and g.kinds[j][5])
+                                        or (g.kinds[j][0] == "bn" and j in fused))
+            if not biased:
+                cse[key] = where[out] = d.op("SLICE", xin, elems)
+                continue
+
+            # a chunk of a conv's biased output (no activation between): litert-torch emits each SLICE just
+            # before the chunk's first reader, the conv's output stays live until then
+            def emit(xin: tuple[int, ...] = xin, elems: int = elems, key: tuple = key) -> int:
+                if key not in cse:
+                    cse[key] = d.op("SLICE", xin, elems)
+                return cse[key]
+
+            pending[out] = emit
         else:
             raise ValueError(f"deployed: no lowering for op kind {kind!r}")
     if g.outputs:
@@ -400,7 +545,7 @@ def lower(g: OpGraph, nchw_input: bool = True) -> Deployed:
             d.const(numel(g.shapes[t]), key=("zeros", g.shapes[t]))
             d.output = d.act(numel(g.shapes[t]))
         else:
-            d.output = where[t]
+            d.output = source(t)
     return d
 
 
@@ -435,7 +580,9 @@ def chain(fragments: list[Deployed], input_shape: tuple[int, int, int], nchw_inp
                     remap[t] = d.act(f.act_elems[t])
             for k, op in enumerate(f.ops):
                 if k != skip:
-                    d.ops.append(TflOp(op.name, tuple(remap[i] for i in op.inputs), remap[op.output], op.channels))
+                    d.ops.append(TflOp(op.name, tuple(remap[i] for i in op.inputs), remap[op.output], op.channels,
+                                       op.int8_only))
+        d.n_int8_only += f.n_int8_only
         shared_bytes8 = sum(e * b for e, b, _ in f._shared.values())
         d.n_const += f.n_const - len(f._shared)
         d.const_bytes_int8 += f.const_bytes_int8 - shared_bytes8

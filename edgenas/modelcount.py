@@ -204,7 +204,8 @@ def _kind(gm: torch.fx.GraphModule, node: torch.fx.Node) -> tuple:
     if node.op == "call_method" and node.target == "contiguous":
         return ("copy",)
     if node.op == "call_method" and node.target in ("mean",):
-        return ("gap",)
+        keepdim = node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False)
+        return ("gap",) if keepdim else ("gap", "nchw")  # x.mean([2, 3]): litert-torch reduces in NCHW
     return ("view",)
 
 

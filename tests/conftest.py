@@ -42,7 +42,7 @@ GROUP_SECONDS = {
     "test_plugins.py": 90, "cli/test_cli.py": 85, "postgres": 75, "exporters/test_export.py": 55,
     "latency/test_latency.py": 50, "estimators/test_estimator_contract.py": 50, "search/test_search.py": 50,
     "latency/test_native_kit.py": 40, "latency/test_lut_fit.py": 40, "cli/test_benchmark_cli.py": 35,
-    "test_extras.py": 30,
+    "test_extras.py": 30, "compress/test_deployed_models.py": 35,
 }
 """Seconds each long xdist group ran in ``make test`` on a 2-core VM (2026-12-03, cold caches). Groups
 are handed to the workers longest first (the longest-processing-time rule), so the workers finish
