@@ -120,6 +120,7 @@ def main() -> int:
                     help="wall seconds each digits search gets (one process each, same machine; their CPU seconds "
                          "are measured)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--digits-work", type=Path, help="folder of the digits part (its finished steps are reused)")
     ap.add_argument("--merge", action="store_true", help="keep the parts this run skips from the existing results")
     ap.add_argument("--note", default="", help="measurement conditions of the parts this run measures")
     args = ap.parse_args()
@@ -154,7 +155,7 @@ def main() -> int:
     if not args.skip_digits:
         from compress_digits import digits_comparison
 
-        drows, dnotes = digits_comparison(args.search_s, args.seed, ARENA_BUDGET, SOURCE_TINY)
+        drows, dnotes = digits_comparison(args.search_s, args.seed, ARENA_BUDGET, SOURCE_TINY, args.digits_work)
         tables["Digits: compress a trained tiny model vs search from scratch, arena_bytes_tflm <= 64 KiB"] = (
             drows, list(drows[0].keys()) if drows else [])
         notes += dnotes

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,43 +50,49 @@ def _best_feasible(run: Path) -> dict[str, Any]:
     import csv
 
     with (run / "trials.csv").open() as f:
-        rows = [r for r in csv.DictReader(f) if r.get("state", "COMPLETE") == "COMPLETE"]
-    feasible = [r for r in rows if str(r.get("feasible", "True")) in ("True", "true", "1")]
+        rows = [r for r in csv.DictReader(f) if r["state"] == "complete"]
+    feasible = [r for r in rows if r["feasible"] == "True" and r["status"] == "evaluated"]
     best = max(feasible, key=lambda r: float(r["accuracy"]))
-    return {"trial": int(best["number"]), "arch": best["arch"], "estimated": float(best["accuracy"]),
+    return {"trial": int(best["trial"]), "arch": best["arch"], "estimated": float(best["accuracy"]),
             "trials": len(rows), "feasible": len(feasible)}
 
 
 def _export(run: Path, trial: int, epochs: int, out: Path, log: Path) -> tuple[dict[str, Any], float]:
     wall, _ = _run([PY, "-m", "edgenas.cli.main", "export", str(run), "--trials", str(trial), "--formats",
                     FINAL_FORMATS, "--train-epochs", str(epochs), "--out", str(out), "--no-latency"], log)
-    (card_path,) = out.glob("*/card.json")
+    (card_path,) = out.glob("*/model_card.json")
     return json.loads(card_path.read_text()), wall
 
 
-def digits_comparison(search_s: float, seed: int, budget: int, source_arch: str) -> tuple[list[dict], list[str]]:
+def digits_comparison(search_s: float, seed: int, budget: int, source_arch: str,
+                      work: Path | None = None) -> tuple[list[dict], list[str]]:
+    """The comparison; in ``work`` (a new temporary folder by default) the steps already done there (the
+    source model, a finished search) are reused, so an interrupted run resumes."""
     from edgenas.datasets import load_dataset
     from edgenas.exporters.weights import train_final
 
-    work = Path(tempfile.mkdtemp(prefix="edgenas-compress-"))
+    work = work or Path(tempfile.mkdtemp(prefix="edgenas-compress-"))
+    work.mkdir(parents=True, exist_ok=True)
     tiny = get_space("tiny")
     spec = tiny.parse(source_arch)
     ds = load_dataset("digits", seed=0)
     task = Task(num_classes=ds.num_classes, in_channels=ds.channels)
-    print("digits: training the source model (20 epochs)", file=sys.stderr, flush=True)
-    c0 = time.process_time()
-    src = train_final(tiny, spec, task, ds, 20, seed=seed, torch_device="cpu")
-    src_cpu = time.process_time() - c0
-    src_path = work / "source.pt"
-    torch.save(src.module, src_path)
+    src_path, src_info = work / "source.pt", work / "source.json"
+    if not src_info.exists():
+        print("digits: training the source model (20 epochs)", file=sys.stderr, flush=True)
+        c0 = time.process_time()
+        src = train_final(tiny, spec, task, ds, 20, seed=seed, torch_device="cpu")
+        torch.save(src.module, src_path)
+        src_info.write_text(json.dumps({"accuracy": src.accuracy, "cpu_s": time.process_time() - c0}))
+    info = json.loads(src_info.read_text())
     src_arena = tiny.cost(spec, task).arena_bytes_tflm
     rows: list[dict[str, Any]] = [{
         "path": "source (tiny w1.0, 20 epochs)", "arch": source_arch, "search_trials": "-", "search_cpu_s": "-",
-        "estimated": "-", "final_training": "20 epochs from scratch", "final_top1": round(src.accuracy or 0, 4),
+        "estimated": "-", "final_training": "20 epochs from scratch", "final_top1": round(info["accuracy"], 4),
         "arena_est_kib": round(src_arena / 1024, 1), "arena_tflm_kib": "-", "fits": src_arena <= budget,
-        "cpu_s": round(src_cpu, 1)}]
+        "cpu_s": round(info["cpu_s"], 1) if info["cpu_s"] is not None else "-"}]
     common = ["--dataset", "digits", "--budget", f"arena_bytes_tflm<={budget}", "--objectives", "accuracy,macs",
-              "--timeout", str(search_s), "--trials", "100000", "--seed", str(seed), "--no-progress"]
+              "--timeout", str(search_s), "--seed", str(seed), "--no-progress"]
     runs = {
         "compress": [PY, "-m", "edgenas.cli.main", "search", "--model", str(src_path), "--space-opt", "resolution=64",
                      "--estimator", "prune-finetune", "--est-opt", "epochs=1", "--est-opt", "train_samples=512",
@@ -96,11 +103,17 @@ def digits_comparison(search_s: float, seed: int, budget: int, source_arch: str)
     }
     notes = []
     for name, cmd in runs.items():
-        print(f"digits: {name} search ({search_s:.0f} s wall)", file=sys.stderr, flush=True)
-        wall, cpu = _run(cmd, work / f"{name}-search.log")
+        run = work / f"run-{name}"
+        if (run / "run.json").exists() and (run / "trials.csv").exists():  # finished before: reuse
+            cost = json.loads((run / "run.json").read_text()).get("search_cost", {})
+            wall, cpu = float(cost.get("wall_s", 0)), float(cost.get("cpu_s", 0))
+        else:
+            print(f"digits: {name} search ({search_s:.0f} s wall)", file=sys.stderr, flush=True)
+            wall, cpu = _run(cmd, work / f"{name}-search.log")
         best = _best_feasible(work / f"run-{name}")
         epochs = 5 if name == "compress" else 20
         print(f"digits: exporting the {name} winner", file=sys.stderr, flush=True)
+        shutil.rmtree(work / f"export-{name}", ignore_errors=True)
         card, ewall = _export(work / f"run-{name}", best["trial"], epochs, work / f"export-{name}",
                               work / f"{name}-export.log")
         rows.append({

@@ -117,6 +117,16 @@ def _is_split(node: Any) -> bool:
         or (node.op == "call_function" and node.target in (torch.chunk, torch.split, torch.tensor_split)))
 
 
+def _split_parts(node: torch.fx.Node) -> int:
+    """How many pieces a chunk / split makes (not how many of them are read)."""
+    arg = node.args[1] if len(node.args) > 1 else node.kwargs.get("chunks", node.kwargs.get("split_size_or_sections"))
+    if node.target in ("chunk", torch.chunk) and isinstance(arg, int):
+        return arg
+    if isinstance(arg, (list, tuple)):
+        return len(arg)
+    return max(int(u.args[1]) for u in node.users if u.target is operator.getitem) + 1  # at least this many
+
+
 def _split_dim(node: torch.fx.Node) -> int:
     dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0)
     return int(dim)
@@ -199,7 +209,7 @@ def _kind(gm: torch.fx.GraphModule, node: torch.fx.Node) -> tuple:
             return ("concat",)
         if node.target is operator.getitem and _is_split(node.args[0]):
             chunks = node.args[0]
-            return ("split", int(node.args[1]), len([u for u in chunks.users]), int(_split_dim(chunks)))
+            return ("split", int(node.args[1]), _split_parts(chunks), int(_split_dim(chunks)))
         return ("view",)
     if node.op == "call_method" and node.target == "contiguous":
         return ("copy",)

@@ -27,10 +27,11 @@ def test_spaces_lists_every_space(capsys):
     code, out, _ = run_cli(capsys, "spaces", "--json")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(out)}
-    assert set(rows) == {"mbv3", "tiny", "nb201", "fbnet", "proxyless"}
+    assert set(rows) == {"mbv3", "tiny", "nb201", "fbnet", "proxyless", "model"}
     assert rows["nb201"]["size"] == 15625
+    assert rows["model"]["size"] == 0 and "--model" in rows["model"]["choices"]["source"]  # needs a source model
     code, out, _ = run_cli(capsys, "spaces")
-    assert "mbv3" in out and "15,625" in out
+    assert "mbv3" in out and "15,625" in out and "size: depends on the source model" in out
 
 
 def test_describe_random_json(capsys):

@@ -152,7 +152,7 @@ def test_trust_fields_add_their_metric_to_the_estimator():
 @pytest.mark.parametrize(("objectives", "estimator", "budgets", "sampler", "message"), [
     (["worst_class_accuracy", "macs"], "synflow", (), "nsga2",
      "worst_class_accuracy comes from the estimator's trust metrics, which 'synflow' does not give; "
-     "estimators that do: halving, supernet, train"),
+     "estimators that do: halving, prune-finetune, supernet, train"),
     (["accuracy", "macs"], "synflow>naswot", ("calibration_error<=0.1",), "nsga2", "'naswot' does not give"),
     (["accuracy", "worst_class_accuracy", "macs"], "train", (), "frontier",
      "sampler 'frontier' models one maximised estimated objective"),
