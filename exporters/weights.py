@@ -61,8 +61,10 @@ def train_final(
         with torch.random.fork_rng(devices=[]):
             model = space.build(spec, task)
         describe = getattr(space, "describe_source", dict)
+        trained = getattr(space, "trained_weights", True)  # a random-weight source trains at the full rate
         return finetune_inherited(model, space, spec, task, dataset, epochs, seed, hparams,
-                                  resolve_device(torch_device), {"source": "pruned", "model": describe()})
+                                  resolve_device(torch_device), {"source": "pruned", "model": describe()},
+                                  lr_scale=FINETUNE_LR_SCALE if trained else 1.0)
     if not isinstance(epochs, int) or epochs < 1:
         raise EdgenasError(f"--train-epochs must be an integer >= 1, got {epochs!r}")
     device = resolve_device(torch_device)
@@ -124,14 +126,15 @@ def inherit_from_supernet(
 def finetune_inherited(
     model: torch.nn.Module, space: SearchSpace, spec: ArchSpec, task: Task, dataset: Dataset, epochs: int,
     seed: int, hparams: dict[str, Any] | None, device: torch.device, record: dict[str, Any],
+    lr_scale: float = FINETUNE_LR_SCALE,
 ) -> TrainedModel:
     """A model holding inherited weights (a supernet's subnet, a pruned ``--model``): BatchNorm statistics
     re-estimated on training examples, scored (the *inherited* accuracy), then fine-tuned for ``epochs``
-    (0: kept as inherited) at FINETUNE_LR_SCALE of the training rate."""
+    (0: kept as inherited) at ``lr_scale`` (FINETUNE_LR_SCALE) of the training rate."""
     from edgenas.supernet import batches_of, recalibrate_bn
 
     hp = {**TRAIN_DEFAULTS, **(hparams or {})}
-    hp["lr"] = hp["lr"] * FINETUNE_LR_SCALE
+    hp["lr"] = hp["lr"] * lr_scale
     shape = space.input_shape(spec, task)
     s = spec_seed(seed, str(spec))
     t0 = time.perf_counter()

@@ -293,6 +293,13 @@ class ModelSpace(SearchSpace):
     inherits_weights = True
     """``build`` starts from the source's weights (what ``prune-finetune`` requires)."""
 
+    @property
+    def trained_weights(self) -> bool:
+        """Whether the source's weights were trained (a saved module or given weights), not a builder's
+        random initialisation: the export fine-tunes trained weights at a tenth of the training rate and
+        trains random ones at the full rate."""
+        return bool(self.weights) or self.source.kind == "saved"
+
     def describe_source(self) -> dict[str, Any]:
         """What the model card says about where a member came from."""
         base = self.base()
