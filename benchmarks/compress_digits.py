@@ -89,7 +89,8 @@ def digits_comparison(search_s: float, seed: int, budget: int, source_arch: str,
     rows: list[dict[str, Any]] = [{
         "path": "source (tiny w1.0, 20 epochs)", "arch": source_arch, "search_trials": "-", "search_cpu_s": "-",
         "estimated": "-", "final_training": "20 epochs from scratch", "final_top1": round(info["accuracy"], 4),
-        "arena_est_kib": round(src_arena / 1024, 1), "arena_tflm_kib": "-", "fits": src_arena <= budget,
+        "arena_est_kib": round(src_arena / 1024, 1), "arena_tflm_kib": "-",
+        "fits": "yes" if src_arena <= budget else "no",
         "cpu_s": round(info["cpu_s"], 1) if info["cpu_s"] is not None else "-"}]
     common = ["--dataset", "digits", "--budget", f"arena_bytes_tflm<={budget}", "--objectives", "accuracy,macs",
               "--timeout", str(search_s), "--seed", str(seed), "--no-progress"]
@@ -127,7 +128,7 @@ def digits_comparison(search_s: float, seed: int, budget: int, source_arch: str,
             "final_top1": round(card["accuracy"]["torch"], 4), "arena_est_kib": round(card["cost"]["arena_bytes_tflm"]
                                                                                      / 1024, 1),
             "arena_tflm_kib": round((card.get("tflm_arena_bytes") or 0) / 1024, 1),
-            "fits": (card.get("tflm_arena_bytes") or 1 << 30) <= budget, "cpu_s": round(cpu, 1)})
+            "fits": "yes" if (card.get("tflm_arena_bytes") or 1 << 30) <= budget else "no", "cpu_s": round(cpu, 1)})
         notes.append(f"digits: {name} search wall {wall:.0f} s, CPU {cpu:.0f} s; export wall {ewall:.0f} s; int8 top-1 "
                      f"{card['accuracy']['artifacts'].get('tflite-int8')}")
     return rows, notes

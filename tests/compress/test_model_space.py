@@ -143,7 +143,7 @@ def test_a_source_loads_the_same_in_every_process() -> None:
     assert len(h1) == len(h2) and all(torch.equal(x, y) for x, y in zip(h1, h2))
 
 
-def test_saved_modules_and_state_dicts(tmp_path) -> None:  # noqa: ANN001
+def test_saved_modules_and_state_dicts(tmp_path) -> None:
     """``model.pt`` holding a whole module is a source; a state dict is refused with how to pass it."""
     from edgenas.compress.source import load_source, parse_source
 
@@ -158,7 +158,7 @@ def test_saved_modules_and_state_dicts(tmp_path) -> None:  # noqa: ANN001
     assert weighted.source_hash != get_space("model", **SMALL_OPTS).source_hash  # trained weights are hashed
 
 
-def test_cli_maps_model_to_the_model_space(capsys) -> None:  # noqa: ANN001
+def test_cli_maps_model_to_the_model_space(capsys) -> None:
     from edgenas.cli.main import main
 
     assert main(["describe", "--model", "torchvision:mnasnet0_5", "--space-opt", "resolution=32", "--classes", "10",

@@ -31,7 +31,11 @@ if importlib.util.find_spec("ofa") is None:
 def _import_ofa() -> types.ModuleType:
     """``ofa.imagenet_classification.elastic_nn.networks``, with a torchvision stand-in if needed."""
     stand_in: dict[str, types.ModuleType] = {}
-    if importlib.util.find_spec("torchvision") is None:
+    if importlib.util.find_spec("torchvision") is not None:  # its compiled ops may not match this torch build
+        from edgenas.compress.source import import_torchvision
+
+        import_torchvision()
+    else:
         tv = types.ModuleType("torchvision")
         tr = types.ModuleType("torchvision.transforms")
         fn = types.ModuleType("torchvision.transforms.functional")
