@@ -4,9 +4,10 @@ The user journey, through the CLI: train the model the user "has" (a ``tiny`` w1
 digits) and save it whole (``torch.save(model)``); ``edgenas search --model src.pt --estimator
 prune-finetune --budget arena_bytes_tflm<=64KiB``; ``edgenas search --space tiny --estimator train`` with the
 same budget for the same wall time on the same machine (each search's CPU seconds are measured and shown);
-then ``edgenas export`` of each search's most accurate feasible trial (the compressed one fine-tuned 5
+then ``edgenas export`` of each search's most accurate feasible trial (the compressed one fine-tuned 20
 epochs from its inherited weights, the from-scratch one trained 20 epochs like the source), as int8 TFLite
-and TFLite Micro files whose arena is measured by the TFLite Micro interpreter.
+and TFLite Micro files whose arena is measured by the TFLite Micro interpreter. The compressed space also
+searches the input side (32, 48 or 64 px, the source's), as the ``tiny`` search does.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def digits_comparison(search_s: float, seed: int, budget: int, source_arch: str,
               "--timeout", str(search_s), "--seed", str(seed), "--no-progress"]
     runs = {
         "compress": [PY, "-m", "edgenas.cli.main", "search", "--model", str(src_path), "--space-opt", "resolution=64",
+                     "--space-opt", "resolutions=32,48,64",
                      "--estimator", "prune-finetune", "--est-opt", "epochs=1", "--est-opt", "train_samples=512",
                      "--out", str(work / "run-compress"), *common],
         "scratch": [PY, "-m", "edgenas.cli.main", "search", "--space", "tiny", "--space-opt", "widths=1.0",
@@ -112,7 +114,7 @@ def digits_comparison(search_s: float, seed: int, budget: int, source_arch: str,
             print(f"digits: {name} search ({search_s:.0f} s wall)", file=sys.stderr, flush=True)
             wall, cpu = _run(cmd, work / f"{name}-search.log")
         best = _best_feasible(work / f"run-{name}")
-        epochs = 5 if name == "compress" else 20
+        epochs = 20
         print(f"digits: exporting the {name} winner", file=sys.stderr, flush=True)
         shutil.rmtree(work / f"export-{name}", ignore_errors=True)
         card, ewall = _export(work / f"run-{name}", best["trial"], epochs, work / f"export-{name}",
@@ -123,7 +125,7 @@ def digits_comparison(search_s: float, seed: int, budget: int, source_arch: str,
             "arch": best["arch"][:48] + ("..." if len(best["arch"]) > 48 else ""),
             "search_trials": f"{best['trials']} ({best['feasible']} feasible)", "search_cpu_s": round(cpu, 1),
             "estimated": round(best["estimated"], 4),
-            "final_training": "5 epochs fine-tune from inherited weights" if name == "compress"
+            "final_training": "20 epochs fine-tune from inherited weights" if name == "compress"
             else "20 epochs from scratch",
             "final_top1": round(card["accuracy"]["torch"], 4), "arena_est_kib": round(card["cost"]["arena_bytes_tflm"]
                                                                                      / 1024, 1),

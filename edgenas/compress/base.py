@@ -153,9 +153,9 @@ class BaseModel:
         return model
 
     # -- a variant, analytically ----------------------------------------------------------
-    def _variant(self, keep: tuple[int, ...], dropped: tuple[Block, ...]) -> Variant:
+    def _variant(self, keep: tuple[int, ...], dropped: tuple[Block, ...], resolution: int | None = None) -> Variant:
         channels = self.groups.out_channels(dict(enumerate(keep)), self.base_channels)
-        env = self.fx.shapes(channels, dropped)
+        env = self.fx.shapes(channels, dropped, resolution)
         gm = self.fx.gm
         skip = {n for b in dropped for n in b.nodes}
         replace = {b.output: b.input for b in dropped}
@@ -221,14 +221,15 @@ def _covering(base: BaseModel, space: ModelSpace, spec_type: type) -> list[Any]:
     full = tuple(c[-1] for c in choices)
     blocks = tuple(True for _ in range(space._n_blocks()))
 
-    ref = [u.key for u in base.variant(full, ()).units]
+    res = space.resolutions[-1]
+    ref = [u.key for u in base.variant(full, (), res).units]
     deps: list[set[int]] = [set() for _ in ref]
     for j, c in enumerate(choices):
         if len(c) == 1:
             continue
         probe = list(full)
         probe[j] = c[0]
-        for r, key in enumerate(u.key for u in base.variant(tuple(probe), ()).units):
+        for r, key in enumerate(u.key for u in base.variant(tuple(probe), (), res).units):
             if key != ref[r]:
                 deps[r].add(j)
     needed = {(r, combo) for r, d in enumerate(deps) for combo in _product([sorted(d)], choices)}
@@ -246,8 +247,10 @@ def _covering(base: BaseModel, space: ModelSpace, spec_type: type) -> list[Any]:
             best = tuple(combo[sorted(deps[r]).index(j)] if j in deps[r] else full[j] for j in range(len(choices)))
         assert best is not None
         needed -= {(r, tuple(best[j] for j in sorted(d))) for r, d in enumerate(deps)}
-        specs.append(spec_type(base.hash, base.resolution, best, blocks))
-    return specs or [spec_type(base.hash, base.resolution, full, blocks)]
+        specs.append(best)
+    specs = specs or [full]
+    # a unit's shapes scale with the input side, its dependence on the groups does not: every resolution
+    return [spec_type(base.hash, r, keep, blocks) for r in space.resolutions for keep in specs]
 
 
 def _product(dep_lists: list[list[int]], choices: list[tuple[int, ...]]) -> list[tuple[int, ...]]:

@@ -135,10 +135,12 @@ class FxModel:
         return Block(path, x, y, frozenset(members))
 
     # -- analytic shapes ---------------------------------------------------------------------
-    def shapes(self, channels: dict[str, int], removed: tuple[Block, ...] = ()) -> dict[torch.fx.Node, Any]:
+    def shapes(self, channels: dict[str, int], removed: tuple[Block, ...] = (),
+               resolution: int | None = None) -> dict[torch.fx.Node, Any]:
         """Value of every node for a pruned variant, as ``meta`` tensors (and the Python values of
         size/index nodes): ``channels`` maps a Conv2d/Linear path to its kept output channels (absent:
-        unchanged); ``removed`` blocks pass their input through."""
+        unchanged); ``removed`` blocks pass their input through; ``resolution``: the input side (default:
+        the traced one)."""
         skip = {n for b in removed for n in b.nodes}
         out_of = {b.output: b.input for b in removed}
         env: dict[torch.fx.Node, Any] = {}
@@ -153,7 +155,8 @@ class FxModel:
             if node in skip:
                 continue
             if node.op == "placeholder":
-                env[node] = torch.empty(1, *self.input_shape, device="meta")
+                c, h, w = self.input_shape
+                env[node] = torch.empty(1, c, resolution or h, resolution or w, device="meta")
             elif node.op == "get_attr":
                 env[node] = _fetch(self.gm, str(node.target)).to("meta")
             elif node.op == "call_module":

@@ -76,11 +76,12 @@ class ModelSpace(SearchSpace):
     default_classes = 1000
     default_resolution = 224
 
-    def __init__(self, model: str = "", weights: str = "", resolution: int = 224,
+    def __init__(self, model: str = "", weights: str = "", resolution: int = 224, resolutions: Sequence[int] = (),
                  keep: Sequence[float] = DEFAULT_KEEP, divisor: int = 8, blocks: bool = True,
                  importance: str = "magnitude", importance_data: str = "") -> None:
         """``model``: the source (``torchvision:NAME``, ``file.py:build_fn``, ``model.pt``); ``weights``: a
-        state dict for it; ``resolution``: input side in pixels; ``keep``: channel ratios each group may
+        state dict for it; ``resolution``: input side in pixels; ``resolutions``: input sides to search
+        instead (the model is traced at ``resolution``); ``keep``: channel ratios each group may
         keep; ``divisor``: kept channels are multiples of it; ``blocks``: search residual-block removal;
         ``importance``: channel order within a group (``magnitude``: L2 norm over the group's weights;
         ``taylor``: first-order Taylor scores from the loss gradients on 256 training examples of the
@@ -107,6 +108,11 @@ class ModelSpace(SearchSpace):
         self.importance = importance
         self.importance_data = str(importance_data)
         self.default_resolution = resolution
+        res = tuple(sorted({int(r) for r in resolutions})) or (resolution,)
+        if any(r < 8 for r in res):
+            raise EdgenasError(f"space 'model': resolutions must be integers >= 8, got {list(resolutions)}")
+        self.resolutions = res
+        """The searched input sides (one unless ``resolutions`` is given)."""
         self._bases: dict[tuple[int, int], BaseModel] = {}
         self._default: BaseModel | None = None
         if self.source_text:
@@ -168,9 +174,9 @@ class ModelSpace(SearchSpace):
         if spec.source != self.source_hash:
             raise ArchParseError(f"model arch is of source model {spec.source}, not of --model {self.source_text} "
                                  f"({self.source_hash})")
-        if spec.r != self.default_resolution:
-            raise ArchParseError(f"model arch has resolution {spec.r}; this space is at {self.default_resolution} "
-                                 f"(pass --space-opt resolution={spec.r})")
+        if spec.r not in self.resolutions:
+            raise ArchParseError(f"model arch has resolution {spec.r}; this space searches "
+                                 f"{', '.join(map(str, self.resolutions))} (pass --space-opt resolution={spec.r})")
         choices = self._choices()
         if len(spec.keep) != len(choices):
             raise ArchParseError(f"model arch keeps {len(spec.keep)} channel groups; {self.source_text} has "
@@ -206,6 +212,8 @@ class ModelSpace(SearchSpace):
 
     # -- sampling ----------------------------------------------------------------------------
     def suggest(self, trial: optuna.Trial) -> ModelSpec:
+        r = int(trial.suggest_categorical("r", list(self.resolutions))) if len(self.resolutions) > 1 \
+            else self.resolutions[0]
         blocks = tuple(bool(trial.suggest_categorical(f"block{i}", [1, 0])) for i in range(self._n_blocks()))
         off = self._inactive(blocks)
         keep = []
@@ -214,11 +222,12 @@ class ModelSpace(SearchSpace):
                 keep.append(g.size if i in off else choice[0])
             else:
                 keep.append(int(trial.suggest_categorical(f"g{i}", list(choice))))
-        return ModelSpec(self.source_hash, self.default_resolution, tuple(keep), blocks)
+        return ModelSpec(self.source_hash, r, tuple(keep), blocks)
 
     def trial_params(self, spec: ArchSpec) -> dict[str, Any]:
         assert isinstance(spec, ModelSpec)
-        params: dict[str, Any] = {f"block{i}": int(b) for i, b in enumerate(spec.blocks)}
+        params: dict[str, Any] = {"r": spec.r} if len(self.resolutions) > 1 else {}
+        params.update({f"block{i}": int(b) for i, b in enumerate(spec.blocks)})
         off = self._inactive(spec.blocks)
         for i, (choice, k) in enumerate(zip(self._choices(), spec.keep)):
             if i not in off and len(choice) > 1:
@@ -226,14 +235,16 @@ class ModelSpace(SearchSpace):
         return params
 
     def random(self, rng: random.Random) -> ModelSpec:
+        r = rng.choice(self.resolutions) if len(self.resolutions) > 1 else self.resolutions[0]
         blocks = tuple(rng.random() < 0.5 for _ in range(self._n_blocks()))
         keep = tuple(rng.choice(c) for c in self._choices())
-        return self._normal(ModelSpec(self.source_hash, self.default_resolution, keep, blocks))
+        return self._normal(ModelSpec(self.source_hash, r, keep, blocks))
 
     def size(self) -> int:
         if not self.source_text:
             return 0
-        return math.prod(len(c) for c in self._choices()) * 2 ** self._n_blocks()  # upper bound (dropped groups)
+        return (math.prod(len(c) for c in self._choices()) * 2 ** self._n_blocks()  # upper bound (dropped groups)
+                * len(self.resolutions))
 
     def choices(self) -> dict[str, str]:
         ratios = "{" + ", ".join(f"{k:g}" for k in self.keep_ratios) + "}"
@@ -244,7 +255,7 @@ class ModelSpace(SearchSpace):
         base = self.base()
         varied = sum(len(c) > 1 for c in self._choices())
         return {"source": f"{self.source_text} ({base.hash}, {base.params:,} params)",
-                "resolution": str(self.default_resolution),
+                "resolution": ", ".join(map(str, self.resolutions)),
                 "groups": f"{varied} of {len(base.groups.groups)} coupled-channel groups keep {ratios} of their "
                           f"channels (multiples of {self.divisor})",
                 "blocks": f"{self._n_blocks()} removable residual blocks" if self.search_blocks else "not searched"}
@@ -253,20 +264,24 @@ class ModelSpace(SearchSpace):
     def encode(self, spec: ArchSpec) -> list[float]:
         assert isinstance(spec, ModelSpec)
         sizes = [g.size for g in self.base().groups.groups]
-        return [k / s for k, s in zip(spec.keep, sizes)] + [float(b) for b in spec.blocks]
+        r = [spec.r / self.resolutions[-1]] if len(self.resolutions) > 1 else []
+        return r + [k / s for k, s in zip(spec.keep, sizes)] + [float(b) for b in spec.blocks]
 
     def encoding_size(self) -> int:
-        return len(self.base().groups.groups) + self._n_blocks() if self.source_text else 0
+        if not self.source_text:
+            return 0
+        return len(self.base().groups.groups) + self._n_blocks() + (len(self.resolutions) > 1)
 
     def input_shape(self, spec: ArchSpec, task: Task | None = None) -> tuple[int, int, int]:
-        return self.base(task).input_shape
+        assert isinstance(spec, ModelSpec)
+        return (self.base(task).in_channels, spec.r, spec.r)
 
     def _variant(self, spec: ArchSpec, task: Task | None) -> Any:
         assert isinstance(spec, ModelSpec)
         if spec.source != self.source_hash:
             raise EdgenasError(f"arch {spec} is of source model {spec.source}, not {self.source_text}")
-        return self.base(task).variant(spec.keep, tuple(b for b, k in zip(self.base(task).fx.blocks, spec.blocks)
-                                                        if not k) if spec.blocks else ())
+        dropped = tuple(b for b, k in zip(self.base(task).fx.blocks, spec.blocks) if not k) if spec.blocks else ()
+        return self.base(task).variant(spec.keep, dropped, spec.r)
 
     def layers(self, spec: ArchSpec, task: Task | None = None) -> list[Layer]:
         return list(self._variant(spec, task).units)

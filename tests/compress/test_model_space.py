@@ -27,6 +27,13 @@ class TestSmallCNNSpace(SpaceContract):
     space_options = SMALL_OPTS
 
 
+class TestSmallCNNSpaceOverResolutions(SpaceContract):
+    """``resolutions``: the input side is a searched choice too."""
+
+    space_name = "model"
+    space_options: ClassVar[dict] = {**SMALL_OPTS, "resolutions": [24, 32, 40]}
+
+
 class TestMobileNetV2Space(SpaceContract):
     space_name = "model"
     space_options: ClassVar[dict] = {"model": "torchvision:mobilenet_v2", "resolution": 32}
