@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
 SOURCE_FORMS = ("torchvision:NAME (any torchvision classification builder)", "path/to/file.py:build_fn",
-                "model.pt (a torch.export program or a saved full module)")
+                "model.pt (a module saved with torch.save)")
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Source:
     """A parsed ``--model`` value."""
 
     kind: str
-    """``torchvision``, ``python`` (a file and a builder function) or ``saved`` (a .pt/.pt2 file)."""
+    """``torchvision``, ``python`` (a file and a builder function) or ``saved`` (a .pt file; .pt2 is refused)."""
     target: str
     """The builder's name, or the file's path."""
     fn: str = ""
@@ -151,16 +151,18 @@ def load_source(source: Source, num_classes: int | None = None, weights: str | N
         model = _seeded(lambda: fn(**_builder_kwargs(fn, num_classes)))
     else:
         path = source.target
+        unprunable = (f"--model {path} is a torch.export program: its layers are ATen calls, not modules "
+                      f"Torch-Pruning can prune; save the module itself (torch.save(model, 'model.pt')) or give its "
+                      f"builder (--model file.py:build_fn)")
+        if path.endswith(".pt2"):
+            raise EdgenasError(unprunable)
         try:
-            if path.endswith(".pt2"):
-                model = torch.export.load(path).module()
-            else:
-                model = torch.load(path, map_location="cpu", weights_only=False)
+            model = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:
             raise EdgenasError(f"--model {path}: cannot load it ({type(exc).__name__}: {exc}); save the module "
-                               f"with torch.save(model, path) or torch.export.save(...) to a .pt2") from None
+                               f"with torch.save(model, path)") from None
         if isinstance(model, torch.export.ExportedProgram):
-            model = model.module()
+            raise EdgenasError(unprunable)
         if isinstance(model, dict):
             raise EdgenasError(f"--model {path} holds a state dict, not a module; give the module's builder "
                                f"(--model file.py:build_fn) and the file with --weights {path}")
