@@ -20,7 +20,7 @@ import torch
 import torch.fx
 import torch.nn as nn
 
-from edgenas.compress.graph import _ACTS, Block, FxModel
+from edgenas.compress.graph import ACTIVATION_MODULES, Block, FxModel
 from edgenas.compress.prune import ChannelGroups
 from edgenas.compress.shuffle import fold_channel_shuffles
 from edgenas.compress.source import Source, load_source, model_hash
@@ -232,7 +232,7 @@ def _covering(base: BaseModel, space: ModelSpace, spec_type: type) -> list[Any]:
         for r, key in enumerate(u.key for u in base.variant(tuple(probe), (), res).units):
             if key != ref[r]:
                 deps[r].add(j)
-    needed = {(r, combo) for r, d in enumerate(deps) for combo in _product([sorted(d)], choices)}
+    needed = {(r, combo) for r, d in enumerate(deps) for combo in _product(sorted(d), choices)}
     rng = random.Random(0)
     specs = []
     while needed:
@@ -253,11 +253,11 @@ def _covering(base: BaseModel, space: ModelSpace, spec_type: type) -> list[Any]:
     return [spec_type(base.hash, r, keep, blocks) for r in space.resolutions for keep in specs]
 
 
-def _product(dep_lists: list[list[int]], choices: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+def _product(deps: list[int], choices: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """Every combination of the choices of the groups ``deps``."""
     import itertools
 
-    (d,) = dep_lists
-    return list(itertools.product(*[choices[j] for j in d]))
+    return list(itertools.product(*[choices[j] for j in deps]))
 
 
 # -- regions -> units --------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def _region_labels(fx: FxModel) -> dict[torch.fx.Node, str]:
     return labels
 
 
-_FUSING = (nn.BatchNorm2d, *_ACTS, nn.Dropout)
+_FUSING = (nn.BatchNorm2d, *ACTIVATION_MODULES, nn.Dropout)
 _VIEWS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "size"}
 
 

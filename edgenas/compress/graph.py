@@ -29,7 +29,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from edgenas.errors import EdgenasError
 
 _ADDS = {operator.add, operator.iadd, torch.add}
-_ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.SiLU, nn.GELU, nn.Identity)
+ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.SiLU, nn.GELU, nn.Identity)
 _ACT_FUNCS = {torch.relu, torch.nn.functional.relu, torch.nn.functional.relu6, torch.nn.functional.hardswish,
               torch.nn.functional.silu}
 _PRUNABLE = (nn.Conv2d, nn.Linear, nn.BatchNorm2d)
@@ -127,7 +127,7 @@ class FxModel:
         if _meta_shape(x) is None or _meta_shape(x) != _meta_shape(y):
             return None
         node = y  # y = act(...act(x + f(x)))
-        while (node.op == "call_module" and isinstance(self.gm.get_submodule(str(node.target)), _ACTS)) \
+        while (node.op == "call_module" and isinstance(self.gm.get_submodule(str(node.target)), ACTIVATION_MODULES)) \
                 or (node.op == "call_function" and node.target in _ACT_FUNCS):
             node = node.args[0]
         if not (node.op == "call_function" and node.target in _ADDS and x in node.args[:2]):
@@ -178,7 +178,7 @@ class FxModel:
             return torch.empty(x.shape[0], c, h, w, device="meta")
         if isinstance(mod, nn.Linear):
             return torch.empty(*x.shape[:-1], channels.get(target, mod.out_features), device="meta")
-        if isinstance(mod, (nn.BatchNorm2d, nn.Dropout, *_ACTS)):
+        if isinstance(mod, (nn.BatchNorm2d, nn.Dropout, *ACTIVATION_MODULES)):
             return x  # shape-preserving (running activations on meta tensors is slow through their decompositions)
         return mod(*args, **kwargs)
 

@@ -19,7 +19,6 @@ the key names the program by a digest, so a table measures each distinct block o
 from __future__ import annotations
 
 import hashlib
-import operator
 import pickle
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -187,5 +186,3 @@ class GraphUnit(Layer):
     def build(self) -> nn.Module:
         return ProgramModule(self.program, self.modules)
 
-
-_ADD_FUNCS = {operator.add, operator.iadd, torch.add}
