@@ -58,8 +58,7 @@ def train_final(
     if getattr(space, "inherits_weights", False):  # a pruned --model: fine-tuned from the source's weights
         if not isinstance(epochs, int) or epochs < 0:
             raise EdgenasError(f"--train-epochs must be an integer >= 0 for a --model member, got {epochs!r}")
-        with torch.random.fork_rng(devices=[]):
-            model = space.build(spec, task)
+        model = space.build(spec, task)  # deterministic: the source's weights, cut
         describe = getattr(space, "describe_source", dict)
         trained = getattr(space, "trained_weights", True)  # a random-weight source trains at the full rate
         return finetune_inherited(model, space, spec, task, dataset, epochs, seed, hparams,

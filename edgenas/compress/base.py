@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import copy
 import random
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -24,7 +25,7 @@ from edgenas.compress.graph import ACTIVATION_MODULES, Block, FxModel
 from edgenas.compress.prune import ChannelGroups
 from edgenas.compress.shuffle import fold_channel_shuffles
 from edgenas.compress.source import Source, load_source, model_hash
-from edgenas.compress.units import GraphUnit, arg_template, entry_cost, module_entry
+from edgenas.compress.units import GraphUnit, arg_template, entry_cost, is_depthwise, module_entry
 from edgenas.costgraph import ALIAS, OpGraph
 from edgenas.errors import EdgenasError
 from edgenas.modelcount import _kind, fx_opgraph
@@ -64,7 +65,12 @@ class Variant:
     peak: int
     """Peak activation elements (:mod:`edgenas.costgraph` conventions)."""
     op_graph: OpGraph
-    units: tuple[GraphUnit, ...]
+    make_units: Callable[[], tuple[GraphUnit, ...]] = field(repr=False)
+
+    @cached_property
+    def units(self) -> tuple[GraphUnit, ...]:
+        """Latency units, cut out on first use: costing a member does not need them."""
+        return self.make_units()
 
 
 class BaseModel:
@@ -164,10 +170,8 @@ class BaseModel:
 
         def kind_of(node: torch.fx.Node) -> tuple:
             kind = _kind(gm, node)
-            if kind[0] == "conv":
-                mod = gm.get_submodule(str(node.target))
-                if mod.groups > 1 and mod.groups == mod.in_channels == mod.out_channels:
-                    kind = (*kind[:4], int(env[node.args[0]].shape[1]), *kind[5:])
+            if kind[0] == "conv" and is_depthwise(gm.get_submodule(str(node.target))):
+                kind = (*kind[:4], int(env[node.args[0]].shape[1]), *kind[5:])
             return kind
 
         ids: dict[torch.fx.Node, int] = {}
@@ -189,8 +193,8 @@ class BaseModel:
             if str(n.target) not in seen:
                 seen.add(str(n.target))
                 params += p
-        units = tuple(_units(self.fx, self._labels, kept, env, entries, graph, ids, replace))
-        return Variant(macs, params, graph.peak_act_elems(), graph, units)
+        return Variant(macs, params, graph.peak_act_elems(), graph,
+                       partial(_units, self.fx, self._labels, kept, env, entries, graph, ids, replace))
 
     # -- a variant, for real -----------------------------------------------------------------
     def build(self, keep: tuple[int, ...], dropped: tuple[Block, ...]) -> nn.Module:
@@ -299,7 +303,7 @@ def _is_view(fx: FxModel, n: torch.fx.Node) -> bool:
 
 def _units(fx: FxModel, labels: dict[torch.fx.Node, str], kept: list[torch.fx.Node], env: dict, entries: dict,
            graph: OpGraph, ids: dict[torch.fx.Node, int],
-           replace: dict[torch.fx.Node, torch.fx.Node]) -> list[GraphUnit]:
+           replace: dict[torch.fx.Node, torch.fx.Node]) -> tuple[GraphUnit, ...]:
     regions: list[list[torch.fx.Node]] = []
     for n in kept:
         if regions and labels[regions[-1][-1]] == labels[n]:
@@ -399,7 +403,7 @@ def _units(fx: FxModel, labels: dict[torch.fx.Node, str], kept: list[torch.fx.No
         units.append(GraphUnit(int(xs[1]), int(xs[2]), int(ys[1]) if len(ys) == 4 else int(ys[-1]),
                                int(ys[2]) if len(ys) == 4 else 0, _summary(graph, ops), tuple(program),
                                tuple(modules), tuple(ops), macs, params))
-    return units
+    return tuple(units)
 
 
 def _identity(x: Any) -> Any:

@@ -55,7 +55,8 @@ class _PathTracer(torch.fx.Tracer):
         return node
 
 
-def _inside(path: str, block: str) -> bool:
+def inside(path: str, block: str) -> bool:
+    """Whether module path ``path`` is ``block`` or one of its sub-modules."""
     return path == block or path.startswith(block + ".")
 
 
@@ -106,7 +107,7 @@ class FxModel:
         prefixes = sorted({".".join(p.split(".")[:i]) for p in paths if p for i in range(1, p.count(".") + 2)})
         found: list[Block] = []
         for path in prefixes:
-            if any(_inside(path, b.path) for b in found):
+            if any(inside(path, b.path) for b in found):
                 continue  # the outermost block is the choice
             block = self._block(path)
             if block is not None:
@@ -115,12 +116,12 @@ class FxModel:
 
     def _block(self, path: str) -> Block | None:
         members = [n for n in self.nodes if n.op not in ("placeholder", "output")
-                   and _inside(str(n.target) if n.op == "call_module" else n.meta.get("edgenas_path", ""), path)]
+                   and inside(str(n.target) if n.op == "call_module" else n.meta.get("edgenas_path", ""), path)]
         if not members:
             return None
-        inside = set(members)
-        ext_in = {a for n in members for a in n.all_input_nodes if a not in inside and a.op != "get_attr"}
-        outs = [n for n in members if any(u not in inside for u in n.users)]
+        member_set = set(members)
+        ext_in = {a for n in members for a in n.all_input_nodes if a not in member_set and a.op != "get_attr"}
+        outs = [n for n in members if any(u not in member_set for u in n.users)]
         if len(ext_in) != 1 or len(outs) != 1:
             return None
         (x,), y = tuple(ext_in), outs[0]

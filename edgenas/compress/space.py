@@ -114,6 +114,7 @@ class ModelSpace(SearchSpace):
         self.resolutions = res
         """The searched input sides (one unless ``resolutions`` is given)."""
         self._bases: dict[tuple[int, int], BaseModel] = {}
+        self._kept_counts: list[tuple[int, ...]] | None = None
         self._default: BaseModel | None = None
         if self.source_text:
             from edgenas.compress.source import parse_source
@@ -144,8 +145,11 @@ class ModelSpace(SearchSpace):
     def source_hash(self) -> str:
         return self.base().hash
 
-    def _choices(self, task: Task | None = None) -> list[tuple[int, ...]]:
-        return [kept_counts(g.size, self.keep_ratios, self.divisor) for g in self.base(task).groups.groups]
+    def _choices(self) -> list[tuple[int, ...]]:
+        """Per group, the channel counts it may keep (the same for every task: the head is never a group)."""
+        if self._kept_counts is None:
+            self._kept_counts = [kept_counts(g.size, self.keep_ratios, self.divisor) for g in self.base().groups.groups]
+        return self._kept_counts
 
     def _n_blocks(self) -> int:
         return len(self.base().fx.blocks) if self.search_blocks else 0
@@ -195,12 +199,14 @@ class ModelSpace(SearchSpace):
 
     def _inactive(self, blocks: tuple[bool, ...]) -> set[int]:
         """Groups every layer of which sits in a dropped block (their choice does not matter)."""
+        from edgenas.compress.graph import inside
+
         base = self.base()
         dropped = [b.path for b, keep in zip(base.fx.blocks, blocks) if not keep]
         if not dropped:
             return set()
         return {i for i, g in enumerate(base.groups.groups)
-                if all(any(m == d or m.startswith(d + ".") for d in dropped) for m in g.modules)}
+                if all(any(inside(m, d) for d in dropped) for m in g.modules)}
 
     def _normal(self, spec: ModelSpec) -> ModelSpec:
         off = self._inactive(spec.blocks)

@@ -71,12 +71,16 @@ def _fill(template: Any, values: list[Any]) -> Any:
     return template
 
 
+def is_depthwise(conv: nn.Conv2d) -> bool:
+    """One filter per channel: pruning keeps it so (its group count follows its channels)."""
+    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+
+
 def module_entry(mod: nn.Module, cin: int, cout: int) -> tuple[Any, ...]:
     """A module as constructor arguments with pruned channel counts (Conv2d, Linear, BatchNorm2d) or,
     for parameter-free modules, as its pickle (their configuration is all they hold)."""
     if isinstance(mod, nn.Conv2d):
-        depthwise = mod.groups > 1 and mod.groups == mod.in_channels == mod.out_channels
-        groups = cin if depthwise else mod.groups
+        groups = cin if is_depthwise(mod) else mod.groups
         return ("Conv2d", cin, cout, tuple(mod.kernel_size), tuple(mod.stride), mod.padding, tuple(mod.dilation),
                 groups, mod.bias is not None, mod.padding_mode)
     if isinstance(mod, nn.Linear):
