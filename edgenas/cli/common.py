@@ -72,8 +72,8 @@ def add_space_arguments(p: argparse.ArgumentParser, required: bool = True) -> No
 def add_model_arguments(p: Any) -> None:
     """``--model`` / ``--model-weights``: the ``model`` space derived from a model the user has."""
     p.add_argument("--model", metavar="SRC",
-                   help="compress a model you have: torchvision:NAME, path/file.py:build_fn or model.pt (the 'model' "
-                        "space: --space model --space-opt model=SRC)")
+                   help="compress a model you have: torchvision:NAME, path/file.py:build_fn, model.pt or model.pt2 "
+                        "(the 'model' space: --space model --space-opt model=SRC)")
     p.add_argument("--model-weights", metavar="PT", help="a state dict for --model (--space-opt weights=PT)")
 
 

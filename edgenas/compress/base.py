@@ -21,7 +21,7 @@ import torch
 import torch.fx
 import torch.nn as nn
 
-from edgenas.compress.graph import ACTIVATION_MODULES, Block, FxModel
+from edgenas.compress.graph import ACTIVATION_MODULES, PATH_KEY, Block, FxModel, is_lifted
 from edgenas.compress.prune import ChannelGroups
 from edgenas.compress.shuffle import fold_channel_shuffles
 from edgenas.compress.source import Source, load_source, model_hash
@@ -199,9 +199,22 @@ class BaseModel:
     # -- a variant, for real -----------------------------------------------------------------
     def build(self, keep: tuple[int, ...], dropped: tuple[Block, ...]) -> nn.Module:
         """The variant as a module: a copy of the source, pruned by Torch-Pruning, dropped blocks replaced
-        by ``nn.Identity``; the kept channels hold the source's weights."""
+        by ``nn.Identity`` (in a lifted torch.export program, whose graph calls the layers directly, the
+        block's output is rewired to its input); the kept channels hold the source's weights."""
         model = copy.deepcopy(self.pruned_from)
         self.groups.prune(model, dict(enumerate(keep)))
+        if dropped and is_lifted(model):
+            nodes = {n.name: n for n in model.graph.nodes}  # a copy of the graph self.fx analysed: same names
+            into = {b.output.name: b.input.name for b in dropped}
+            for b in dropped:
+                source = b.input.name
+                while source in into:  # the block before was dropped too
+                    source = into[source]
+                nodes[b.output.name].replace_all_uses_with(nodes[source])
+            model.graph.eliminate_dead_code()
+            model.delete_all_unused_submodules()
+            model.recompile()
+            return model
         for b in dropped:
             _set(model, b.path, nn.Identity())
         return model
@@ -270,7 +283,7 @@ def _region_labels(fx: FxModel) -> dict[torch.fx.Node, str]:
     (``Sequential``, ``ModuleList``, ``ModuleDict``); the model's own functional ops are regions of their own."""
     labels: dict[torch.fx.Node, str] = {}
     for i, n in enumerate(fx.nodes):
-        path = str(n.target) if n.op == "call_module" else n.meta.get("edgenas_path", "")
+        path = str(n.target) if n.op == "call_module" else n.meta.get(PATH_KEY, "")
         if not path:
             labels[n] = f"#{i}"
             continue

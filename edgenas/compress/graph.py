@@ -17,6 +17,7 @@ from module path to output channels. :meth:`FxModel.op_graph` turns those shapes
 
 from __future__ import annotations
 
+import copy
 import operator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,9 @@ import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from edgenas.errors import EdgenasError
+
+PATH_KEY = "edgenas_path"
+"""Node meta key: the path of the module whose forward produced the node."""
 
 _ADDS = {operator.add, operator.iadd, torch.add}
 ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.SiLU, nn.GELU, nn.Identity)
@@ -51,8 +55,13 @@ class _PathTracer(torch.fx.Tracer):
 
     def create_node(self, *args: Any, **kwargs: Any) -> torch.fx.Node:
         node = super().create_node(*args, **kwargs)
-        node.meta["edgenas_path"] = self._paths[-1]
+        node.meta[PATH_KEY] = self._paths[-1]
         return node
+
+
+def is_lifted(model: nn.Module) -> bool:
+    """Whether ``model`` is (a copy of) a lifted torch.export program, whose graph carries module paths."""
+    return isinstance(model, torch.fx.GraphModule) and any(PATH_KEY in n.meta for n in model.graph.nodes)
 
 
 def inside(path: str, block: str) -> bool:
@@ -77,8 +86,8 @@ class FxModel:
     def __init__(self, model: nn.Module, input_shape: tuple[int, int, int]) -> None:
         self.model = model
         self.input_shape = input_shape
-        try:
-            graph = _PathTracer().trace(model)
+        try:  # a lifted torch.export program's graph already carries the paths (edgenas.compress.program)
+            graph = copy.deepcopy(model.graph) if is_lifted(model) else _PathTracer().trace(model)
         except Exception as exc:  # torch.fx refuses data-dependent control flow
             raise EdgenasError(f"the model cannot be traced by torch.fx ({type(exc).__name__}: "
                                f"{str(exc).splitlines()[0][:160]}); edgenas derives a search space from its FX graph, "
@@ -103,7 +112,7 @@ class FxModel:
     # -- residual blocks ----------------------------------------------------------------------
     def _removable_blocks(self) -> list[Block]:
         paths = sorted({str(n.target) for n in self.nodes if n.op == "call_module"}
-                       | {n.meta.get("edgenas_path", "") for n in self.nodes})
+                       | {n.meta.get(PATH_KEY, "") for n in self.nodes})
         prefixes = sorted({".".join(p.split(".")[:i]) for p in paths if p for i in range(1, p.count(".") + 2)})
         found: list[Block] = []
         for path in prefixes:
@@ -116,7 +125,7 @@ class FxModel:
 
     def _block(self, path: str) -> Block | None:
         members = [n for n in self.nodes if n.op not in ("placeholder", "output")
-                   and inside(str(n.target) if n.op == "call_module" else n.meta.get("edgenas_path", ""), path)]
+                   and inside(str(n.target) if n.op == "call_module" else n.meta.get(PATH_KEY, ""), path)]
         if not members:
             return None
         member_set = set(members)

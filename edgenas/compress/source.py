@@ -1,7 +1,8 @@
 """Where a model to compress comes from: ``torchvision:NAME``, ``path/file.py:build_fn`` or ``model.pt``.
 
 :func:`load_source` turns the ``--model`` text into a built ``nn.Module`` for a class count (and the
-state dict of ``--weights`` when given) and :func:`model_hash` names it: a short digest of the module's
+state dict of ``--model-weights`` when given; a torch.export program is lifted back into torch.nn layers
+by :mod:`edgenas.compress.program`) and :func:`model_hash` names it: a short digest of the module's
 structure (its FX graph and every parameter's shape) and, when the weights are not random, of its
 weights. The hash is the first token of every derived spec's canonical string, so a table row, a cached
 estimate or an Optuna trial of one source model can never be taken for another's.
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
 SOURCE_FORMS = ("torchvision:NAME (any torchvision classification builder)", "path/to/file.py:build_fn",
-                "model.pt (a module saved with torch.save)")
+                "model.pt (a module saved with torch.save)", "model.pt2 (a torch.export program)")
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class Source:
     """A parsed ``--model`` value."""
 
     kind: str
-    """``torchvision``, ``python`` (a file and a builder function) or ``saved`` (a .pt file; .pt2 is refused)."""
+    """``torchvision``, ``python`` (a file and a builder function) or ``saved`` (a .pt/.pth file holding a
+    module or a torch.export program, or a .pt2 program)."""
     target: str
     """The builder's name, or the file's path."""
     fn: str = ""
@@ -151,34 +153,35 @@ def load_source(source: Source, num_classes: int | None = None, weights: str | N
         model = _seeded(lambda: fn(**_builder_kwargs(fn, num_classes)))
     else:
         path = source.target
-        unprunable = (f"--model {path} is a torch.export program: its layers are ATen calls, not modules "
-                      f"Torch-Pruning can prune; save the module itself (torch.save(model, 'model.pt')) or give its "
-                      f"builder (--model file.py:build_fn)")
-        if path.endswith(".pt2"):
-            raise EdgenasError(unprunable)
         try:
-            model = torch.load(path, map_location="cpu", weights_only=False)
+            model = torch.export.load(path) if path.endswith(".pt2") else torch.load(
+                path, map_location="cpu", weights_only=False)
         except Exception as exc:
-            raise EdgenasError(f"--model {path}: cannot load it ({type(exc).__name__}: {exc}); save the module "
-                               f"with torch.save(model, path)") from None
+            first = str(exc).splitlines()[0][:160] if str(exc) else ""
+            raise EdgenasError(f"--model {path}: cannot load it ({type(exc).__name__}: {first}); "
+                               f"save the module with torch.save(model, path) or the program with "
+                               f"torch.export.save(torch.export.export(model.eval(), (example,)), path)") from None
         if isinstance(model, torch.export.ExportedProgram):
-            raise EdgenasError(unprunable)
+            from edgenas.compress.program import module_from_program
+
+            model = module_from_program(model, path)
         if isinstance(model, dict):
             raise EdgenasError(f"--model {path} holds a state dict, not a module; give the module's builder "
-                               f"(--model file.py:build_fn) and the file with --weights {path}")
+                               f"(--model file.py:build_fn) and the file with --model-weights {path}")
     if not isinstance(model, nn.Module):
         raise EdgenasError(f"--model {source}: the builder returned {type(model).__name__}, not a torch.nn.Module")
     if weights:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise EdgenasError(f"--weights {weights}: cannot load a state dict ({type(exc).__name__}: {exc})") from None
+            raise EdgenasError(f"--model-weights {weights}: cannot load a state dict "
+                               f"({type(exc).__name__}: {exc})") from None
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()
-            raise EdgenasError(f"--weights {weights} does not fit --model {source}: "
+            raise EdgenasError(f"--model-weights {weights} does not fit --model {source}: "
                                f"{first[1].strip() if len(first) > 1 else first[0]}") from None
     return model.eval()
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 DEFAULT_KEEP = (0.25, 0.5, 0.75, 1.0)
 NO_SOURCE = ("space 'model' needs the model to compress: --model torchvision:NAME, --model path/file.py:build_fn "
-             "or --model model.pt (in a job file: [space] name = \"model\", options.model = ...)")
+             "or --model model.pt / model.pt2 (in a job file: [space] name = \"model\", options.model = ...)")
 _BODY_RE = re.compile(r"(?P<hash>[0-9a-f]{12}):r(?P<r>\d+):k(?P<keep>\d+(?:-\d+)*)?(?::b(?P<blocks>[01]+))?")
 
 
@@ -79,8 +79,8 @@ class ModelSpace(SearchSpace):
     def __init__(self, model: str = "", weights: str = "", resolution: int = 224, resolutions: Sequence[int] = (),
                  keep: Sequence[float] = DEFAULT_KEEP, divisor: int = 8, blocks: bool = True,
                  importance: str = "magnitude", importance_data: str = "") -> None:
-        """``model``: the source (``torchvision:NAME``, ``file.py:build_fn``, ``model.pt``); ``weights``: a
-        state dict for it; ``resolution``: input side in pixels; ``resolutions``: input sides to search
+        """``model``: the source (``torchvision:NAME``, ``file.py:build_fn``, ``model.pt``, ``model.pt2``);
+        ``weights``: a state dict for it; ``resolution``: input side in pixels; ``resolutions``: input sides to search
         instead (the model is traced at ``resolution``); ``keep``: channel ratios each group may
         keep; ``divisor``: kept channels are multiples of it; ``blocks``: search residual-block removal;
         ``importance``: channel order within a group (``magnitude``: L2 norm over the group's weights;
@@ -255,7 +255,7 @@ class ModelSpace(SearchSpace):
     def choices(self) -> dict[str, str]:
         ratios = "{" + ", ".join(f"{k:g}" for k in self.keep_ratios) + "}"
         if not self.source_text:
-            return {"source": "--model torchvision:NAME | file.py:build_fn | model.pt",
+            return {"source": "--model torchvision:NAME | file.py:build_fn | model.pt | model.pt2",
                     "groups": f"keep ratio {ratios} of each coupled-channel group (multiples of {self.divisor})",
                     "blocks": "keep or drop each residual block"}
         base = self.base()

@@ -176,12 +176,3 @@ def test_cli_maps_model_to_the_model_space(capsys) -> None:
     assert err.count("\n") == 0 and "no such classification builder" in err
     assert main(["describe", "--space", "tiny", "--model", SMALL, "--random", "1"]) == 2
     assert "drop --space tiny" in capsys.readouterr().err
-
-
-def test_a_torch_export_program_is_refused_with_what_to_give_instead(tmp_path) -> None:
-    from edgenas.compress.source import load_source, parse_source
-
-    model = load_source(parse_source(SMALL), 10)
-    torch.export.save(torch.export.export(model, (torch.randn(1, 3, 32, 32),)), tmp_path / "m.pt2")
-    with pytest.raises(EdgenasError, match=r"torch.export program: .*torch.save\(model"):
-        get_space("model", model=str(tmp_path / "m.pt2"))
