@@ -7,13 +7,17 @@
 2. **Export** — one random spec of each model at ``--export-res`` px, 10 classes, fine-tuned EXPORT_EPOCHS
    epochs on synthetic images, exported as ONNX, TFLite, int8 TFLite and TFLite Micro, each file verified in
    its runtime.
-3. **Digits** — a ``tiny`` w1.0 model trained 20 epochs on digits does not fit ``arena_bytes_tflm <= 64KiB``;
+3. **Programs** — each model saved as a ``torch.export`` program (``.pt2``) and given as ``--model
+   model.pt2``: the space derived from the lifted program against the one derived from the module, for
+   ``--exact`` random specs each at ``--exact-res``: equal cost records, equal member outputs, and the
+   lifted member's counts equal to its analytic record.
+4. **Digits** — a ``tiny`` w1.0 model trained 20 epochs on digits does not fit ``arena_bytes_tflm <= 64KiB``;
    a ``prune-finetune`` search over its derived space finds members that do, and a from-scratch search of
    the ``tiny`` space with the ``train`` estimator under the same budget gets the same CPU time. The best
    feasible member of each is then trained / fine-tuned with the same final recipe and exported.
 
     python benchmarks/compress.py [--exact 20] [--exact-res 224] [--export-res 96] [--skip-export]
-                                  [--skip-digits] [--search-s 600]
+                                  [--skip-programs] [--skip-digits] [--search-s 600]
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ ARENA_BUDGET = 64 * 1024
 EXPORT_EPOCHS = 10
 """The export part fine-tunes each member (random source weights) this long on seeded synthetic images: an
 untrained network's logits are near ties, which no int8 file can keep in order (the 98% top-1 check)."""
+PROGRAMS_HEADING = "torch.export programs (--model model.pt2): the lifted program's space against the module's"
 SOURCE_TINY = "tiny:w1.0:r64:k5e6-k5e6-k5e6_k5e6-k5e6-k5e6_k5e6-k5e6-k5e6_k5e6-k5e6-k5e6"
 """The 'model you have': the largest-depth tiny w1.0 member with 5x5 kernels and expand 6, at 64 px."""
 
@@ -77,6 +82,42 @@ def exactness(name: str, n: int, res: int, seed: int) -> dict[str, Any]:
             "specs": n, "equal": f"{equal}/{n}", "equal_n": equal, "macs_vs_source": f"{min(macs) / full:.2f}-"
             f"{max(macs) / full:.2f}", "load_s": round(load_s, 2), "analytic_ms": round(1000 * t_an / n, 1),
             "build_count_s": round(t_built / n, 2), "mismatches": mismatches[:3]}
+
+
+def programs(name: str, n: int, res: int, seed: int, tmp: Path) -> dict[str, Any]:
+    """The lifted ``.pt2`` program's space against the module's (see the module docstring, part 3)."""
+    from edgenas.compress.source import load_source, parse_source
+
+    module_space = get_space("model", model=f"torchvision:{name}", resolution=res)
+    path = tmp / f"{name}.pt2"
+    t0 = time.perf_counter()
+    torch.export.save(torch.export.export(load_source(parse_source(f"torchvision:{name}")).eval(),
+                                          (torch.randn(1, 3, res, res),)), path)
+    export_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    program_space = get_space("model", model=str(path), resolution=res)
+    base = program_space.base()
+    lift_s = time.perf_counter() - t0
+    x = torch.randn(2, 3, res, res, generator=torch.Generator().manual_seed(seed))
+    same_record = same_out = counted_ok = 0
+    worst = 0.0
+    for spec in module_space.sample(n, seed):
+        lifted = program_space.parse(str(spec).replace(spec.source, program_space.source_hash))
+        a, b = module_space.cost(spec).as_record(), program_space.cost(lifted).as_record()
+        a.pop("arch"), b.pop("arch")
+        same_record += a == b
+        built, reference = program_space.build(lifted).eval(), module_space.build(spec).eval()
+        with torch.no_grad():
+            diff = (reference(x) - built(x)).abs().max().item()
+        worst = max(worst, diff)
+        same_out += diff <= 1e-5
+        counted = count_module(built, program_space.input_shape(lifted), str(lifted))
+        counted.pop("arch", None)
+        counted_ok += counted == b
+    return {"model": name, "resolution": res, "groups": len(base.groups.groups), "blocks": len(base.fx.blocks),
+            "specs": n, "same_record": f"{same_record}/{n}", "same_output": f"{same_out}/{n}",
+            "max_abs_diff": f"{worst:.1e}", "counted_equal": f"{counted_ok}/{n}", "export_s": round(export_s, 1),
+            "lift_s": round(lift_s, 1), "all_ok": same_record == same_out == counted_ok == n}
 
 
 def export_one(name: str, res: int, seed: int, out: Path) -> dict[str, Any]:
@@ -121,6 +162,7 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument("--skip-exact", action="store_true")
     ap.add_argument("--skip-export", action="store_true")
+    ap.add_argument("--skip-programs", action="store_true")
     ap.add_argument("--skip-digits", action="store_true")
     ap.add_argument("--search-s", type=float, default=600.0,
                     help="wall seconds each digits search gets (one process each, same machine; their CPU seconds "
@@ -137,7 +179,7 @@ def main() -> int:
         old = json.loads((RESULTS / "compress.json").read_text())
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     measured = [p for p, skip in (("exactness", args.skip_exact), ("export", args.skip_export),
-                                  ("digits", args.skip_digits)) if not skip]
+                                  ("programs", args.skip_programs), ("digits", args.skip_digits)) if not skip]
     notes += [f"{p}: measured {stamp}" + (f" ({args.note})" if args.note else "") for p in measured]
     if not args.skip_exact:
         for name in args.models:
@@ -146,7 +188,8 @@ def main() -> int:
     else:
         rows = old.get("rows", [])
     for heading, kept in old.get("tables", {}).items():
-        part = "export" if heading.startswith("Export") else "digits"
+        part = ("export" if heading.startswith("Export") else
+                "programs" if heading.startswith(PROGRAMS_HEADING[:12]) else "digits")
         if part not in measured and kept:
             tables[heading] = (kept, list(kept[0].keys()))
     notes += [n for n in old.get("notes", "").splitlines() if n and n.split(":")[0] not in measured]
@@ -159,6 +202,15 @@ def main() -> int:
         heading = f"Export and verification (one random spec each, {EXPORT_EPOCHS} epochs on synthetic images)"
         tables[heading] = (
             exp, ["model", "ok", "top1", "onnx", "tflite", "tflite-int8", "tflm", "arena_est", "arena_tflm", "seconds"])
+    prog_ok = True
+    if not args.skip_programs:
+        prog = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in args.models:
+                print(f"programs: {name}", file=sys.stderr, flush=True)
+                prog.append(programs(name, args.exact, args.exact_res, args.seed, Path(tmp)))
+        prog_ok = all(r.pop("all_ok") for r in prog)
+        tables[PROGRAMS_HEADING] = (prog, list(prog[0].keys()))
     if not args.skip_digits:
         from compress_digits import digits_comparison
 
@@ -174,7 +226,7 @@ def main() -> int:
                    "search_s": args.search_s},
                   "\n".join(notes), packages=("torch-pruning", "torchvision", "ai-edge-litert", "litert-torch",
                                               "tflite-micro", "onnxruntime"), extra_tables=tables)
-    return 0 if all(r.get("equal_n") == r.get("specs") for r in rows) else 1
+    return 0 if prog_ok and all(r.get("equal_n") == r.get("specs") for r in rows) else 1
 
 
 if __name__ == "__main__":
