@@ -151,6 +151,8 @@ class _Lifter:
         root: dict[str, Any] = dict(sorted(self.modules.items(), key=self._rank))
         root.update(self.constants)
         gm = torch.fx.GraphModule(root, self.graph, class_name="LiftedProgram")
+        gm.graph.eliminate_dead_code()  # sizes only a rewritten shuffle read
+        gm.recompile()
         for name, t in self.constants.items():  # buffers, so .to(device) moves them
             owner, _, leaf = name.rpartition(".")
             parent = gm.get_submodule(owner) if owner else gm
@@ -242,6 +244,8 @@ class _Lifter:
             self.env[node] = self.emit(node, "call_method", "chunk", (self.value(args[0]), int(args[1])), {"dim": dim})
         elif base in ("view", "reshape", "_unsafe_view"):
             consumed = self.reshape(node)
+        elif base == "sym_size":  # a dynamic dimension's size (dropped below if only a rewritten shuffle read it)
+            self.env[node] = self.emit(node, "call_method", "size", (self.value(args[0]), int(args[1])))
         else:
             raise self.refuse(node, "has no torch.nn equivalent edgenas can prune")
         if inplace and isinstance(args[0], torch.fx.Node):
@@ -361,8 +365,11 @@ def _aten(node: Any) -> str:
 
 
 def _shape_of(node: Any) -> tuple[int, ...] | None:
+    """The node's shape at export; -1 for a dynamic dimension (a program exported with dynamic shapes)."""
     val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
-    return tuple(int(s) for s in val.shape) if isinstance(val, torch.Tensor) else None
+    if not isinstance(val, torch.Tensor):
+        return None
+    return tuple(s if isinstance(s, int) else -1 for s in val.shape)
 
 
 def _stack(node: torch.fx.Node) -> tuple[str, str]:
@@ -372,7 +379,8 @@ def _stack(node: torch.fx.Node) -> tuple[str, str]:
         return "", ""
     path, cls = list(stack.values())[-1]
     name = cls.__name__ if isinstance(cls, type) else str(cls).rsplit(".", 1)[-1]
-    return str(path), name
+    path = str(path)
+    return ("", "") if path.startswith("_empty_nn_module_stack") else (path, name)
 
 
 def _layer_name(node: torch.fx.Node, weight: torch.fx.Node) -> str:

@@ -20,8 +20,10 @@ pytest.importorskip("torch_pruning", reason="the model space needs the compress 
 SMALL = str(Path(__file__).resolve().parent.parent / "fixtures" / "small_cnn.py") + ":build"
 
 
-def _save_program(model: nn.Module, path: Path, side: int = 32) -> str:
-    torch.export.save(torch.export.export(model.eval(), (torch.randn(1, 3, side, side),)), path)
+def _save_program(model: nn.Module, path: Path, side: int = 32, dynamic_batch: bool = False) -> str:
+    shapes = {"x": {0: torch.export.Dim("batch", min=1, max=64)}} if dynamic_batch else None
+    torch.export.save(torch.export.export(model.eval(), (torch.randn(2, 3, side, side),), dynamic_shapes=shapes),
+                      path)
     return str(path)
 
 
@@ -61,8 +63,10 @@ def test_a_program_derives_the_space_of_its_module(tmp_path) -> None:
 @pytest.mark.parametrize("name", ["mobilenet_v2", "shufflenet_v2_x0_5"])
 def test_torchvision_programs_derive_the_same_space(tmp_path, name: str) -> None:
     """MobileNetV2 (ReLU6 as hardtanh, residual adds) and ShuffleNetV2 (its shuffle's reshapes were fixed
-    at export; lifted with sizes read from the tensor, then folded as torchvision's)."""
-    program = _save_program(load_source(parse_source(f"torchvision:{name}")), tmp_path / f"{name}.pt2")
+    at export; lifted with sizes read from the tensor, then folded as torchvision's), exported with a
+    dynamic batch dimension (the reshapes read it with ``sym_size``)."""
+    program = _save_program(load_source(parse_source(f"torchvision:{name}")), tmp_path / f"{name}.pt2",
+                            dynamic_batch=name.startswith("shufflenet"))
     _same_space(f"torchvision:{name}", program, 32, specs=2)
 
 
@@ -84,7 +88,7 @@ class _FixedReshape(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x).mean(dim=(2, 3))
-        return self.fc(y.reshape(1, 2, 4).transpose(1, 2).reshape(1, 8))
+        return self.fc(y.reshape(2, 2, 4).transpose(1, 2).reshape(2, 8))
 
 
 class _TwoInputs(nn.Module):
