@@ -9,7 +9,7 @@ crossover for every space without space-specific code (a changed depth draws the
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,13 +21,16 @@ class ReplayTrial:
     (and chosen by ``keep``) is returned as given, any other is drawn uniformly with ``rng``.
 
     ``distributions`` records every parameter the space asked for, with its choices, so a caller can
-    learn a space's parameters by replaying one spec.
+    learn a space's parameters by replaying one spec. ``draw(name, choices)`` replaces the uniform draw
+    (the ``rl`` sampler's policy draws through it).
     """
 
-    def __init__(self, params: Mapping[str, Any], rng: random.Random, keep: Any = None) -> None:
+    def __init__(self, params: Mapping[str, Any], rng: random.Random, keep: Any = None,
+                 draw: Callable[[str, list[Any]], Any] | None = None) -> None:
         self.params = dict(params)
         self.rng = rng
         self.keep = keep or (lambda name: True)
+        self.draw = draw or (lambda name, choices: self.rng.choice(choices))
         self.distributions: dict[str, tuple[Any, ...]] = {}
         self.values: dict[str, Any] = {}
 
@@ -36,7 +39,7 @@ class ReplayTrial:
         if name in self.params and self.params[name] in choices and self.keep(name):
             value = self.params[name]
         else:
-            value = self.rng.choice(list(choices))
+            value = self.draw(name, list(choices))
         self.values[name] = value
         return value
 
@@ -45,6 +48,10 @@ class ReplayTrial:
 
     def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
         return int(self._pick(name, range(low, high + 1, step)))
+
+    def replayed(self, name: str) -> bool:
+        """Whether parameter ``name`` was given in ``params`` (within its choices), not drawn."""
+        return name in self.params and self.params[name] in self.distributions.get(name, ())
 
 
 def mutate(space: SearchSpace, spec: ArchSpec, rng: random.Random, rate: float) -> ArchSpec:

@@ -7,7 +7,8 @@ trains a controller that samples architectures and rewards each sampled model ``
 
 (their eq. 2), with ``alpha = beta = -0.07`` for the soft constraint they search with (``alpha = 0,
 beta = -1`` is their hard constraint). Here the controller is a table of logits, one softmax per
-parameter the space asks for (``space.suggest`` run on a :class:`PolicyTrial`), so every space gets a
+parameter the space asks for (``space.suggest`` run on a
+:class:`~edgenas.spaces.params.ReplayTrial` drawing from the policy), so every space gets a
 controller without space-specific code: a conditional parameter (the blocks a deeper stage adds) is
 drawn, and learned, only when it appears. The controller is trained with REINFORCE (Williams 1992;
 MnasNet used PPO) and a moving-average baseline as in Zoph & Le (2017) and ENAS (Pham et al. 2018):
@@ -61,6 +62,7 @@ from optuna.trial import FrozenTrial
 
 from edgenas.search.samplers.base import Observation, SearchContext, SpecSampler, register_sampler
 from edgenas.spaces import ArchSpec, SearchSpace
+from edgenas.spaces.params import ReplayTrial
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -136,42 +138,13 @@ class Policy:
             self._cdf.pop(key, None)
 
 
-class PolicyTrial:
-    """A stand-in for ``optuna.Trial`` inside ``space.suggest``: draws each parameter from the
-    policy (``params`` None), or replays ``params`` (an observed spec's); either way ``drawn`` lists
-    (parameter, choice index) for every parameter asked, the ones whose log-probability a reward
-    updates. A replayed value outside the parameter's choices is returned but not listed."""
-
-    def __init__(self, policy: Policy, rng: random.Random | None = None,
-                 params: dict[str, Any] | None = None) -> None:
-        self.policy = policy
-        self.rng = rng or random.Random(0)
-        self.params = params
-        self.drawn: list[tuple[Key, int]] = []
-
-    def _pick(self, name: str, choices: Sequence[Any]) -> Any:
-        key: Key = (name, tuple(choices))
-        if self.params is not None:
-            value = self.params.get(name)
-            if value in key[1]:
-                self.drawn.append((key, key[1].index(value)))
-            return value
-        idx = self.policy.draw(key, self.rng)
-        self.drawn.append((key, idx))
-        return key[1][idx]
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return self._pick(name, choices)
-
-    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
-        return int(self._pick(name, range(low, high + 1, step)))
-
-
-def drawn_choices(space: SearchSpace, policy: Policy, spec: ArchSpec) -> list[tuple[Key, int]]:
-    """The (parameter, choice index) pairs ``spec`` takes in ``space`` (its parameters replayed)."""
-    trial = PolicyTrial(policy, params=space.trial_params(spec))
+def drawn_choices(space: SearchSpace, spec: ArchSpec) -> list[tuple[Key, int]]:
+    """The (parameter, choice index) pairs ``spec`` takes in ``space`` (its parameters replayed; a value
+    outside the parameter's choices is not listed)."""
+    trial = ReplayTrial(space.trial_params(spec), random.Random(0))
     space.suggest(trial)  # type: ignore[arg-type]
-    return trial.drawn
+    return [((name, choices), choices.index(trial.values[name]))
+            for name, choices in trial.distributions.items() if trial.replayed(name)]
 
 
 @register_sampler("rl", "MnasNet's REINFORCE controller: reward accuracy x (latency/target)^-0.07, "
@@ -308,14 +281,16 @@ class RLSampler(SpecSampler):
         key = str(spec)
         drawn = self._drawn.get(key)
         if drawn is None:
-            drawn = self._drawn[key] = drawn_choices(self.context.space, self.policy, spec)
+            drawn = self._drawn[key] = drawn_choices(self.context.space, spec)
         self.policy.update(drawn, advantage, self.lr, self.entropy)
         self.baseline = self.decay * self.baseline + (1 - self.decay) * reward
 
     # -- proposal ------------------------------------------------------------------------------
     def draw(self) -> ArchSpec:
         """One spec drawn from the policy (budgets not checked)."""
-        return self.context.space.suggest(PolicyTrial(self.policy, self.rng))  # type: ignore[arg-type]
+        trial = ReplayTrial({}, self.rng, draw=lambda name, choices: choices[self.policy.draw(
+            (name, tuple(choices)), self.rng)])
+        return self.context.space.suggest(trial)  # type: ignore[arg-type]
 
     def propose(self, study: Study, trial: FrozenTrial) -> ArchSpec:
         done, _, taken, _ = self.observe(study)
