@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,9 @@ def load_source(source: Source, num_classes: int | None = None, weights: str | N
         model = _seeded(lambda: fn(**_builder_kwargs(fn, num_classes)))
     else:
         path = source.target
+        export_log = logging.getLogger("torch.export")  # logs a traceback before raising on a bad file
+        level = export_log.level
+        export_log.setLevel(logging.ERROR)
         try:
             model = torch.export.load(path) if path.endswith(".pt2") else torch.load(
                 path, map_location="cpu", weights_only=False)
@@ -161,6 +165,8 @@ def load_source(source: Source, num_classes: int | None = None, weights: str | N
             raise EdgenasError(f"--model {path}: cannot load it ({type(exc).__name__}: {first}); "
                                f"save the module with torch.save(model, path) or the program with "
                                f"torch.export.save(torch.export.export(model.eval(), (example,)), path)") from None
+        finally:
+            export_log.setLevel(level)
         if isinstance(model, torch.export.ExportedProgram):
             from edgenas.compress.program import module_from_program
 

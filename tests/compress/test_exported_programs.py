@@ -100,6 +100,26 @@ class _TwoInputs(nn.Module):
         return self.conv(x) + self.conv(y)
 
 
+def test_a_file_that_is_not_a_program_logs_no_traceback(tmp_path) -> None:
+    """torch.export.load logs a traceback (torch's own log handler, on stderr) before raising on a bad
+    file; edgenas raises its one-line error and lets nothing through that logger."""
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("torch.export")
+    logger.addHandler(handler)
+    junk = tmp_path / "junk.pt2"
+    junk.write_bytes(b"not a program")
+    try:
+        with pytest.raises(EdgenasError, match="cannot load it"):
+            load_source(parse_source(str(junk)))
+    finally:
+        logger.removeHandler(handler)
+    assert not records, records[0].getMessage()
+
+
 def test_what_cannot_be_lifted_is_one_line(tmp_path) -> None:
     small = load_source(parse_source(SMALL))
     train = tmp_path / "train.pt2"
