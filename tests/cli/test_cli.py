@@ -160,10 +160,10 @@ def test_demo_config_runs_a_search(capsys, repo, isolated_user_dir, tmp_path):
     supernet trained first, then a real search on this CPU's ORT latency table, with its budgets, every
     candidate scored with the weights it inherits."""
     text = (repo / "examples" / "demo.toml").read_text()
-    assert 'out = "runs/demo-supernet.pt"' in text and "epochs = 8" in text
+    assert 'out = "runs/demo-supernet.pt"' in text and "\nepochs = 8\n" in text
     job = tmp_path / "demo.toml"
     job.write_text(text.replace('out = "runs/demo-supernet.pt"', f'out = "{tmp_path / "sn.pt"}"')
-                   .replace("epochs = 8", "epochs = 1"))
+                   .replace("\nepochs = 8\n", "\nepochs = 1\n"))
     code, out, err = run_cli(capsys, "search", str(job), "--trials", "3",
                              "--space-opt", "resolutions=32", "--space-opt", "widths=0.5",
                              "--out", str(tmp_path / "demo"), "--no-progress")
