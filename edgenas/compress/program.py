@@ -61,6 +61,8 @@ def module_from_program(program: Any, where: str) -> torch.fx.GraphModule:
 
 
 class _Lifter:
+    """One pass over the program's graph (``program.module()``), building a new FX graph of torch.nn layers."""
+
     def __init__(self, program: Any, where: str) -> None:
         self.where = where
         self.src = program.module()
@@ -69,7 +71,6 @@ class _Lifter:
         self.env: dict[torch.fx.Node, Any] = {}
         self.modules: dict[str, nn.Module] = {}
         self.constants: dict[str, torch.Tensor] = {}
-        self.tensor_of: dict[nn.Module, torch.Tensor] = {}
         self.inputs = 0
 
     # -- errors and small helpers -------------------------------------------------------------
@@ -84,14 +85,14 @@ class _Lifter:
             return None
         if not (isinstance(a, torch.fx.Node) and a.op == "get_attr"):
             raise self.refuse(node, "reads weights computed inside the graph")
-        return _fetch(self.src, str(a.target)).detach()
+        return operator.attrgetter(str(a.target))(self.src).detach()
 
     def value(self, a: Any) -> Any:
         """An argument of the new graph: nodes mapped, constants registered as buffers."""
         def one(n: torch.fx.Node) -> Any:
             if n.op == "get_attr" and n not in self.env:
                 name = str(n.target)
-                self.constants[name] = _fetch(self.src, name).detach().clone()
+                self.constants[name] = operator.attrgetter(name)(self.src).detach().clone()
                 self.env[n] = self.graph.get_attr(name)
             v = self.env[n]
             return v.node if isinstance(v, _BatchNormTuple) else v
@@ -411,10 +412,3 @@ def _same(a: nn.Module, b: nn.Module) -> bool:
         return False
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def _fetch(gm: nn.Module, target: str) -> torch.Tensor:
-    obj: Any = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
