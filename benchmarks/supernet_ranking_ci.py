@@ -31,6 +31,8 @@ import common  # noqa: E402
 import supernet as sn  # noqa: E402
 
 ESTIMATORS = ("supernet", "train", "synflow")
+SANDWICH = "supernet (smallest_prob=1)"
+"""The supernet trained with the sandwich rule (the default until 2026-12-08), when its scores are cached."""
 LEVEL = 0.90
 
 
@@ -47,25 +49,28 @@ def task_scores(plan: Any, source: str) -> dict[str, Any]:
     for arch in plan.specs:
         seeds = [plan.standalone(source, arch, s) for s in sn.SEEDS]
         est = {n: sn._read_json(plan.estimate_path(source, n, arch)) for n in ESTIMATORS}
+        sandwich = sn._read_json(plan.estimate_path(source, "supernet", arch, ("", plan.etag))) if plan.ttag else None
         if all(seeds) and all(est.values()):
             rows.append({"arch": arch, **{f"seed{s}": r["accuracy"] for s, r in zip(sn.SEEDS, seeds)},
-                         **{n: r["score"] for n, r in est.items()}})
+                         **{n: r["score"] for n, r in est.items()},
+                         **({SANDWICH: sandwich["score"]} if sandwich else {})})
     return {"source": source, "specs": rows}
 
 
 def analyse(rows: list[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any]:
     seeds = [f"seed{s}" for s in sn.SEEDS]
     truth = np.mean([[r[s] for s in seeds] for r in rows], axis=1)
-    cols = {n: np.array([r[n] for r in rows]) for n in ESTIMATORS}
+    names = [*ESTIMATORS, *([SANDWICH] if all(SANDWICH in r for r in rows) else [])]
+    cols = {n: np.array([r[n] for r in rows]) for n in names}
     s0, s1 = (np.array([r[s] for r in rows]) for s in seeds[:2])
-    point = {n: _tau(cols[n], truth) for n in ESTIMATORS}
+    point = {n: _tau(cols[n], truth) for n in names}
     point["ceiling"] = _tau(s0, s1)
     rng = np.random.default_rng(seed)
     n = len(rows)
     boot = {k: np.empty(resamples) for k in point}
     for i in range(resamples):
         idx = rng.integers(0, n, n)
-        for name in ESTIMATORS:
+        for name in names:
             boot[name][i] = _tau(cols[name][idx], truth[idx])
         boot["ceiling"][i] = _tau(s0[idx], s1[idx])
     lo, hi = 100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2
@@ -75,7 +80,7 @@ def analyse(rows: list[dict[str, Any]], resamples: int, seed: int) -> dict[str, 
 
     out: dict[str, Any] = {"n": n, "tau": {k: round(v, 4) for k, v in point.items()},
                            "tau_ci": {k: ci(v) for k, v in boot.items()}, "differences": {}}
-    for other in ("train", "synflow"):
+    for other in [n for n in names if n != "supernet"]:
         d = boot["supernet"] - boot[other]
         out["differences"][f"supernet - {other}"] = {
             "point": round(point["supernet"] - point[other], 4), "ci": ci(d),
@@ -102,13 +107,13 @@ def main() -> int:
             continue
         res = analyse(scores["specs"], a.resamples, a.seed)
         tasks.append({"task": label, **scores, "analysis": res})
-        for name in (*ESTIMATORS, "ceiling"):
+        for name in (*[n for n in res["tau"] if n != "ceiling"], "ceiling"):
             row = {"task": label, "estimator": {"train": "train (2 epochs)",
                                                 "ceiling": "seed 0 vs seed 1 (ceiling)"}.get(name, name),
                    "n": res["n"], "kendall_tau": res["tau"][name],
                    f"ci{int(LEVEL * 100)}": f"{res['tau_ci'][name][0]:.3f} .. {res['tau_ci'][name][1]:.3f}"}
             for key, d in res["differences"].items():
-                if key.endswith(name) and name != "supernet":
+                if key == f"supernet - {name}":
                     row["supernet minus this"] = f"{d['point']:+.3f} ({d['ci'][0]:+.3f} .. {d['ci'][1]:+.3f})"
                     row["P(supernet >= this)"] = d["share_supernet_at_least_as_good"]
             rows.append(row)
@@ -121,7 +126,7 @@ def main() -> int:
              f"ceiling is seed 0 against seed 1. Scores from the supernet benchmark's cache (its settings: "
              f"benchmarks/results/supernet.md); every spec's scores are in the JSON.")
     json_tasks = {"Per-spec scores": ([{"task": t["task"], **r} for t in tasks for r in t["specs"]],
-                                      ["task", "arch", "seed0", "seed1", *ESTIMATORS])}
+                                      ["task", "arch", "seed0", "seed1", *ESTIMATORS, SANDWICH])}
     common.write_results("supernet_ranking_ci", "Supernet benchmark: confidence in the ranking taus", rows,
                          ["task", "estimator", "n", "kendall_tau", f"ci{int(LEVEL * 100)}", "supernet minus this",
                           "P(supernet >= this)"],

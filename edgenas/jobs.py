@@ -469,14 +469,20 @@ class ExportConfig:
 
 
 def parse_trials(value: str | Sequence[int]) -> str | list[int]:
-    """``"pareto"``, or trial numbers (``"3,17"`` or ``[3, 17]``), each once."""
+    """``"pareto"``, ``"pareto:N"`` (N models spread along the front), or trial numbers (``"3,17"`` or
+    ``[3, 17]``), each once."""
     if isinstance(value, str):
         text = value.strip()
         if text == "pareto":
             return "pareto"
+        if text.startswith("pareto:"):
+            n = text.split(":", 1)[1].strip()
+            if not n.isdigit() or int(n) < 1:
+                _fail("export", "trials", f"pareto:N takes a whole number of models >= 1, got {value!r}")
+            return f"pareto:{int(n)}"
         parts = [p.strip() for p in text.split(",")]
         if not text or not all(parts):
-            _fail("export", "trials", f"takes 'pareto' or trial numbers like 3,17; got {value!r}")
+            _fail("export", "trials", f"takes 'pareto', 'pareto:N' or trial numbers like 3,17; got {value!r}")
         try:
             numbers = [int(p) for p in parts]
         except ValueError:

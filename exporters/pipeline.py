@@ -110,8 +110,8 @@ def device_targets(config: dict[str, Any], row: dict[str, Any], devices_dir: str
 
 def requests_from_run(run_dir: Path, trials: str | list[int] = "pareto", devices_dir: str | None = None) -> tuple[
         list[ExportRequest], dict[str, Any]]:
-    """The models to export from a finished run folder (``pareto`` = its feasible front, or trial
-    numbers) and the run's resolved configuration."""
+    """The models to export from a finished run folder (``pareto`` = its feasible front, ``pareto:N`` = N of
+    them spread along it, or trial numbers) and the run's resolved configuration."""
     from edgenas.search.fields import TRUST_FIELDS
     from edgenas.search.job import SearchJob
     from edgenas.search.runfolder import TRIALS_CSV, RunFolder
@@ -119,10 +119,12 @@ def requests_from_run(run_dir: Path, trials: str | list[int] = "pareto", devices
     folder = RunFolder(run_dir).require_finished("export")
     config = folder.config()
     job = SearchJob(config, devices_dir=devices_dir)
-    if trials == "pareto":
+    if isinstance(trials, str) and (trials == "pareto" or trials.startswith("pareto:")):
         rows = folder.front()
         if not rows:
             raise EdgenasError(f"{run_dir} has an empty Pareto front (no feasible scored trial); pass --trials IDS")
+        if trials != "pareto":
+            rows = spread_along_front(rows, int(trials.split(":", 1)[1]))
     else:
         table = folder.trial_rows()
         missing = [t for t in trials if t not in table]
@@ -140,6 +142,19 @@ def requests_from_run(run_dir: Path, trials: str | list[int] = "pareto", devices
         out.append(ExportRequest(job.space, spec, job.task, f"trial_{int(r['trial']):04d}", int(r["trial"]), est,
                                  device_targets(config, r, devices_dir)))
     return out, config
+
+
+def spread_along_front(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """``n`` of the front's models, evenly spaced in its order from most to least accurate (both ends kept;
+    all of them when the front has no more than ``n``): a front of 11 becomes, for n = 4, its 1st, 4th, 8th
+    and 11th most accurate models."""
+    if len(rows) <= n:
+        return list(rows)
+    ranked = sorted(rows, key=lambda r: -float(r.get("accuracy") or 0.0))
+    if n == 1:
+        return ranked[:1]
+    picks = sorted({round(i * (len(ranked) - 1) / (n - 1)) for i in range(n)})
+    return [ranked[i] for i in picks]
 
 
 def run_noise_snr_db(config: dict[str, Any]) -> float:

@@ -179,3 +179,20 @@ def test_the_trust_example_asks_its_estimator_for_the_trust_metrics():
     assert [str(b) for b in job.budgets][-1] == "calibration_error<=0.25"
     assert job.config["estimator"]["options"]["expensive_options"] == {
         "epochs": 2, "metrics": ["worst_class_accuracy", "calibration_error"]}
+
+
+def test_export_trials_take_a_thinned_front():
+    """``pareto:N``: N models spread along the front from most to least accurate, both ends kept."""
+    from edgenas.errors import EdgenasError
+    from edgenas.exporters.pipeline import spread_along_front
+    from edgenas.jobs import parse_trials
+
+    assert parse_trials("pareto:4") == "pareto:4" and parse_trials(" pareto ") == "pareto"
+    for bad in ("pareto:0", "pareto:x", "pareto:"):
+        with pytest.raises(EdgenasError, match="pareto:N takes a whole number"):
+            parse_trials(bad)
+    front = [{"trial": t, "accuracy": a} for t, a in enumerate([0.90, 0.99, 0.95, 0.97, 0.93, 0.91, 0.98])]
+    picked = spread_along_front(front, 3)
+    assert [r["accuracy"] for r in picked] == [0.99, 0.95, 0.90]
+    assert [r["accuracy"] for r in spread_along_front(front, 1)] == [0.99]
+    assert spread_along_front(front, 7) == front and spread_along_front(front[:2], 4) == front[:2]

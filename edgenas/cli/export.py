@@ -53,7 +53,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help=COMMAND_HELP, description=COMMAND_HELP)
     p.add_argument("run_dir", nargs="?", help="a search run folder (edgenas search --out)")
-    p.add_argument("--trials", default="pareto", help="'pareto' (the feasible front, default) or trial numbers 3,17")
+    p.add_argument("--trials", default="pareto",
+                   help="'pareto' (the feasible front, default), 'pareto:N' (N models spread along it, both ends "
+                        "kept) or trial numbers 3,17")
     p.add_argument("--formats", default="onnx,tflite,tflite-int8",
                    help="comma list of onnx, tflite, tflite-int8, tflm (default onnx,tflite,tflite-int8)")
     p.add_argument("--train-epochs", type=int, default=10, help="final training epochs on the run's dataset (10)")

@@ -14,7 +14,8 @@ from edgenas.errors import EdgenasError
 from edgenas.jobs import ConfigError, JobConfig, SpaceConfig, SupernetConfig, TaskConfig, table_from_dict
 from edgenas.options import parse_kv
 
-COMMAND_HELP = "train a weight-sharing supernet of a space (sandwich rule, in-place distillation), or show one"
+COMMAND_HELP = ("train a weight-sharing supernet of a space (largest + random subnets, in-place distillation), "
+                "or show one")
 
 
 def supernet_job(args: argparse.Namespace) -> JobConfig:
@@ -98,7 +99,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--opt", action="append", metavar="KEY=VALUE",
                    help="training option: batch_size, lr, momentum, weight_decay, nesterov, label_smoothing, "
                         "n_random (random subnets per step, default 2), distill, temperature, train_samples, "
-                        "smallest_prob (probability a step trains the smallest subnet, default 1)")
+                        "smallest_prob (probability a step trains the smallest subnet, default 0; 1: the sandwich "
+                        "rule)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("-v", "--verbose", action="store_true", help="show third-party libraries' logs")
     t.set_defaults(func=cmd_supernet_train)

@@ -118,14 +118,14 @@ def test_device_is_checked_before_any_work(space, digits, tmp_path):
 
 
 def test_smallest_prob_decides_how_often_the_smallest_is_trained(space):
-    """At 1 (the default: the sandwich rule) every step trains the smallest and no coin is drawn (the
-    subnets of runs before the option); at 0 never (a random subnet takes its place, same count); in
-    between, about that fraction of steps."""
+    """At 1 (the sandwich rule, the default before 2026-12-08) every step trains the smallest and no coin
+    is drawn (the subnets of runs before the option); at 0 (the default) never (a random subnet takes its
+    place, same count); in between, about that fraction of steps."""
     import random
 
     from edgenas.supernet.train import TRAIN_DEFAULTS, _step_subnets
 
-    assert TRAIN_DEFAULTS["smallest_prob"] == 1.0
+    assert TRAIN_DEFAULTS["smallest_prob"] == 0.0
     smallest = space.parse("tiny:w0.5:r32:k3e3_k3e3_k3e3_k3e3")
     a, b = random.Random(5), random.Random(5)
     for _ in range(20):
@@ -146,15 +146,19 @@ def test_smallest_prob_is_validated_and_recorded(space, digits, tmp_path):
     path = tmp_path / "sn.pt"
     run = train_supernet(space, None, digits, 1, seed=2, device="cpu", checkpoint=path, smallest_prob=0, **RESUME)
     assert read_checkpoint(path)["hparams"]["smallest_prob"] == 0.0
-    sandwich = train_supernet(space, None, digits, 1, seed=2, device="cpu", **RESUME)
-    # a different training: never the smallest, so different weights
+    default = train_supernet(space, None, digits, 1, seed=2, device="cpu", **RESUME)
+    assert all(torch.equal(v, default.supernet.state_dict()[k]) for k, v in run.supernet.state_dict().items())
+    sandwich = train_supernet(space, None, digits, 1, seed=2, device="cpu", smallest_prob=1, **RESUME)
+    # a different training: the smallest on every step, so different weights
     assert any(not torch.equal(v, sandwich.supernet.state_dict()[k]) for k, v in run.supernet.state_dict().items())
     with pytest.raises(EdgenasError, match="its hparams"):
-        train_supernet(space, None, digits, 1, seed=2, device="cpu", checkpoint=path, resume=True, **RESUME)
+        train_supernet(space, None, digits, 1, seed=2, device="cpu", checkpoint=path, resume=True, smallest_prob=1,
+                       **RESUME)
 
 
 def test_checkpoint_of_older_versions_resumes(space, digits, tmp_path):
-    """Checkpoints written before an option existed (no key in their hparams) resume as runs of its default."""
+    """Checkpoints written before an option existed (no key in their hparams) resume as runs of what they were
+    trained with: before smallest_prob, the sandwich rule (1), not today's default (0)."""
     from edgenas.supernet.train import save_checkpoint
 
     path = tmp_path / "sn.pt"
@@ -163,12 +167,13 @@ def test_checkpoint_of_older_versions_resumes(space, digits, tmp_path):
         raise Crash
 
     with pytest.raises(Crash):
-        train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, on_epoch=crash, **RESUME)
+        train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, on_epoch=crash,
+                       smallest_prob=1, **RESUME)
     ck = read_checkpoint(path)
     del ck["hparams"]["smallest_prob"]
     save_checkpoint(path, ck)
-    resumed = train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, resume=True, **RESUME)
+    with pytest.raises(EdgenasError, match="its hparams"):  # today's default is not what it was trained with
+        train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, resume=True, **RESUME)
+    resumed = train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, resume=True,
+                             smallest_prob=1, **RESUME)
     assert resumed.resumed_from == 1
-    with pytest.raises(EdgenasError, match="its hparams"):
-        train_supernet(space, None, digits, 2, seed=3, device="cpu", checkpoint=path, resume=True, smallest_prob=0.5,
-                       **RESUME)
