@@ -486,7 +486,7 @@ def parse_trials(value: str | Sequence[int]) -> str | list[int]:
         try:
             numbers = [int(p) for p in parts]
         except ValueError:
-            _fail("export", "trials", f"takes 'pareto' or trial numbers like 3,17; got {value!r}")
+            _fail("export", "trials", f"takes 'pareto', 'pareto:N' or trial numbers like 3,17; got {value!r}")
     else:
         numbers = list(value)
         if not numbers:

@@ -52,7 +52,7 @@ BAD_JOBS = [
     ("[search]\ntrials = 2\nprecision = \"int4\"\n", "[search] precision: must be one of int8, fp32"),
     ("[task]\nnum_classes = -3\n[search]\ntrials = 2\n", "[task] num_classes: must be >= 1, got -3"),
     ("[task]\nnum_classes = 2.5\n[search]\ntrials = 2\n", "[task] num_classes: must be an integer, got 2.5"),
-    ("[search]\ntrials = 2\n[export]\ntrials = \"\"\n", "[export] trials: takes 'pareto' or trial numbers"),
+    ("[search]\ntrials = 2\n[export]\ntrials = \"\"\n", "[export] trials: takes 'pareto', 'pareto:N' or trial numbers"),
     ("[search]\ntrials = 2\n[export]\ntrials = \"3,3\"\n", "[export] trials: lists trial(s) 3 twice"),
     ("[search]\ntrials = 2\n[export]\nformats = []\n", "[export] formats: needs at least one format"),
     ("[search]\ntrials = 2\n[export]\ntrain_epochs = 0\n", "[export] train_epochs: must be >= 1"),
@@ -196,11 +196,11 @@ def test_export_of_a_damaged_front(content, needle, run_copy, capsys):
 
 
 @pytest.mark.parametrize(("trials", "needle"), [
-    ("", "--trials: takes 'pareto' or trial numbers"),
+    ("", "--trials: takes 'pareto', 'pareto:N' or trial numbers"),
     ("3,3", "--trials: lists trial(s) 3 twice"),
-    ("1,,2", "--trials: takes 'pareto' or trial numbers"),
+    ("1,,2", "--trials: takes 'pareto', 'pareto:N' or trial numbers"),
     ("-1", "--trials: trial numbers are >= 0"),
-    ("x", "--trials: takes 'pareto' or trial numbers"),
+    ("x", "--trials: takes 'pareto', 'pareto:N' or trial numbers"),
 ])
 def test_export_trial_choices(trials, needle, run_copy, capsys):
     before = snapshot(run_copy)
