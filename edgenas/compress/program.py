@@ -29,14 +29,14 @@ import torch.nn.functional as F
 from edgenas.compress.graph import PATH_KEY
 from edgenas.errors import EdgenasError
 
-_ACTIVATIONS: dict[str, tuple[Any, Any]] = {
-    # ATen name: (module factory from the call's extra args, the torch function of the same meaning)
-    "relu": (lambda: nn.ReLU(), torch.relu),
-    "hardswish": (lambda: nn.Hardswish(), F.hardswish),
-    "hardsigmoid": (lambda: nn.Hardsigmoid(), F.hardsigmoid),
-    "sigmoid": (lambda: nn.Sigmoid(), torch.sigmoid),
-    "silu": (lambda: nn.SiLU(), F.silu),
-    "tanh": (lambda: nn.Tanh(), torch.tanh),
+_ACTIVATIONS: dict[str, tuple[type[nn.Module], Any]] = {
+    # ATen name: (the argument-free torch.nn layer, the torch function of the same meaning)
+    "relu": (nn.ReLU, torch.relu),
+    "hardswish": (nn.Hardswish, F.hardswish),
+    "hardsigmoid": (nn.Hardsigmoid, F.hardsigmoid),
+    "sigmoid": (nn.Sigmoid, torch.sigmoid),
+    "silu": (nn.SiLU, F.silu),
+    "tanh": (nn.Tanh, torch.tanh),
 }
 _BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
 _IDENTITY = {"contiguous", "clone", "alias", "detach", "lift_fresh_copy", "dropout", "feature_dropout",
@@ -206,8 +206,8 @@ class _Lifter:
         elif base in ("batch_norm", "_native_batch_norm_legit_no_training"):
             self.env[node] = self.batch_norm(node, args, base)
         elif base in _ACTIVATIONS:
-            module, fn = _ACTIVATIONS[base]
-            self.env[node] = self.layer_or_function(node, module(), fn, (self.value(args[0]),))
+            layer, fn = _ACTIVATIONS[base]
+            self.env[node] = self.layer_or_function(node, layer(), fn, (self.value(args[0]),))
         elif base == "hardtanh":
             lo, hi = (float(args[1]) if len(args) > 1 else -1.0), (float(args[2]) if len(args) > 2 else 1.0)
             x = self.value(args[0])
